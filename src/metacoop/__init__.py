@@ -1,0 +1,33 @@
+"""metacoop: the metastatic cascade as a class action of cooperating cancer clones.
+
+Typical use::
+
+    import metacoop
+    config = metacoop.load_scenario("default", overrides=["duration_h=48"])
+    result = metacoop.simulate(config, out_dir="runs/demo")
+    result.total_cells("primary")
+"""
+
+from metacoop._version import __version__
+from metacoop.api import simulate
+from metacoop.config.loader import builtin_scenarios, load_scenario, to_toml
+from metacoop.config.schema import SimulationConfig
+from metacoop.core.simulation import Simulation
+from metacoop.errors import ConfigError, InputError, MetacoopError, SimulationError
+from metacoop.io.results import Result, open_run
+
+__all__ = [
+    "ConfigError",
+    "InputError",
+    "MetacoopError",
+    "Result",
+    "Simulation",
+    "SimulationConfig",
+    "SimulationError",
+    "__version__",
+    "builtin_scenarios",
+    "load_scenario",
+    "open_run",
+    "simulate",
+    "to_toml",
+]

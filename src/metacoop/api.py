@@ -1,0 +1,79 @@
+"""The Python API: load a scenario, simulate it, get a :class:`Result`."""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from metacoop.config.schema import SimulationConfig
+from metacoop.core.simulation import Progress, Simulation
+from metacoop.io.results import DATA_FILES, Result, events_table, write_results
+from metacoop.io.rundir import FORMAT, RunDirectory, environment, now_iso
+
+
+def simulate(
+    config: SimulationConfig,
+    out_dir: str | os.PathLike | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    check: bool = False,
+) -> Result:
+    """Run one simulation of ``config``.
+
+    Args:
+        config: a configuration from :func:`metacoop.load_scenario`.
+        out_dir: if given, a new or empty directory the run is written to
+            (manifest, Parquet tables, Zarr snapshots), atomically.
+        progress: called with a :class:`~metacoop.core.simulation.Progress`
+            a few times per second.
+        check: verify the cell-accounting invariant after every step.
+
+    Returns:
+        The run's tables and field snapshots.
+    """
+    rundir = RunDirectory(out_dir) if out_dir is not None else None
+    manifest = {
+        "format": FORMAT,
+        "status": "running",
+        "scenario": config.name,
+        "seed": config.seed,
+        "started": now_iso(),
+        "environment": environment(),
+        "config": config.model_dump(mode="python"),
+    }
+    if rundir is not None:
+        rundir.prepare()
+        rundir.write_manifest(manifest)
+    start = time.perf_counter()
+    try:
+        sim = Simulation(config, check=check)
+        sim.run(progress)
+        timeseries = sim.recorder.timeseries()
+        events = events_table(sim.events)
+        fields = sim.recorder.fields()
+        manifest.update({
+            "ended": now_iso(),
+            "wall_s": round(time.perf_counter() - start, 3),
+            "n_steps": sim.n_steps,
+            "time_h": sim.time_h,
+            "cells_final": sim.n_cells,
+            "status": "completed",
+        })
+        if rundir is not None:
+            write_results(rundir, timeseries, events, fields)
+            manifest["files"] = rundir.checksums(DATA_FILES)
+            rundir.write_manifest(manifest)
+    except BaseException as exc:
+        if rundir is not None and rundir.manifest_path.exists():
+            manifest.update({"status": "failed", "ended": now_iso(),
+                             "reason": f"{type(exc).__name__}: {exc}",
+                             "traceback": traceback.format_exc(limit=20)})
+            try:
+                rundir.write_manifest(manifest)
+            except OSError:
+                pass
+        raise
+    return Result(config, timeseries, events.to_pandas(), fields, manifest,
+                  Path(out_dir) if out_dir is not None else None)

@@ -1,0 +1,168 @@
+"""The ``metacoop`` command line: scenarios, config, run.
+
+Bad input of any kind (scenario file, ``--set`` override, output directory)
+ends with exit status 2 and one line per problem naming the key, the value and
+what is allowed; never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from metacoop.errors import InputError, SimulationError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="metacoop: simulate the metastatic cascade as a class action of cooperating clones.",
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+ScenarioArg = Annotated[
+    str | None,
+    typer.Argument(help="built-in scenario name or path to a TOML file (default: 'default')",
+                   show_default=False),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="override a key: dotted.key=value (repeatable)", show_default=False),
+]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="root random seed (replaces the scenario's)")]
+
+
+@contextmanager
+def friendly_errors():
+    """Turn input errors into a clean message and exit status 2."""
+    try:
+        yield
+    except InputError as exc:
+        problems = exc.problems or [str(exc)]
+        for p in problems:
+            err_console.print(f"[bold red]error:[/] {p}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except SimulationError as exc:
+        err_console.print(f"[bold red]simulation stopped:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def scenarios() -> None:
+    """List the built-in scenarios with a one-line description each."""
+    from metacoop.config.loader import builtin_scenarios
+
+    table = Table("scenario", "description", box=None, header_style="bold")
+    for name, desc in builtin_scenarios().items():
+        table.add_row(name, desc)
+    out_console.print(table)
+
+
+@app.command("config")
+def config_cmd(scenario: ScenarioArg = None, set_: SetOpt = None, seed: SeedOpt = None) -> None:
+    """Print the fully resolved configuration of a scenario as TOML."""
+    from metacoop.config.loader import load_scenario, to_toml
+
+    with friendly_errors():
+        cfg = load_scenario(scenario, set_ or [], seed=seed)
+        sys.stdout.write(to_toml(cfg))
+
+
+def default_out_dir(name: str, seed: int) -> Path:
+    """A new directory under ``./metacoop-runs`` named after the scenario, seed and time."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("metacoop-runs") / f"{name}-seed{seed}-{stamp}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    return path
+
+
+@app.command()
+def run(
+    scenario: ScenarioArg = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output directory (new or empty)")] = None,
+    seed: SeedOpt = None,
+    set_: SetOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary")] = False,
+    check: Annotated[bool, typer.Option("--check", help="check cell accounting every step")] = False,
+) -> None:
+    """Run a scenario and write its results to a directory."""
+    from metacoop.api import simulate
+    from metacoop.config.loader import load_scenario
+
+    with friendly_errors():
+        cfg = load_scenario(scenario, set_ or [], seed=seed)
+        out_dir = out if out is not None else default_out_dir(cfg.name, cfg.seed)
+        if not quiet:
+            err_console.print(f"Running [bold]{cfg.name}[/] (seed {cfg.seed}, {cfg.duration_h:g} h, "
+                              f"{cfg.n_steps} steps) -> {out_dir}", highlight=False)
+        if quiet:
+            result = simulate(cfg, out_dir, check=check)
+        else:
+            with _progress_bar(cfg.n_steps) as (bar, task):
+                def report(p):
+                    bar.update(task, completed=p.step, sim=f"{p.time_h:8.1f} / {cfg.duration_h:g} h",
+                               cells=f"{p.cells:,}")
+                result = simulate(cfg, out_dir, progress=report, check=check)
+        if not quiet:
+            _summary(result)
+        out_console.print(f"Results written to {out_dir}", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _progress_bar(total: int):
+    bar = Progress(
+        TextColumn("[bold]simulating"),
+        BarColumn(),
+        TextColumn("{task.fields[sim]}"),
+        TextColumn("{task.fields[cells]} cells"),
+        TextColumn("wall"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+    with bar:
+        task = bar.add_task("run", total=total, sim="", cells="0")
+        yield bar, task
+
+
+def _summary(result) -> None:
+    ts = result.timeseries
+    last = ts[ts["time_h"] == ts["time_h"].max()]
+    table = Table("compartment", "clone", "epithelial", "mesenchymal", box=None, header_style="bold")
+    cells = last[last["quantity"] == "cells"]
+    for (comp, clone), grp in cells.groupby(["compartment", "clone"], sort=False, observed=True):
+        by = dict(zip(grp["phenotype"], grp["value"], strict=True))
+        table.add_row(str(comp), str(clone), f"{by.get('epithelial', 0):,.0f}",
+                      f"{by.get('mesenchymal', 0):,.0f}")
+    err_console.print(table)
+    n_ev = len(result.events)
+    err_console.print(f"{n_ev} intravasation events; wall time {result.manifest['wall_s']:.1f} s",
+                      highlight=False)
+
+
+def main() -> None:
+    """Entry point of the ``metacoop`` command."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Compartments: lattice sites (primary tumour, later organs) and the circulation."""

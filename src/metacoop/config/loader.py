@@ -1,0 +1,247 @@
+"""Loading scenarios: built-in names or TOML files, ``--set`` overrides, validation.
+
+``load_scenario`` is the one entry point: it reads the TOML, applies dotted
+overrides to the raw table, validates it with the schema, runs the cross-key
+checks, and returns a :class:`SimulationConfig`. Every failure is an
+:class:`~metacoop.errors.InputError` whose problems name the key path, the
+value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import BaseModel, ValidationError
+
+from metacoop.config.checks import check_config
+from metacoop.config.schema import SimulationConfig
+from metacoop.errors import ConfigError, InputError, Problem
+
+DEFAULT_SCENARIO = "default"
+
+
+def _presets_dir():
+    return resources.files("metacoop").joinpath("config", "presets")
+
+
+def builtin_scenarios() -> dict[str, str]:
+    """Built-in scenario names with their one-line descriptions."""
+    out = {}
+    for entry in sorted(_presets_dir().iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            raw = tomllib.loads(entry.read_text(encoding="utf-8"))
+            out[entry.name[: -len(".toml")]] = str(raw.get("description", ""))
+    return out
+
+
+def read_scenario_table(source: str | Path | None) -> tuple[dict[str, Any], str]:
+    """Read a scenario's raw TOML table; return it with a label saying where it came from."""
+    if source is None:
+        source = DEFAULT_SCENARIO
+    text_source = str(source)
+    preset = _presets_dir().joinpath(f"{text_source}.toml")
+    if "/" not in text_source and not text_source.endswith(".toml") and preset.is_file():
+        return _parse_toml(preset.read_text(encoding="utf-8"), f"built-in scenario {text_source!r}"), text_source
+    path = Path(text_source)
+    if not path.exists():
+        names = ", ".join(builtin_scenarios())
+        raise InputError([Problem("scenario", text_source,
+                                  f"is neither a built-in scenario ({names}) nor an existing file")])
+    if path.is_dir():
+        raise InputError([Problem("scenario", text_source, "is a directory; give a .toml file")])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError([Problem("scenario", text_source, f"cannot be read: {exc}")]) from None
+    return _parse_toml(text, str(path)), str(path)
+
+
+def _parse_toml(text: str, label: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError([Problem(label, "<file>", f"is not valid TOML: {exc}")]) from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``dotted.key=value``; the value is read as a TOML value, else as a string."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise InputError([Problem("--set", text, "must look like dotted.key=value")])
+    value = value.strip()
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return key, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """Set dotted keys in the raw table (lists are indexed by position or by ``name``)."""
+    items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
+    for key, value in items:
+        parts = key.split(".")
+        node: Any = raw
+        for depth, part in enumerate(parts[:-1]):
+            node = _descend(node, part, ".".join(parts[: depth + 1]), key)
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_list_index(node, last, key)] = value
+        else:
+            node[last] = value
+    return raw
+
+
+def _descend(node: Any, part: str, so_far: str, key: str) -> Any:
+    if isinstance(node, dict):
+        child = node.setdefault(part, {})
+        if not isinstance(child, (dict, list)):
+            raise InputError([Problem(key, child, f"{so_far} is a value, not a table")])
+        return child
+    if isinstance(node, list):
+        return node[_list_index(node, part, key)]
+    raise InputError([Problem(key, node, f"cannot descend into {so_far}")])
+
+
+def _list_index(node: list, part: str, key: str) -> int:
+    if part.isdigit() and int(part) < len(node):
+        return int(part)
+    for i, item in enumerate(node):
+        if isinstance(item, dict) and item.get("name") == part:
+            return i
+    names = [str(item.get("name")) for item in node if isinstance(item, dict)]
+    raise InputError([Problem(key, part, f"no entry with that index or name; entries: {', '.join(names)}")])
+
+
+def validate_table(raw: dict[str, Any]) -> SimulationConfig:
+    """Validate a raw scenario table with the schema (types and ranges only)."""
+    try:
+        return SimulationConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_problems_from(exc, raw)) from None
+
+
+def load_scenario(
+    source: str | Path | Mapping[str, Any] | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    seed: int | None = None,
+    check: bool = True,
+) -> SimulationConfig:
+    """Load, override, validate and check a scenario.
+
+    Args:
+        source: a built-in scenario name, a TOML file path, or a raw table;
+            ``None`` is the default scenario.
+        overrides: ``"dotted.key=value"`` strings or a mapping of dotted keys.
+        seed: replaces the scenario's seed when given.
+        check: run the cross-key checks (stability, geometry, memory).
+
+    Returns:
+        The validated configuration.
+    """
+    if isinstance(source, Mapping):
+        raw = typing.cast(dict, _deep_copy(source))
+    else:
+        raw, _ = read_scenario_table(source)
+    apply_overrides(raw, overrides)
+    if seed is not None:
+        raw["seed"] = seed
+    config = validate_table(raw)
+    if check:
+        check_config(config)
+    return config
+
+
+def to_toml(config: SimulationConfig) -> str:
+    """The fully resolved configuration as TOML text (every default written out)."""
+    return tomli_w.dumps(config.model_dump(mode="python", exclude_none=True))
+
+
+def _deep_copy(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _deep_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_deep_copy(v) for v in obj]
+    return obj
+
+
+def _problems_from(exc: ValidationError, raw: dict[str, Any]) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = err["loc"]
+        path = _path_text(loc, raw)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            hint = f"unknown key; allowed keys here: {', '.join(allowed)}" if allowed else "unknown key"
+            problems.append(Problem(path, err.get("input"), hint))
+        elif kind == "missing":
+            problems.append(Problem(path, "<missing>", "this key is required"))
+        else:
+            problems.append(Problem(path, err.get("input"), err["msg"]))
+    return problems
+
+
+def _path_text(loc: tuple, raw: dict[str, Any]) -> str:
+    """Dotted path; list positions of named entries are shown by name."""
+    parts = []
+    node: Any = raw
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list) and part < len(node):
+            item = node[part]
+            name = item.get("name") if isinstance(item, dict) else None
+            parts.append(str(name) if isinstance(name, str) and name else str(part))
+            node = item
+        else:
+            parts.append(str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """Keys the schema accepts at ``loc`` (empty when ``loc`` is not a table of the schema)."""
+    ann: Any = SimulationConfig
+    for part in loc:
+        ann = _child_annotation(ann, part)
+        if ann is None:
+            return []
+    model = _unwrap(ann)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _unwrap(ann: Any) -> Any:
+    """Strip ``Annotated`` and ``Optional`` from an annotation."""
+    while True:
+        origin = typing.get_origin(ann)
+        if origin is typing.Annotated:
+            ann = typing.get_args(ann)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            ann = args[0] if len(args) == 1 else ann
+            if len(args) != 1:
+                return ann
+        else:
+            return ann
+
+
+def _child_annotation(ann: Any, part: Any) -> Any:
+    ann = _unwrap(ann)
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        field = ann.model_fields.get(str(part))
+        return field.annotation if field is not None else None
+    origin = typing.get_origin(ann)
+    if origin is dict:
+        return typing.get_args(ann)[1]
+    if origin is list:
+        return typing.get_args(ann)[0]
+    return None

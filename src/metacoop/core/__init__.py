@@ -1,0 +1,1 @@
+"""Engine core: geometry, state, fields, random streams, schedule, driver."""

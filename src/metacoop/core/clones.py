@@ -1,0 +1,98 @@
+"""The clone trait table: one row per clone, one column per trait.
+
+"Metastatic" and "non-metastatic" are trait settings, never code paths. Kernels
+read traits as ``[clone, phenotype]`` tables (phenotype 0 epithelial, 1
+mesenchymal) built here once from the configuration.
+
+Cell cycle. A clone's ``doubling_time_h`` is the population doubling time at
+low density. Cycle durations are Gamma distributed with coefficient of
+variation ``cycle_cv`` (shape ``k = 1 / cv**2``), so divisions are not
+synchronised. For a Gamma(k, theta) cycle the Malthusian growth rate
+``lambda`` solves the Euler-Lotka equation ``2 E[exp(-lambda T)] = 1``, i.e.
+``(1 + lambda theta)**-k = 1/2``, hence ``theta = (2**(1/k) - 1) / lambda``
+with ``lambda = ln 2 / doubling_time_h``. The population then grows as
+``exp(lambda t)`` exactly in the asymptotic regime.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+PHENOTYPES = ("epithelial", "mesenchymal")
+
+
+def cycle_gamma(doubling_time_h: float, cycle_cv: float) -> tuple[float, float]:
+    """Gamma ``(shape, scale_h)`` of cycle durations giving the doubling time asked for."""
+    if not math.isfinite(doubling_time_h):
+        return (1.0, math.inf)
+    k = 1.0 / cycle_cv**2
+    lam = math.log(2.0) / doubling_time_h
+    return (k, (2.0 ** (1.0 / k) - 1.0) / lam)
+
+
+@dataclass(frozen=True)
+class CloneTable:
+    """Traits of every clone as arrays.
+
+    Attributes:
+        names: clone names, row order.
+        doubling_time_h, death_rate_per_h, diffusion_um2_per_h, haptotaxis_um2_per_h,
+        mmp2_secretion_per_h, mt1mmp_degradation_per_h: float64 ``[clone, phenotype]``.
+        cycle_shape: Gamma shape of cycle durations ``[clone, phenotype]``.
+        cycle_scale_h: Gamma scale of cycle durations, h ``[clone, phenotype]``.
+        emt_rate_per_h, met_rate_per_h: float64 ``[clone]``.
+    """
+
+    names: tuple[str, ...]
+    doubling_time_h: np.ndarray
+    cycle_shape: np.ndarray
+    cycle_scale_h: np.ndarray
+    death_rate_per_h: np.ndarray
+    diffusion_um2_per_h: np.ndarray
+    haptotaxis_um2_per_h: np.ndarray
+    mmp2_secretion_per_h: np.ndarray
+    mt1mmp_degradation_per_h: np.ndarray
+    emt_rate_per_h: np.ndarray
+    met_rate_per_h: np.ndarray
+
+    @classmethod
+    def from_config(cls, clones) -> CloneTable:
+        """Build the table from the ``clones`` list of a scenario."""
+
+        def per_phen(attr: str) -> np.ndarray:
+            return np.array([getattr(c, attr).as_tuple() for c in clones], dtype=np.float64)
+
+        td = per_phen("doubling_time_h")
+        shape = np.empty_like(td)
+        scale = np.empty_like(td)
+        for i, c in enumerate(clones):
+            for j in range(2):
+                shape[i, j], scale[i, j] = cycle_gamma(td[i, j], c.cycle_cv)
+        return cls(
+            names=tuple(c.name for c in clones),
+            doubling_time_h=td,
+            cycle_shape=shape,
+            cycle_scale_h=scale,
+            death_rate_per_h=per_phen("death_rate_per_h"),
+            diffusion_um2_per_h=per_phen("diffusion_um2_per_h"),
+            haptotaxis_um2_per_h=per_phen("haptotaxis_um2_per_h"),
+            mmp2_secretion_per_h=per_phen("mmp2_secretion_per_h"),
+            mt1mmp_degradation_per_h=per_phen("mt1mmp_degradation_per_h"),
+            emt_rate_per_h=np.array([c.emt_rate_per_h for c in clones], dtype=np.float64),
+            met_rate_per_h=np.array([c.met_rate_per_h for c in clones], dtype=np.float64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def index(self, name: str) -> int:
+        """Row of the clone called ``name``."""
+        return self.names.index(name)
+
+
+def per_step_probability(rate_per_h: np.ndarray | float, dt_h: float) -> np.ndarray:
+    """Probability that an event of constant hazard ``rate_per_h`` occurs within ``dt_h``."""
+    return -np.expm1(-np.asarray(rate_per_h, dtype=np.float64) * dt_h)

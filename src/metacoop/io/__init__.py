@@ -1,0 +1,1 @@
+"""Input/output: atomic writes, run directories, results."""

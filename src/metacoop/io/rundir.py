@@ -1,0 +1,119 @@
+"""A run directory: one run's results, described by its ``manifest.json``.
+
+Layout::
+
+    manifest.json        version, resolved config, seed, times, status, checksums
+    timeseries.parquet   tidy time series (see metacoop.observers.recorder)
+    events.parquet       one row per event (intravasations, ...)
+    fields.zarr/         field and occupancy snapshots, one group per compartment
+
+The manifest is written first with status ``running`` and last with status
+``completed`` (or ``failed`` and the reason). A directory whose manifest does
+not say ``completed`` is never presented as a complete result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from metacoop.errors import Problem, RunDirectoryError
+from metacoop.io.atomic import atomic_write_json, sha256_path
+
+MANIFEST = "manifest.json"
+FORMAT = "metacoop-run/1"
+
+
+def now_iso() -> str:
+    """Current UTC time in ISO 8601."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def environment() -> dict[str, str]:
+    """Versions of the software a run depends on."""
+    import numba
+    import numpy
+
+    from metacoop import __version__
+
+    return {
+        "metacoop": __version__,
+        "python": sys.version.split()[0],
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
+        "platform": platform.platform(),
+    }
+
+
+class RunDirectory:
+    """The directory one run writes into.
+
+    Args:
+        path: directory; created if missing.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.manifest_path = self.path / MANIFEST
+
+    def prepare(self) -> None:
+        """Create the directory and make sure it can hold a new run; raise otherwise."""
+        where = "--out"
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirectoryError([Problem(where, str(self.path),
+                                             f"cannot be created: {exc.strerror or exc}")]) from None
+        if not self.path.is_dir():
+            raise RunDirectoryError([Problem(where, str(self.path), "exists and is not a directory")])
+        if self.manifest_path.exists():
+            status = self.read_manifest(require_complete=False).get("status", "unknown")
+            raise RunDirectoryError([Problem(where, str(self.path),
+                                             f"already holds a run (status {status}); "
+                                             "choose another output directory")])
+        if any(self.path.iterdir()):
+            raise RunDirectoryError([Problem(where, str(self.path),
+                                             "is not empty; choose a new or empty directory")])
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".probe-"):
+                pass
+        except OSError as exc:
+            raise RunDirectoryError([Problem(where, str(self.path),
+                                             f"is not writable: {exc.strerror or exc}")]) from None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Write the manifest atomically."""
+        atomic_write_json(self.manifest_path, manifest)
+
+    def read_manifest(self, require_complete: bool = True) -> dict[str, Any]:
+        """Read the manifest; with ``require_complete`` refuse a run not marked completed."""
+        try:
+            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunDirectoryError([Problem("run", str(self.path), "holds no manifest.json")]) from None
+        except (OSError, ValueError) as exc:
+            raise RunDirectoryError([Problem("run", str(self.path),
+                                             f"manifest.json cannot be read: {exc}")]) from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise RunDirectoryError([Problem("run", str(self.path),
+                                             f"manifest.json is not a {FORMAT} manifest")])
+        if require_complete and manifest.get("status") != "completed":
+            raise RunDirectoryError([Problem("run", str(self.path),
+                                             f"is not a completed run (status {manifest.get('status')}"
+                                             f"{': ' + manifest['reason'] if manifest.get('reason') else ''})")])
+        return manifest
+
+    def checksums(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """SHA-256 and size of each named file or directory."""
+        out = {}
+        for name in names:
+            p = self.path / name
+            size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+            out[name] = {"sha256": sha256_path(p), "bytes": size}
+        return out

@@ -1,0 +1,7 @@
+"""Numba kernels over plain arrays, each with a short NumPy reference twin.
+
+Kernels take arrays and scalars, never objects. Random numbers come from the
+counter-based hash in :mod:`metacoop.kernels.random`, keyed by
+(compartment key, mechanism stream, step, cell id, draw index), so results do
+not depend on thread count, on cell order or on which other mechanisms run.
+"""

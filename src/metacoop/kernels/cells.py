@@ -1,0 +1,270 @@
+"""Cell-rule kernels over struct-of-arrays cell state.
+
+Conventions shared by every kernel here:
+
+* ``n`` cells occupy slots ``0..n-1`` of each array; ``uid`` is the cell's
+  permanent id and keys its random draws (see :mod:`metacoop.kernels.random`).
+* ``flags[i] & DEAD`` marks a cell whose death was requested this step; every
+  later rule of the step skips it. Deaths and births are applied once per step.
+* ``pos`` is the flat lattice index ``x + nx * (y + ny * z)``; ``dims`` is
+  ``(nz, ny, nx)`` and ``ndim`` is 2 or 3 (2-D lattices have ``nz == 1``).
+* Per-clone traits arrive as tables indexed ``[clone, phenotype]`` already
+  converted to per-step probabilities or dimensionless numbers.
+* Decisions that cannot conflict run in parallel; moves and divisions that
+  compete for lattice space are decided in parallel and then applied in cell
+  order, so the result does not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from metacoop.kernels.random import gamma_variate, uniform
+
+DEAD = np.uint8(1)
+EPITHELIAL = 0
+MESENCHYMAL = 1
+
+
+@njit(cache=True, inline="always")
+def _neighbour(p, d, nx, ny, nz, ndim):
+    """Flat index of neighbour ``d`` (0:-x 1:+x 2:-y 3:+y 4:-z 5:+z) or -1 at the edge."""
+    x = p % nx
+    rest = p // nx
+    y = rest % ny
+    z = rest // ny
+    if d == 0:
+        return p - 1 if x > 0 else -1
+    if d == 1:
+        return p + 1 if x < nx - 1 else -1
+    if d == 2:
+        return p - nx if y > 0 else -1
+    if d == 3:
+        return p + nx if y < ny - 1 else -1
+    if ndim < 3:
+        return -1
+    if d == 4:
+        return p - nx * ny if z > 0 else -1
+    return p + nx * ny if z < nz - 1 else -1
+
+
+@njit(cache=True, parallel=True)
+def bernoulli_flag(n, uid, clone, phen, p_table, key, stream, step, flags, flag):
+    """Set ``flag`` on each live cell with probability ``p_table[clone, phen]``.
+
+    Returns the number of cells flagged.
+    """
+    hit = np.zeros(n, dtype=np.int64)
+    for i in prange(n):
+        if flags[i] & DEAD:
+            continue
+        if uniform(key, stream, step, uid[i], 0) < p_table[clone[i], phen[i]]:
+            flags[i] |= flag
+            hit[i] = 1
+    return hit.sum()
+
+
+@njit(cache=True, parallel=True)
+def switch_phenotype(n, uid, clone, phen, flags, p_emt, p_met, key, stream, step):
+    """EMT/MET: each live cell switches phenotype with its per-step probability.
+
+    Args:
+        p_emt: per-clone probability per step of epithelial -> mesenchymal.
+        p_met: per-clone probability per step of mesenchymal -> epithelial.
+
+    Returns the array of per-cell switch indicators (1 where a cell switched).
+    """
+    switched = np.zeros(n, dtype=np.uint8)
+    for i in prange(n):
+        if flags[i] & DEAD:
+            continue
+        u = uniform(key, stream, step, uid[i], 0)
+        if phen[i] == EPITHELIAL:
+            if u < p_emt[clone[i]]:
+                phen[i] = MESENCHYMAL
+                switched[i] = 1
+        elif u < p_met[clone[i]]:
+            phen[i] = EPITHELIAL
+            switched[i] = 1
+    return switched
+
+
+@njit(cache=True, parallel=True)
+def decide_moves(
+    n, uid, pos, clone, phen, flags, p_diff, p_hapt, ecm, dims, ndim, upwind,
+    key, stream, step, target,
+):
+    """Choose each cell's move from the diffusion-haptotaxis probabilities.
+
+    The probability of moving to neighbour ``nb`` during one step is
+    ``p_diff + p_hapt * g`` with ``p_diff = D dt / dx**2`` and
+    ``p_hapt = Phi dt / dx**2`` (Anderson 2005; Franssen et al. 2019), where
+    the ECM gradient term ``g`` is either the upwind difference
+    ``max(0, w_nb - w)`` (never negative) or Franssen's central difference
+    ``+-(w_plus - w_minus) / 4`` along the move's axis. A missing neighbour
+    (no-flux edge) has probability 0; its mass stays with the cell.
+
+    Args:
+        target: output, int64 per cell: destination flat index or -1 to stay.
+
+    Returns the number of cells that want to move.
+    """
+    nz, ny, nx = dims[0], dims[1], dims[2]
+    nd = 2 * ndim
+    movers = np.zeros(n, dtype=np.int64)
+    for i in prange(n):
+        target[i] = -1
+        if flags[i] & DEAD:
+            continue
+        c = clone[i]
+        ph = phen[i]
+        pd = p_diff[c, ph]
+        ph_ = p_hapt[c, ph]
+        if pd == 0.0 and ph_ == 0.0:
+            continue
+        p = pos[i]
+        w0 = ecm[p]
+        u = uniform(key, stream, step, uid[i], 0)
+        acc = 0.0
+        for d in range(nd):
+            nb = _neighbour(p, d, nx, ny, nz, ndim)
+            if nb < 0:
+                continue
+            if upwind:
+                g = ecm[nb] - w0
+                if g < 0.0:
+                    g = 0.0
+            else:
+                other = _neighbour(p, d ^ 1, nx, ny, nz, ndim)
+                w_other = ecm[other] if other >= 0 else w0
+                g = 0.25 * (ecm[nb] - w_other)
+            acc += pd + ph_ * g
+            if u < acc:
+                target[i] = nb
+                movers[i] = 1
+                break
+    return movers.sum()
+
+
+@njit(cache=True)
+def apply_moves(n, pos, target, occ, capacity):
+    """Apply chosen moves in cell order; a move into a full point is cancelled.
+
+    Returns the number of moves made.
+    """
+    moved = 0
+    for i in range(n):
+        t = target[i]
+        if t < 0:
+            continue
+        if occ[t] < capacity:
+            occ[pos[i]] -= 1
+            occ[t] += 1
+            pos[i] = t
+            moved += 1
+    return moved
+
+
+@njit(cache=True, parallel=True)
+def advance_cycle(n, cycle_h, flags, dt):
+    """Advance every live cell's cycle clock by ``dt``; return how many are due."""
+    due = np.zeros(n, dtype=np.int64)
+    for i in prange(n):
+        if flags[i] & DEAD:
+            continue
+        cycle_h[i] -= dt
+        if cycle_h[i] <= 0.0:
+            due[i] = 1
+    return due.sum()
+
+
+@njit(cache=True)
+def divide(
+    n, uid, pos, clone, phen, lineage, parent, birth_h, cycle_h, flags, occ, capacity,
+    dims, ndim, cycle_shape, cycle_scale, time_h, next_uid, key, stream, step,
+):
+    """Divide every live cell whose cycle clock has run out, in cell order.
+
+    The daughter goes to the mother's lattice point if it has room, otherwise
+    to a neighbour chosen uniformly among those with room; with no room the
+    division waits (contact inhibition) and is tried again next step. Mother
+    and daughter draw new cycle durations from
+    ``Gamma(cycle_shape[clone, phen], cycle_scale[clone, phen])`` hours.
+    Daughters are written to slots ``n, n+1, ...``; the arrays must have room
+    for every due cell (the caller checks).
+
+    Returns the number of daughters created.
+    """
+    nz, ny, nx = dims[0], dims[1], dims[2]
+    nd = 2 * ndim
+    free = np.empty(6, dtype=np.int64)
+    born = 0
+    for i in range(n):
+        if flags[i] & DEAD or cycle_h[i] > 0.0:
+            continue
+        p = pos[i]
+        dest = -1
+        if occ[p] < capacity:
+            dest = p
+        else:
+            nfree = 0
+            for d in range(nd):
+                nb = _neighbour(p, d, nx, ny, nz, ndim)
+                if nb >= 0 and occ[nb] < capacity:
+                    free[nfree] = nb
+                    nfree += 1
+            if nfree > 0:
+                u = uniform(key, stream, step, uid[i], 0)
+                dest = free[min(int(u * nfree), nfree - 1)]
+        if dest < 0:
+            continue
+        j = n + born
+        c = clone[i]
+        ph = phen[i]
+        uid[j] = next_uid + born
+        pos[j] = dest
+        clone[j] = c
+        phen[j] = ph
+        lineage[j] = lineage[i]
+        parent[j] = uid[i]
+        birth_h[j] = time_h
+        flags[j] = 0
+        occ[dest] += 1
+        cycle_h[i] = gamma_variate(cycle_shape[c, ph], cycle_scale[c, ph], key, stream, step, uid[i], 1)
+        cycle_h[j] = gamma_variate(cycle_shape[c, ph], cycle_scale[c, ph], key, stream, step, uid[j], 1)
+        born += 1
+    return born
+
+
+@njit(cache=True)
+def scatter_add(n, pos, clone, phen, flags, table, out):
+    """Add ``table[clone, phen]`` of each live cell to ``out[pos]``."""
+    for i in range(n):
+        if flags[i] & DEAD:
+            continue
+        out[pos[i]] += table[clone[i], phen[i]]
+
+
+@njit(cache=True, parallel=True)
+def select_on_vessels(n, uid, pos, phen, flags, vessel, p_enter, key, stream, step, out):
+    """Mark live cells on a vessel point that enter it this step (Franssen 2019).
+
+    Mesenchymal cells may enter any vessel point (``vessel == 1`` normal or
+    ``2`` ruptured); epithelial cells only ruptured ones. Each eligible cell
+    enters with probability ``p_enter``.
+
+    Returns the number of cells marked in ``out`` (uint8 per cell).
+    """
+    count = np.zeros(n, dtype=np.int64)
+    for i in prange(n):
+        out[i] = 0
+        if flags[i] & DEAD:
+            continue
+        v = vessel[pos[i]]
+        if v == 0 or (v == 1 and phen[i] != MESENCHYMAL):
+            continue
+        if p_enter >= 1.0 or uniform(key, stream, step, uid[i], 0) < p_enter:
+            out[i] = 1
+            count[i] = 1
+    return count.sum()

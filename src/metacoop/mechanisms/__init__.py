@@ -1,0 +1,30 @@
+"""Mechanisms: one file each, listed explicitly in :data:`REGISTRY`.
+
+The registry's keys are the names accepted under ``[mechanisms]`` in a
+scenario; its order is the order they appear in the resolved configuration.
+The schedule order is given by each mechanism's ``phase`` and ``order``.
+"""
+
+from metacoop.mechanisms.base import Mechanism, StepContext
+from metacoop.mechanisms.death import Death
+from metacoop.mechanisms.ecm_degradation import EcmDegradation
+from metacoop.mechanisms.intravasation import Intravasation
+from metacoop.mechanisms.mmp2_secretion import Mmp2Secretion
+from metacoop.mechanisms.movement import Movement
+from metacoop.mechanisms.phenotype_switch import PhenotypeSwitch
+from metacoop.mechanisms.proliferation import Proliferation
+
+REGISTRY: dict[str, type[Mechanism]] = {
+    m.name: m
+    for m in (
+        PhenotypeSwitch,
+        Death,
+        Movement,
+        Proliferation,
+        Mmp2Secretion,
+        EcmDegradation,
+        Intravasation,
+    )
+}
+
+__all__ = ["REGISTRY", "Mechanism", "StepContext"]

@@ -1,0 +1,79 @@
+"""What a mechanism is: a small, switchable rule with a slot in the schedule.
+
+A mechanism has a ``name`` (its key under ``[mechanisms]`` in a scenario and
+its random stream), a ``phase`` and an ``order`` in the schedule, a pydantic
+``Params`` model whose fields carry units, a ``step(ctx)`` that updates the
+state, a ``check`` run on the configuration before the run, and a
+plain-English ``describe()``. It never branches on other mechanisms: turning
+one off removes it from the plan and leaves the others' draws unchanged.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from metacoop.config.base import MechanismParams
+from metacoop.core.rng import stream_id
+from metacoop.core.schedule import Phase
+from metacoop.errors import Problem
+
+if TYPE_CHECKING:
+    from metacoop.config.schema import SimulationConfig
+    from metacoop.core.simulation import Simulation
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a mechanism needs to know about the current step.
+
+    Attributes:
+        sim: the simulation (sites, circulation, clone table, event log).
+        step: index of the base step being taken (0-based).
+        time_h: simulated time at the start of the step, h.
+        dt_h: length of the step, h.
+    """
+
+    sim: Simulation
+    step: int
+    time_h: float
+    dt_h: float
+
+
+class Mechanism(ABC):
+    """Base class of every mechanism; see the module docstring."""
+
+    name: ClassVar[str]
+    phase: ClassVar[Phase]
+    order: ClassVar[int] = 0
+    Params: ClassVar[type[MechanismParams]] = MechanismParams
+    summary: ClassVar[str] = ""
+    sources: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: MechanismParams, sim: Simulation):
+        self.params = params
+        self.stream = stream_id(self.name)
+        self.bind(sim)
+
+    def bind(self, sim: Simulation) -> None:  # noqa: B027 - optional hook
+        """Precompute per-step tables from the configuration (optional)."""
+
+    @abstractmethod
+    def step(self, ctx: StepContext) -> None:
+        """Apply the rule for one step."""
+
+    @classmethod
+    def check(cls, params: MechanismParams, config: SimulationConfig) -> list[Problem]:
+        """Problems with this mechanism's settings in ``config`` (run before the run)."""
+        return []
+
+    def describe(self) -> str:
+        """Plain-English description with parameters (units in their names) and sources."""
+        lines = [f"{self.name}: {self.summary}"]
+        for key, value in self.params.model_dump().items():
+            if key != "enabled":
+                lines.append(f"    {key} = {value!r}")
+        for src in self.sources:
+            lines.append(f"    source: {src}")
+        return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""Cell movement: random motility plus haptotaxis up the ECM gradient.
+
+The discrete rule of Anderson (2005) and Franssen et al. (2019): in one step a
+cell moves to neighbour ``nb`` with probability ``(D + Phi g) dt / dx**2`` and
+otherwise stays. ``D`` (µm²/h) and ``Phi`` (µm²/h per unit ECM density) are
+clone traits per phenotype. Two discretisations of the gradient ``g``:
+
+* ``upwind`` (default): ``g = max(0, w_nb - w)``. Never negative, so the rule
+  is a valid probability wherever the step obeys
+  ``2 ndim (D + Phi) dt / dx**2 <= 1`` (ECM is normalised to [0, 1]).
+* ``central`` (Franssen 2019 as published): ``g = +-(w_plus - w_minus) / 4``.
+  Negative wherever ``|w_plus - w_minus| > 4 D / Phi``; the scenario is
+  refused unless ``Phi <= 4 D`` so that this can never happen.
+
+A move into a point already holding ``capacity`` cells is cancelled; moves are
+applied in cell order (decided in parallel, applied serially).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from metacoop.config.base import MechanismParams
+from metacoop.core.schedule import Phase
+from metacoop.errors import Problem
+from metacoop.kernels.cells import apply_moves, decide_moves
+from metacoop.mechanisms.base import Mechanism, StepContext
+
+
+class MovementParams(MechanismParams):
+    """Parameters of :class:`Movement`."""
+
+    scheme: Literal["upwind", "central"] = Field(
+        "upwind", description="discretisation of the haptotactic gradient"
+    )
+    ecm_field: str = Field("ecm", description="field that cells climb (normalised density)")
+
+
+def move_probabilities(clones, dt_h: float, dx_um: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step ``(D dt/dx², Phi dt/dx²)`` tables ``[clone, phenotype]``, dimensionless."""
+    f = dt_h / dx_um**2
+    return clones.diffusion_um2_per_h * f, clones.haptotaxis_um2_per_h * f
+
+
+class Movement(Mechanism):
+    """Moves cells by the diffusion-haptotaxis probabilities."""
+
+    name = "movement"
+    phase = Phase.CELL_RULES
+    order = 30
+    Params = MovementParams
+    summary = (
+        "cells move to a neighbouring lattice point with probability "
+        "(D + Phi*g) dt/dx^2, g the ECM gradient towards it; moves into full points are cancelled"
+    )
+    sources = (
+        "Anderson 2005 Math Med Biol 22:163",
+        "Franssen et al. 2019 Bull Math Biol 81:1965",
+    )
+
+    def bind(self, sim) -> None:
+        self.upwind = self.params.scheme == "upwind"
+        self.tables = {
+            site.name: move_probabilities(sim.clones, sim.dt_h, site.lattice.spacing_um)
+            for site in sim.sites
+        }
+
+    def step(self, ctx: StepContext) -> None:
+        for site in ctx.sim.sites:
+            c = site.cells
+            p_diff, p_hapt = self.tables[site.name]
+            target = site.scratch_int(c.n)
+            wanting = decide_moves(
+                c.n, c.uid, c.pos, c.clone, c.phen, c.flags, p_diff, p_hapt,
+                site.fields[self.params.ecm_field].flat, site.lattice.dims_array,
+                site.lattice.ndim, self.upwind, site.streams.key, self.stream, ctx.step, target,
+            )
+            if wanting:
+                apply_moves(c.n, c.pos, target, site.occ, site.capacity)
+
+    @classmethod
+    def check(cls, params: MovementParams, config) -> list[Problem]:
+        problems = []
+        clones = config.clone_table()
+        for site_name, site in config.sites().items():
+            if params.ecm_field not in site.fields:
+                problems.append(Problem(
+                    "mechanisms.movement.ecm_field", params.ecm_field,
+                    f"must name a field of {site_name}: {', '.join(site.fields) or 'none defined'}",
+                ))
+                continue
+            ndim = len(site.lattice.shape)
+            p_diff, p_hapt = move_probabilities(clones, config.dt_h, site.lattice.spacing_um)
+            for i, clone in enumerate(clones.names):
+                for j, phen in enumerate(("epithelial", "mesenchymal")):
+                    d, h = p_diff[i, j], p_hapt[i, j]
+                    where = f"clones.{clone}.diffusion_um2_per_h.{phen}"
+                    if cls._unstable(params.scheme, ndim, d, h):
+                        problems.append(Problem(where, clones.diffusion_um2_per_h[i, j],
+                                                cls._bound_text(params.scheme, ndim, d, h, config.dt_h)))
+        return problems
+
+    @staticmethod
+    def _unstable(scheme: str, ndim: int, d: float, h: float) -> bool:
+        if scheme == "upwind":
+            return 2 * ndim * (d + h) > 1.0
+        return 2 * ndim * d + h / 4 > 1.0 or h > 4 * d + 1e-15
+
+    @staticmethod
+    def _bound_text(scheme: str, ndim: int, d: float, h: float, dt_h: float) -> str:
+        if scheme == "upwind":
+            return (
+                f"movement probabilities exceed 1: upwind scheme needs "
+                f"2*ndim*(D + Phi)*dt/dx^2 <= 1, got {2 * ndim * (d + h):.3g} "
+                f"(dt_h = {dt_h}); reduce dt_h, D or Phi"
+            )
+        if h > 4 * d:
+            return (
+                f"central scheme gives negative probabilities where |w+ - w-| > 4D/Phi; "
+                f"needs Phi <= 4*D, got Phi*dt/dx^2 = {h:.3g} > 4*D*dt/dx^2 = {4 * d:.3g}; "
+                f"use scheme = 'upwind' or lower the haptotaxis"
+            )
+        return (
+            f"central scheme needs 2*ndim*D*dt/dx^2 + Phi*dt/(4 dx^2) <= 1, "
+            f"got {2 * ndim * d + h / 4:.3g}; reduce dt_h"
+        )

@@ -1,0 +1,1 @@
+"""Observers: recorders that run in the RECORD phase and build the result tables."""

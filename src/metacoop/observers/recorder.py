@@ -1,0 +1,127 @@
+"""Recording: time series rows at ``record_every_h``, field snapshots at ``snapshot_every_h``.
+
+The time series is tidy (one row per time, compartment, quantity, clone and
+phenotype): ``cells`` per clone and phenotype, cumulative per-clone counters
+(``born``, ``died``, ``emigrated``, ``immigrated``, ``emt``, ``met``), CTC
+entities received, and per-field summaries (``<field>.mean``, ``.min``,
+``.max``, ``.total``; ``total`` is the sum over points times the point
+volume in µm^ndim, so that it is conserved by diffusion).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from metacoop.core.clones import PHENOTYPES
+
+TIMESERIES_COLUMNS = ("time_h", "step", "compartment", "quantity", "clone", "phenotype", "value")
+
+
+class Recorder:
+    """Collects rows and snapshots during a run."""
+
+    def __init__(self, sim):
+        cfg = sim.config.output
+        self.sim = sim
+        self.record_every = max(1, round(cfg.record_every_h / sim.dt_h))
+        self.snapshot_every = max(1, round(cfg.snapshot_every_h / sim.dt_h))
+        self.rows: list[tuple] = []
+        self.snapshots: dict[str, list[tuple[float, dict[str, np.ndarray]]]] = {
+            s.name: [] for s in sim.sites
+        }
+
+    def after_step(self, step_done: int, time_h: float, final: bool = False) -> None:
+        """Record if ``step_done`` (steps completed) falls on an interval or the run ends."""
+        if step_done % self.record_every == 0 or final:
+            self.record(step_done, time_h)
+        if step_done % self.snapshot_every == 0 or final:
+            self.snapshot(time_h)
+
+    def record(self, step: int, time_h: float) -> None:
+        """Append the time-series rows of the current state."""
+        if self.rows and self.rows[-1][1] == step:
+            return
+        sim = self.sim
+        names = sim.clones.names
+        nclones = len(names)
+        rows = self.rows
+        for site in sim.sites:
+            c = site.cells
+            key = c.live("clone").astype(np.int64) * 2 + c.live("phen")
+            counts = np.bincount(key, minlength=2 * nclones)
+            for ci, cname in enumerate(names):
+                for pi, pname in enumerate(PHENOTYPES):
+                    rows.append((time_h, step, site.name, "cells", cname, pname, float(counts[2 * ci + pi])))
+                for kind, arr in site.counters.items():
+                    rows.append((time_h, step, site.name, kind, cname, None, float(arr[ci])))
+            vol = site.lattice.spacing_um**site.lattice.ndim
+            for fname, f in site.fields.items():
+                v = f.values
+                rows.append((time_h, step, site.name, f"{fname}.mean", None, None, float(v.mean())))
+                rows.append((time_h, step, site.name, f"{fname}.min", None, None, float(v.min())))
+                rows.append((time_h, step, site.name, f"{fname}.max", None, None, float(v.max())))
+                rows.append((time_h, step, site.name, f"{fname}.total", None, None,
+                             float(v.sum(dtype=np.float64)) * vol))
+        circ = sim.circulation
+        key = circ.cells.live("clone").astype(np.int64) * 2 + circ.cells.live("phen")
+        counts = np.bincount(key, minlength=2 * nclones)
+        for ci, cname in enumerate(names):
+            for pi, pname in enumerate(PHENOTYPES):
+                rows.append((time_h, step, circ.name, "cells", cname, pname, float(counts[2 * ci + pi])))
+            rows.append((time_h, step, circ.name, "immigrated", cname, None,
+                         float(circ.counters["immigrated"][ci])))
+        rows.append((time_h, step, circ.name, "ctcs", None, None, float(circ.n_ctcs)))
+
+    def snapshot(self, time_h: float) -> None:
+        """Copy every field and the cell occupancy by phenotype of every site."""
+        for site in self.sim.sites:
+            snaps = self.snapshots[site.name]
+            if snaps and math.isclose(snaps[-1][0], time_h):
+                continue
+            c = site.cells
+            data = {fname: f.values.copy() for fname, f in site.fields.items()}
+            for pi, pname in enumerate(PHENOTYPES):
+                sel = c.live("phen") == pi
+                occ = np.bincount(c.live("pos")[sel], minlength=site.lattice.n_points)
+                data[f"{pname}_cells"] = occ.astype(np.uint8).reshape(site.lattice.dims)
+            snaps.append((time_h, data))
+
+    def timeseries(self) -> pd.DataFrame:
+        """The time series as a tidy DataFrame."""
+        df = pd.DataFrame.from_records(self.rows, columns=list(TIMESERIES_COLUMNS))
+        df["step"] = df["step"].astype(np.int64)
+        for col in ("compartment", "quantity", "clone", "phenotype"):
+            df[col] = df[col].astype("string")
+        return df
+
+    def fields(self) -> xr.DataTree:
+        """Field and occupancy snapshots: one DataTree node (a Dataset) per site."""
+        nodes = {}
+        for site in self.sim.sites:
+            snaps = self.snapshots[site.name]
+            lat = site.lattice
+            nz, ny, nx = lat.dims
+            dx = lat.spacing_um
+            times = np.array([t for t, _ in snaps])
+            spatial = ("z", "y", "x") if lat.ndim == 3 else ("y", "x")
+            squeeze = (lambda a: a) if lat.ndim == 3 else (lambda a: a[..., 0, :, :])
+            data_vars = {}
+            for name in snaps[0][1]:
+                stack = np.stack([d[name] for _, d in snaps])
+                data_vars[name] = (("time",) + spatial, squeeze(stack))
+            data_vars["vessel"] = (spatial, squeeze(site.vessel.reshape(lat.dims)))
+            coords = {"time": ("time", times, {"units": "h"}),
+                      "x": ("x", np.arange(nx) * dx, {"units": "um"}),
+                      "y": ("y", np.arange(ny) * dx, {"units": "um"})}
+            if lat.ndim == 3:
+                coords["z"] = ("z", np.arange(nz) * dx, {"units": "um"})
+            ds = xr.Dataset(data_vars, coords=coords)
+            ds["vessel"].attrs["flag_meanings"] = "0 none, 1 normal, 2 ruptured"
+            ds.attrs["compartment"] = site.name
+            ds.attrs["spacing_um"] = dx
+            nodes[site.name] = ds
+        return xr.DataTree.from_dict(nodes)
