@@ -76,9 +76,8 @@ class Circulation:
             members = group == g
             clones = leaving["clone"][members]
             phens = leaving["phen"][members]
-            composition = {
-                clone_names[c]: int(n) for c, n in enumerate(np.bincount(clones, minlength=len(clone_names))) if n
-            }
+            per_clone = np.bincount(clones, minlength=len(clone_names))
+            composition = {clone_names[c]: int(k) for c, k in enumerate(per_clone) if k}
             self.events.append({
                 "time_h": time_h,
                 "step": step,

@@ -15,6 +15,7 @@ import numpy as np
 
 from metacoop.config.schema import SimulationConfig
 from metacoop.core.field import required_substeps, stability_limit
+from metacoop.core.lattice import Lattice
 from metacoop.core.state import CellArrays
 from metacoop.errors import ConfigError, Problem
 from metacoop.mechanisms import REGISTRY
@@ -122,15 +123,15 @@ def _check_site(config: SimulationConfig, name: str, site) -> list[Problem]:
         problems.append(Problem(f"{name}.initial_tumour.cells", init.cells,
                                 f"at most {points * q} cells fit on the lattice "
                                 f"({points} points x capacity {q})"))
-    elif init.radius_um is not None:
-        ball = _points_within(site, init.radius_um)
+    elif init.radius_um is not None and (dist := _distances(site)) is not None:
+        ball = int((dist <= init.radius_um).sum())
         if init.cells > ball * q:
             problems.append(Problem(f"{name}.initial_tumour.radius_um", init.radius_um,
                                     f"{init.cells} cells need at least {math.ceil(init.cells / q)} "
                                     f"points but the region holds {ball}; use a larger radius"))
     vessels = site.vessels.normal + site.vessels.ruptured
-    if vessels:
-        free = int((_distances(site) >= site.vessels.min_distance_um).sum())
+    if vessels and (dist := _distances(site)) is not None:
+        free = int((dist >= site.vessels.min_distance_um).sum())
         if vessels > free:
             problems.append(Problem(f"{name}.vessels", vessels,
                                     f"only {free} lattice points lie at least "
@@ -138,14 +139,9 @@ def _check_site(config: SimulationConfig, name: str, site) -> list[Problem]:
     return problems
 
 
-def _distances(site) -> np.ndarray:
-    from metacoop.core.lattice import Lattice
-
+def _distances(site) -> np.ndarray | None:
+    """Distance of every point from the centre, µm; None for lattices too large to check here."""
     lat = Lattice(tuple(site.lattice.shape), site.lattice.spacing_um)
-    if lat.n_points > 50_000_000:  # too large to check cheaply; the memory check will speak
-        return np.full(1, np.inf)
+    if lat.n_points > 50_000_000:  # the memory check speaks for such lattices
+        return None
     return lat.distance_from_centre_um()
-
-
-def _points_within(site, radius_um: float) -> int:
-    return int((_distances(site) <= radius_um).sum())

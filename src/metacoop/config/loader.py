@@ -48,7 +48,8 @@ def read_scenario_table(source: str | Path | None) -> tuple[dict[str, Any], str]
     text_source = str(source)
     preset = _presets_dir().joinpath(f"{text_source}.toml")
     if "/" not in text_source and not text_source.endswith(".toml") and preset.is_file():
-        return _parse_toml(preset.read_text(encoding="utf-8"), f"built-in scenario {text_source!r}"), text_source
+        label = f"built-in scenario {text_source!r}"
+        return _parse_toml(preset.read_text(encoding="utf-8"), label), text_source
     path = Path(text_source)
     if not path.exists():
         names = ", ".join(builtin_scenarios())

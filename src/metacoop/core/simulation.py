@@ -24,6 +24,7 @@ from metacoop.compartments.site import Site
 from metacoop.config.schema import SimulationConfig
 from metacoop.core.rng import compartment_streams
 from metacoop.core.schedule import Phase, Slot, build_plan, describe
+from metacoop.errors import SimulationError
 from metacoop.mechanisms import REGISTRY, Mechanism, StepContext
 from metacoop.observers.recorder import Recorder
 
@@ -131,12 +132,11 @@ class Simulation:
             site.check_accounting(self.time_h)
         self.circulation.check_accounting(self.time_h)
         emigrated = sum(s.counters["emigrated"] for s in self.sites)
-        if not (emigrated == self.circulation.counters["immigrated"]).all():
-            from metacoop.errors import SimulationError
-
+        received = self.circulation.counters["immigrated"]
+        if not (emigrated == received).all():
             raise SimulationError(
                 f"cells lost between compartments at t = {self.time_h:.4g} h: sites emigrated "
-                f"{emigrated.tolist()}, circulation received {self.circulation.counters['immigrated'].tolist()}"
+                f"{emigrated.tolist()}, circulation received {received.tolist()}"
             )
 
     def _solve_fields(self, ctx: StepContext) -> None:

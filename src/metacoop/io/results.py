@@ -85,7 +85,8 @@ def write_results(rundir: RunDirectory, timeseries: pd.DataFrame, events: pa.Tab
     atomic_write(rundir.path / "timeseries.parquet",
                  lambda tmp: pq.write_table(pa.Table.from_pandas(timeseries, preserve_index=False), tmp))
     atomic_write(rundir.path / "events.parquet", lambda tmp: pq.write_table(events, tmp))
-    atomic_write_dir(rundir.path / "fields.zarr", lambda tmp: fields.to_zarr(tmp, mode="w", consolidated=False))
+    atomic_write_dir(rundir.path / "fields.zarr",
+                     lambda tmp: fields.to_zarr(tmp, mode="w", consolidated=False))
 
 
 def open_run(path: str | Path) -> Result:

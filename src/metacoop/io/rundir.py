@@ -104,9 +104,10 @@ class RunDirectory:
             raise RunDirectoryError([Problem("run", str(self.path),
                                              f"manifest.json is not a {FORMAT} manifest")])
         if require_complete and manifest.get("status") != "completed":
+            reason = f": {manifest['reason']}" if manifest.get("reason") else ""
             raise RunDirectoryError([Problem("run", str(self.path),
                                              f"is not a completed run (status {manifest.get('status')}"
-                                             f"{': ' + manifest['reason'] if manifest.get('reason') else ''})")])
+                                             f"{reason})")])
         return manifest
 
     def checksums(self, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -114,6 +115,7 @@ class RunDirectory:
         out = {}
         for name in names:
             p = self.path / name
-            size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+            files = [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else [p]
+            size = sum(f.stat().st_size for f in files)
             out[name] = {"sha256": sha256_path(p), "bytes": size}
         return out
