@@ -1,0 +1,137 @@
+"""Engine behaviour: state storage, schedule, switches, extra fields, intravasation."""
+
+import numpy as np
+import pytest
+
+import metacoop
+from metacoop.compartments.site import NORMAL_VESSEL, RUPTURED_VESSEL
+from metacoop.core.state import CellArrays
+
+SMALL = {
+    "duration_h": 6.0,
+    "primary.lattice.shape": [41, 41],
+    "primary.initial_tumour.cells": 120,
+    "primary.vessels.min_distance_um": 60.0,
+    "output.snapshot_every_h": 3.0,
+}
+
+
+def small(**extra):
+    return metacoop.load_scenario("default", overrides={**SMALL, **extra})
+
+
+def test_cell_arrays_remove_keeps_order_and_reserve_keeps_data():
+    c = CellArrays(0)
+    c.append({"uid": np.arange(10), "pos": np.arange(10) * 3})
+    c.reserve(1000)
+    assert c.capacity >= 1010
+    assert c.live("pos").tolist() == [3 * i for i in range(10)]
+    c.remove(np.isin(np.arange(10), [0, 4, 9]))
+    assert c.live("uid").tolist() == [1, 2, 3, 5, 6, 7, 8]
+    assert c.live("pos").tolist() == [3, 6, 9, 15, 18, 21, 24]
+
+
+def test_state_is_at_most_64_bytes_per_cell():
+    assert CellArrays.bytes_per_cell() <= 64
+
+
+def test_schedule_lists_enabled_mechanisms_in_phase_order():
+    sim = metacoop.Simulation(small(**{"mechanisms.death.enabled": False}))
+    names = [s.name for s in sim.plan]
+    assert "death" not in names
+    assert names.index("fields") < names.index("movement") < names.index("resolve")
+    assert names.index("resolve") < names.index("intravasation")
+    text = sim.describe_schedule()
+    assert "movement" in text and "death" not in text
+
+
+def _run(cfg):
+    sim = metacoop.Simulation(cfg)
+    sim.run()
+    return sim.recorder.timeseries(), sim.events
+
+
+def test_zero_rate_mechanism_is_bit_identical_to_switched_off():
+    """Common random numbers: a mechanism that never fires leaves every other draw unchanged."""
+    zero = {"clones.tumour.death_rate_per_h.epithelial": 0.0,
+            "clones.tumour.death_rate_per_h.mesenchymal": 0.0}
+    ts_on, ev_on = _run(small(**zero))
+    ts_off, ev_off = _run(small(**zero, **{"mechanisms.death.enabled": False}))
+    assert ts_on.equals(ts_off)
+    assert ev_on == ev_off
+
+
+def test_switching_a_mechanism_off_changes_the_run():
+    ts_on, _ = _run(small())
+    ts_off, _ = _run(small(**{"mechanisms.movement.enabled": False}))
+    assert not ts_on.equals(ts_off)
+
+
+def test_a_new_field_is_configuration_plus_a_producer():
+    cfg = small(**{
+        "primary.fields.tgf": {"initial": 0.0, "diffusion_um2_per_h": 100.0, "decay_per_h": 0.0},
+        "mechanisms.mmp2_secretion.field": "tgf",
+        "mechanisms.intravasation.enabled": False,
+    })
+    sim = metacoop.Simulation(cfg)
+    sim.run()
+    tgf = sim.primary.fields["tgf"].values
+    assert tgf.sum() > 0
+    assert np.count_nonzero(tgf) > np.count_nonzero(sim.primary.occ)  # it diffused beyond the cells
+    assert sim.primary.fields["mmp2"].values.sum() == 0
+
+
+def _cluster_sim(phen: int, vessel: int):
+    cfg = small(**{
+        "primary.initial_tumour.cells": 40,
+        "primary.vessels.normal": 0,
+        "primary.vessels.ruptured": 0,
+        "mechanisms.movement.enabled": False,
+        "mechanisms.proliferation.enabled": False,
+        "mechanisms.phenotype_switch.enabled": False,
+        "mechanisms.death.enabled": False,
+    })
+    sim = metacoop.Simulation(cfg)
+    site = sim.primary
+    site.cells.phen[: site.cells.n] = phen
+    full = np.flatnonzero(site.occ == site.capacity)
+    point = int(full[0])
+    site.vessel[point] = vessel
+    site.has_vessels = True
+    return sim, point
+
+
+@pytest.mark.parametrize("phen", [0, 1])
+def test_cells_entering_from_one_point_form_one_ctc(phen):
+    sim, point = _cluster_sim(phen, RUPTURED_VESSEL)
+    members = sorted(sim.primary.cells.live("uid")[sim.primary.cells.live("pos") == point].tolist())
+    sim.step()
+    assert len(sim.events) == 1
+    ev = sim.events[0]
+    assert ev["size"] == sim.primary.capacity == len(members)
+    assert sorted(ev["cell_uids"]) == members
+    assert (ev["n_epithelial"], ev["n_mesenchymal"]) == ((4, 0) if phen == 0 else (0, 4))
+    assert ev["vessel"] == "ruptured"
+    assert sim.circulation.cells.n == 4
+    assert sim.primary.occ[point] == 0
+    sim.check_accounting()
+
+
+def test_epithelial_cells_do_not_enter_normal_vessels_but_mesenchymal_do():
+    sim, _ = _cluster_sim(0, NORMAL_VESSEL)
+    sim.step()
+    assert sim.events == []
+    sim, _ = _cluster_sim(1, NORMAL_VESSEL)
+    sim.step()
+    assert len(sim.events) == 1 and sim.events[0]["vessel"] == "normal"
+
+
+def test_the_same_engine_runs_in_3d():
+    cfg = metacoop.load_scenario("invasion3d", overrides={
+        "duration_h": 2.0, "primary.lattice.shape": [21, 21, 21], "primary.vessels.normal": 10,
+        "primary.vessels.ruptured": 5, "primary.vessels.min_distance_um": 50.0})
+    sim = metacoop.Simulation(cfg, check=True)
+    sim.run()
+    assert sim.primary.lattice.ndim == 3
+    z = sim.primary.lattice.coords(sim.primary.cells.live("pos"))[2]
+    assert len(np.unique(z)) > 1
