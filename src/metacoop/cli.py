@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -54,10 +55,11 @@ def friendly_errors():
     except InputError as exc:
         problems = exc.problems or [str(exc)]
         for p in problems:
-            err_console.print(f"[bold red]error:[/] {p}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(p))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except SimulationError as exc:
-        err_console.print(f"[bold red]simulation stopped:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]simulation stopped:[/] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -68,7 +70,7 @@ def scenarios() -> None:
 
     table = Table("scenario", "description", box=None, header_style="bold")
     for name, desc in builtin_scenarios().items():
-        table.add_row(name, desc)
+        table.add_row(escape(name), escape(desc))
     out_console.print(table)
 
 
@@ -110,8 +112,9 @@ def run(
         cfg = load_scenario(scenario, set_ or [], seed=seed)
         out_dir = out if out is not None else default_out_dir(cfg.name, cfg.seed)
         if not quiet:
-            err_console.print(f"Running [bold]{cfg.name}[/] (seed {cfg.seed}, {cfg.duration_h:g} h, "
-                              f"{cfg.n_steps} steps) -> {out_dir}", highlight=False)
+            err_console.print(f"Running [bold]{escape(cfg.name)}[/] (seed {cfg.seed}, "
+                              f"{cfg.duration_h:g} h, {cfg.n_steps} steps) -> {escape(str(out_dir))}",
+                              highlight=False)
         if quiet:
             result = simulate(cfg, out_dir, check=check)
         else:
@@ -122,7 +125,7 @@ def run(
                 result = simulate(cfg, out_dir, progress=report, check=check)
         if not quiet:
             _summary(result)
-        out_console.print(f"Results written to {out_dir}", highlight=False, soft_wrap=True)
+        out_console.print(f"Results written to {out_dir}", highlight=False, soft_wrap=True, markup=False)
 
 
 @contextmanager
@@ -151,7 +154,7 @@ def _summary(result) -> None:
     cells = last[last["quantity"] == "cells"]
     for (comp, clone), grp in cells.groupby(["compartment", "clone"], sort=False, observed=True):
         by = dict(zip(grp["phenotype"], grp["value"], strict=True))
-        table.add_row(str(comp), str(clone), f"{by.get('epithelial', 0):,.0f}",
+        table.add_row(escape(str(comp)), escape(str(clone)), f"{by.get('epithelial', 0):,.0f}",
                       f"{by.get('mesenchymal', 0):,.0f}")
     err_console.print(table)
     n_ev = len(result.events)

@@ -33,6 +33,11 @@ def available_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+#: Most base steps a run may have, and most snapshots it may keep.
+MAX_STEPS = 2_000_000_000
+MAX_SNAPSHOTS = 100_000
+
+
 def estimate_memory_bytes(config: SimulationConfig) -> int:
     """Peak memory of a run, bytes: fields (values, deltas, scratch), lattice maps, cells.
 
@@ -54,11 +59,16 @@ def estimate_memory_bytes(config: SimulationConfig) -> int:
 
 
 def check_config(config: SimulationConfig, memory_limit_bytes: int | None = None) -> None:
-    """Raise :class:`ConfigError` listing every problem in ``config``; return if none."""
-    problems: list[Problem] = []
+    """Raise :class:`ConfigError` listing every problem in ``config``; return if none.
+
+    Run length and memory are checked first: the geometry checks allocate
+    arrays over the lattice and are skipped for a run that cannot fit.
+    """
+    problems = _check_size(config, memory_limit_bytes)
+    fits = not problems
     problems += _check_clones(config)
     for name, site in config.sites().items():
-        problems += _check_site(config, name, site)
+        problems += _check_site(config, name, site, geometry=fits)
     for name, mech in REGISTRY.items():
         params = getattr(config.mechanisms, name)
         if params.enabled:
@@ -69,17 +79,30 @@ def check_config(config: SimulationConfig, memory_limit_bytes: int | None = None
     if config.output.snapshot_every_h < config.dt_h:
         problems.append(Problem("output.snapshot_every_h", config.output.snapshot_every_h,
                                 f"must be at least dt_h = {config.dt_h}"))
-    if not problems:
-        limit = memory_limit_bytes if memory_limit_bytes is not None else available_memory_bytes()
-        need = estimate_memory_bytes(config)
-        if need > limit:
-            problems.append(Problem(
-                "primary.lattice.shape", config.primary.lattice.shape,
-                f"the run would need about {need / 2**30:.1f} GiB of memory but "
-                f"{limit / 2**30:.1f} GiB is available; use a smaller lattice",
-            ))
     if problems:
         raise ConfigError(problems)
+
+
+def _check_size(config: SimulationConfig, memory_limit_bytes: int | None) -> list[Problem]:
+    steps = config.duration_h / config.dt_h
+    if not steps <= MAX_STEPS:
+        return [Problem("duration_h", config.duration_h,
+                        f"the run would take {steps:.3g} steps of dt_h = {config.dt_h} h; "
+                        f"at most {MAX_STEPS:.0e} are allowed")]
+    snaps = config.duration_h / config.output.snapshot_every_h
+    if not snaps <= MAX_SNAPSHOTS:
+        return [Problem("output.snapshot_every_h", config.output.snapshot_every_h,
+                        f"gives {snaps:.3g} snapshots over duration_h = {config.duration_h}; "
+                        f"at most {MAX_SNAPSHOTS} are allowed")]
+    limit = memory_limit_bytes if memory_limit_bytes is not None else available_memory_bytes()
+    need = estimate_memory_bytes(config)
+    if need > limit:
+        return [Problem(
+            "primary.lattice.shape", config.primary.lattice.shape,
+            f"the run would need about {need / 2**30:.3g} GiB of memory but "
+            f"{limit / 2**30:.3g} GiB is available; use a smaller lattice or fewer snapshots",
+        )]
+    return []
 
 
 def _check_clones(config: SimulationConfig) -> list[Problem]:
@@ -92,7 +115,7 @@ def _check_clones(config: SimulationConfig) -> list[Problem]:
     return problems
 
 
-def _check_site(config: SimulationConfig, name: str, site) -> list[Problem]:
+def _check_site(config: SimulationConfig, name: str, site, geometry: bool = True) -> list[Problem]:
     problems = []
     ndim = len(site.lattice.shape)
     dx = site.lattice.spacing_um
@@ -123,14 +146,14 @@ def _check_site(config: SimulationConfig, name: str, site) -> list[Problem]:
         problems.append(Problem(f"{name}.initial_tumour.cells", init.cells,
                                 f"at most {points * q} cells fit on the lattice "
                                 f"({points} points x capacity {q})"))
-    elif init.radius_um is not None and (dist := _distances(site)) is not None:
+    elif geometry and init.radius_um is not None and (dist := _distances(site)) is not None:
         ball = int((dist <= init.radius_um).sum())
         if init.cells > ball * q:
             problems.append(Problem(f"{name}.initial_tumour.radius_um", init.radius_um,
                                     f"{init.cells} cells need at least {math.ceil(init.cells / q)} "
                                     f"points but the region holds {ball}; use a larger radius"))
     vessels = site.vessels.normal + site.vessels.ruptured
-    if vessels and (dist := _distances(site)) is not None:
+    if geometry and vessels and (dist := _distances(site)) is not None:
         free = int((dist >= site.vessels.min_distance_um).sum())
         if vessels > free:
             problems.append(Problem(f"{name}.vessels", vessels,
@@ -142,6 +165,6 @@ def _check_site(config: SimulationConfig, name: str, site) -> list[Problem]:
 def _distances(site) -> np.ndarray | None:
     """Distance of every point from the centre, µm; None for lattices too large to check here."""
     lat = Lattice(tuple(site.lattice.shape), site.lattice.spacing_um)
-    if lat.n_points > 50_000_000:  # the memory check speaks for such lattices
+    if lat.n_points > 4_000_000:  # keep the check cheap; placement reports any shortage
         return None
     return lat.distance_from_centre_um()

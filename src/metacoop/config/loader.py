@@ -96,20 +96,58 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str] | Mapping[str,
         last = parts[-1]
         if isinstance(node, list):
             node[_list_index(node, last, key)] = value
-        else:
+        elif isinstance(node, dict):
             node[last] = value
+        else:
+            raise InputError([Problem(key, node, f"{'.'.join(parts[:-1])} is a value, not a table")])
     return raw
 
 
 def _descend(node: Any, part: str, so_far: str, key: str) -> Any:
     if isinstance(node, dict):
-        child = node.setdefault(part, {})
-        if not isinstance(child, (dict, list)):
-            raise InputError([Problem(key, child, f"{so_far} is a value, not a table")])
-        return child
-    if isinstance(node, list):
-        return node[_list_index(node, part, key)]
-    raise InputError([Problem(key, node, f"cannot descend into {so_far}")])
+        if part not in node:
+            node[part] = _schema_default(so_far.split("."), key)
+        child = node[part]
+    elif isinstance(node, list):
+        child = node[_list_index(node, part, key)]
+    else:
+        raise InputError([Problem(key, node, f"cannot descend into {so_far}")])
+    if not isinstance(child, (dict, list)):
+        raise InputError([Problem(key, child, f"{so_far} is a value, not a table")])
+    return child
+
+
+def _schema_default(parts: list[str], key: str) -> Any:
+    """The schema's default for the table at ``parts`` as plain data (``{}`` if none).
+
+    Overriding one key of a table the scenario leaves at its default (say
+    ``clones.tumour.diffusion_um2_per_h.epithelial``) keeps the other keys of
+    that default table.
+    """
+    ann: Any = SimulationConfig
+    for part in parts[:-1]:
+        ann = _child_annotation(ann, part)
+        if ann is None:
+            return {}
+    parent = _unwrap(ann)
+    if not (isinstance(parent, type) and issubclass(parent, BaseModel)):
+        return {}
+    field = parent.model_fields.get(parts[-1])
+    if field is None or (field.default_factory is None and field.default is None):
+        return {}
+    value = field.get_default(call_default_factory=True)
+    plain = _plain(value)
+    return plain if isinstance(plain, (dict, list)) else {}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python", exclude_none=True)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _list_index(node: list, part: str, key: str) -> int:
@@ -196,6 +234,8 @@ def _path_text(loc: tuple, raw: dict[str, Any]) -> str:
     parts = []
     node: Any = raw
     for part in loc:
+        if part == "[key]":  # pydantic's marker for an invalid dict key: the key is already shown
+            continue
         if isinstance(part, int) and isinstance(node, list) and part < len(node):
             item = node[part]
             name = item.get("name") if isinstance(item, dict) else None

@@ -58,7 +58,7 @@ class CloneConfig(StrictModel):
         description="population doubling time at low density, h (Franssen: 3000 and 2000 steps of 40 s)",
     )
     cycle_cv: float = Field(
-        0.25, gt=0.0, le=1.0,
+        0.25, ge=0.01, le=1.0,
         description="coefficient of variation of cycle durations (Gamma distributed), dimensionless",
     )
     death_rate_per_h: PerPhenotype = _per_phen(0.0, 0.0, "hazard of death, 1/h")

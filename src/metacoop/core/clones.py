@@ -30,7 +30,7 @@ def cycle_gamma(doubling_time_h: float, cycle_cv: float) -> tuple[float, float]:
         return (1.0, math.inf)
     k = 1.0 / cycle_cv**2
     lam = math.log(2.0) / doubling_time_h
-    return (k, (2.0 ** (1.0 / k) - 1.0) / lam)
+    return (k, math.expm1(math.log(2.0) / k) / lam)
 
 
 @dataclass(frozen=True)

@@ -33,16 +33,17 @@ class CompartmentStreams:
     """The random sources of one compartment.
 
     Attributes:
-        key: uint64 key of the counter-based per-cell draws.
+        key: uint64 key of the counter-based per-cell draws (kept as ``np.uint64`` so
+            numba always compiles kernels for the same integer type).
         generator: NumPy generator for set-up draws.
     """
 
-    key: int
+    key: np.uint64
     generator: np.random.Generator
 
 
 def compartment_streams(seed: int, compartment: str) -> CompartmentStreams:
     """Derive a compartment's random sources from the run seed and its name."""
     seq = np.random.SeedSequence(seed, spawn_key=(stream_id(compartment),))
-    key = int(seq.generate_state(1, dtype=np.uint64)[0])
+    key = np.uint64(seq.generate_state(1, dtype=np.uint64)[0])
     return CompartmentStreams(key=key, generator=np.random.Generator(np.random.PCG64(seq)))

@@ -65,6 +65,8 @@ class RunDirectory:
     def prepare(self) -> None:
         """Create the directory and make sure it can hold a new run; raise otherwise."""
         where = "--out"
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirectoryError([Problem(where, str(self.path), "exists and is not a directory")])
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -99,7 +99,7 @@ class Movement(Mechanism):
                     d, h = p_diff[i, j], p_hapt[i, j]
                     where = f"clones.{clone}.diffusion_um2_per_h.{phen}"
                     if cls._unstable(params.scheme, ndim, d, h):
-                        problems.append(Problem(where, clones.diffusion_um2_per_h[i, j],
+                        problems.append(Problem(where, float(clones.diffusion_um2_per_h[i, j]),
                                                 cls._bound_text(params.scheme, ndim, d, h, config.dt_h)))
         return problems
 
