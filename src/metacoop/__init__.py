@@ -8,7 +8,14 @@ Typical use::
     result.total_cells("primary")
 """
 
-from metacoop._version import __version__
+import os
+
+# numba's OpenMP threads busy-wait between parallel regions by default; on a machine whose
+# cores are shared (CI, laptops) that turns a 20 µs kernel call into milliseconds. Sleeping
+# threads cost a few µs per call instead. Set OMP_WAIT_POLICY yourself to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from metacoop._version import __version__  # noqa: E402
 from metacoop.api import simulate
 from metacoop.config.loader import builtin_scenarios, load_scenario, to_toml
 from metacoop.config.schema import SimulationConfig

@@ -1,4 +1,7 @@
-"""Numba kernels over plain arrays, each with a short NumPy reference twin.
+"""Numba kernels over plain arrays, each checked against a short NumPy reference twin.
+
+The diffusion kernel's twin lives beside it; the cell kernels' twins are in
+``tests/unit/test_kernel_twins.py``, transcribed from the kernels' docstrings.
 
 Kernels take arrays and scalars, never objects. Random numbers come from the
 counter-based hash in :mod:`metacoop.kernels.random`, keyed by

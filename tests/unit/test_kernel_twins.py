@@ -1,0 +1,308 @@
+"""Numba kernels against NumPy / plain-Python twins (Brian2-style ``maxrelerr`` checks).
+
+``diffuse_decay_step`` has its twin in the package; for the other kernels the
+twin is written here, as a direct transcription of the rule in the kernel's
+docstring. Random draws in the twins come from ``uniforms``, which
+``tests/unit/test_random.py`` checks bit-for-bit against a pure-Python hash.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from metacoop.kernels.cells import (
+    DEAD,
+    advance_cycle,
+    apply_moves,
+    bernoulli_flag,
+    decide_moves,
+    scatter_add,
+    select_on_vessels,
+    switch_phenotype,
+)
+from metacoop.kernels.fields import (
+    add_inplace,
+    degrade_exponential,
+    diffuse_decay_step,
+    diffuse_decay_step_numpy,
+    scale_inplace,
+)
+from metacoop.kernels.random import uniforms
+
+DTYPES = [np.float32, np.float64]
+# Keys are uint64 (uniform on [0, 2**64)), passed with that type as the kernels document.
+KEY, STREAM, STEP = np.uint64(0x9E3779B97F4A7C15), 77, 5
+
+
+def maxrelerr(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest elementwise relative error of ``a`` against reference ``b`` (Brian2's measure)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), np.finfo(np.float64).tiny)))
+
+
+def field_shape(ndim: int) -> tuple[int, int, int]:
+    # Odd, unequal sizes so that an axis mix-up cannot go unnoticed.
+    return (1, 23, 37) if ndim == 2 else (7, 11, 13)
+
+
+def _draws(uid: np.ndarray, stream: int = STREAM, step: int = STEP, k: int = 0) -> np.ndarray:
+    return uniforms(KEY, stream, step, np.ascontiguousarray(uid, np.int64), k, np.empty(uid.size))
+
+
+# -- field kernels -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("decay", [1.0, 0.97])
+def test_diffuse_decay_step_matches_numpy_twin(ndim, dtype, decay):
+    rng = np.random.default_rng(100 + ndim)
+    u = rng.uniform(0.1, 1.0, field_shape(ndim)).astype(dtype)
+    r = 0.9 / (2 * ndim)
+    eps = np.finfo(dtype).eps
+    out = np.empty_like(u)
+    diffuse_decay_step(u, out, r, decay)
+    assert out.dtype == dtype
+    # Same operations in the same order: equal up to a few roundings of one update (~7 flops).
+    assert maxrelerr(out, diffuse_decay_step_numpy(u, r, decay)) <= 8 * eps
+    # Chained over 50 sub-steps the rounding differences may add up, at most linearly.
+    a, ref = u.copy(), u.copy()
+    b = np.empty_like(u)
+    for _ in range(50):
+        diffuse_decay_step(a, b, r, decay)
+        a, b = b, a
+        ref = diffuse_decay_step_numpy(ref, r, decay)
+    assert maxrelerr(a, ref) <= 50 * 8 * eps
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scale_and_add_inplace_match_numpy(dtype):
+    rng = np.random.default_rng(3)
+    u = rng.uniform(0.0, 1.0, (5, 6, 7)).astype(dtype)
+    d = rng.uniform(-0.5, 0.5, u.shape).astype(dtype)
+    expect = u + d
+    add_inplace(u, d)
+    np.testing.assert_array_equal(u, expect)
+    assert not d.any(), "add_inplace must zero the deltas it applied"
+    expect = u * dtype(0.8)
+    scale_inplace(u, 0.8)
+    assert maxrelerr(u, expect) <= np.finfo(dtype).eps
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_degrade_exponential_matches_numpy(dtype):
+    rng = np.random.default_rng(4)
+    n = 1000
+    w = rng.uniform(0.0, 1.0, n).astype(dtype)
+    m = rng.uniform(0.0, 1.0, n).astype(dtype)
+    rate = np.where(rng.random(n) < 0.5, 0.0, rng.uniform(0.0, 0.3, n))
+    m[:100] = 0.0
+    rate[:100] = 0.0  # zero total rate: must be left exactly as is
+    expect = (w * np.exp(-(0.09 * m.astype(np.float64) + rate) * 0.1)).astype(dtype)
+    w0 = w.copy()
+    degrade_exponential(w, m, rate, 0.09, 0.1)
+    np.testing.assert_array_equal(w[:100], w0[:100])
+    assert maxrelerr(w, expect) <= 2 * np.finfo(dtype).eps
+
+
+# -- cell kernels --------------------------------------------------------------------------------
+
+
+def _cells(n: int, n_points: int, seed: int):
+    rng = np.random.default_rng(seed)
+    uid = rng.permutation(10 * n)[:n].astype(np.int64)
+    return {
+        "uid": uid,
+        "pos": rng.integers(0, n_points, n).astype(np.int32),
+        "clone": rng.integers(0, 3, n).astype(np.int16),
+        "phen": rng.integers(0, 2, n).astype(np.int8),
+        "flags": np.where(rng.random(n) < 0.1, DEAD, 0).astype(np.uint8),
+    }
+
+
+def test_bernoulli_flag_matches_twin():
+    n = 5000
+    c = _cells(n, 100, 1)
+    p = np.array([[0.1, 0.5], [0.0, 1.0], [0.3, 0.7]])
+    flags = c["flags"].copy()
+    hits = bernoulli_flag(n, c["uid"], c["clone"], c["phen"], p, KEY, STREAM, STEP, flags, np.uint8(2))
+    live = (c["flags"] & DEAD) == 0
+    expect_hit = live & (_draws(c["uid"]) < p[c["clone"], c["phen"]])
+    np.testing.assert_array_equal((flags & 2) != 0, expect_hit)
+    np.testing.assert_array_equal(flags & DEAD, c["flags"] & DEAD)
+    assert hits == expect_hit.sum()
+
+
+def test_switch_phenotype_matches_twin():
+    n = 5000
+    c = _cells(n, 100, 2)
+    p_emt = np.array([0.2, 0.0, 0.9])
+    p_met = np.array([0.5, 0.1, 0.0])
+    phen = c["phen"].copy()
+    switched = switch_phenotype(n, c["uid"], c["clone"], phen, c["flags"], p_emt, p_met, KEY, STREAM, STEP)
+    live = (c["flags"] & DEAD) == 0
+    u = _draws(c["uid"])
+    p = np.where(c["phen"] == 0, p_emt[c["clone"]], p_met[c["clone"]])
+    expect = live & (u < p)
+    np.testing.assert_array_equal(switched.astype(bool), expect)
+    np.testing.assert_array_equal(phen, np.where(expect, 1 - c["phen"], c["phen"]))
+
+
+def test_advance_cycle_and_scatter_add_match_twins():
+    n = 3000
+    c = _cells(n, 50, 3)
+    rng = np.random.default_rng(5)
+    cycle = rng.uniform(-0.05, 1.0, n).astype(np.float32)
+    expect_cycle = np.where(c["flags"] & DEAD, cycle, (cycle - 0.1).astype(np.float32))
+    due = advance_cycle(n, cycle, c["flags"], 0.1)
+    np.testing.assert_allclose(cycle, expect_cycle, rtol=0, atol=1e-7)
+    assert due == int(((expect_cycle <= 0) & ((c["flags"] & DEAD) == 0)).sum())
+    table = rng.uniform(0, 1, (3, 2))
+    out = np.zeros(50)
+    scatter_add(n, c["pos"], c["clone"], c["phen"], c["flags"], table, out)
+    live = (c["flags"] & DEAD) == 0
+    expect = np.zeros(50)
+    np.add.at(expect, c["pos"][live], table[c["clone"][live], c["phen"][live]])
+    assert maxrelerr(out, expect) < 1e-12
+
+
+def _neighbours(p, dims, ndim):
+    """Flat indices of the 2*ndim neighbours of point p in the order -x +x -y +y -z +z (-1 if none)."""
+    nz, ny, nx = dims
+    z, rest = divmod(p, nx * ny)
+    y, x = divmod(rest, nx)
+    nb = [
+        p - 1 if x > 0 else -1, p + 1 if x < nx - 1 else -1,
+        p - nx if y > 0 else -1, p + nx if y < ny - 1 else -1,
+    ]
+    if ndim == 3:
+        nb += [p - nx * ny if z > 0 else -1, p + nx * ny if z < nz - 1 else -1]
+    return nb
+
+
+@pytest.mark.parametrize("upwind", [True, False], ids=["upwind", "central"])
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_decide_moves_matches_twin(ndim, upwind):
+    dims = (1, 9, 11) if ndim == 2 else (5, 6, 7)
+    n_points = int(np.prod(dims))
+    n = 4000
+    c = _cells(n, n_points, 10 + ndim)
+    rng = np.random.default_rng(6)
+    ecm = rng.uniform(0.0, 1.0, n_points)
+    # Large enough that most cells move; central needs p_hapt <= 4 p_diff to stay non-negative.
+    p_diff = np.array([[0.05, 0.08], [0.0, 0.1], [0.06, 0.0]])
+    p_hapt = np.array([[0.15, 0.08], [0.0, 0.2], [0.2, 0.0]]) if upwind else np.minimum(
+        4 * p_diff, np.array([[0.15, 0.08], [0.0, 0.2], [0.2, 0.0]]))
+    target = np.full(n, -7, np.int64)
+    k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["flags"], p_diff, p_hapt, ecm,
+                     np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target)
+    u = _draws(c["uid"])
+    expect = np.full(n, -1, np.int64)
+    for i in range(n):
+        if c["flags"][i] & DEAD:
+            continue
+        pd, ph = p_diff[c["clone"][i], c["phen"][i]], p_hapt[c["clone"][i], c["phen"][i]]
+        if pd == 0 and ph == 0:
+            continue
+        p = int(c["pos"][i])
+        nbs = _neighbours(p, dims, ndim)
+        acc = 0.0
+        for d, nb in enumerate(nbs):
+            if nb < 0:
+                continue
+            if upwind:
+                g = max(0.0, ecm[nb] - ecm[p])
+            else:
+                other = nbs[d ^ 1]
+                g = 0.25 * (ecm[nb] - (ecm[other] if other >= 0 else ecm[p]))
+            acc += pd + ph * g
+            if u[i] < acc:
+                expect[i] = nb
+                break
+    np.testing.assert_array_equal(target, expect)
+    assert k == (expect >= 0).sum()
+    assert n // 20 < k < n - n // 20  # the comparison exercised both moving and staying
+
+
+def test_apply_moves_matches_twin():
+    n, n_points, cap = 2000, 40, 3
+    rng = np.random.default_rng(8)
+    pos = rng.integers(0, n_points, n).astype(np.int32)
+    occ = np.zeros(n_points, np.uint8)
+    # Respect the capacity at the start.
+    for i in range(n):
+        if occ[pos[i]] >= cap:
+            pos[i] = -1
+        else:
+            occ[pos[i]] += 1
+    keep = pos >= 0
+    pos = pos[keep]
+    n = pos.size
+    target = np.where(rng.random(n) < 0.5, rng.integers(0, n_points, n), -1).astype(np.int64)
+    pos_ref, occ_ref = pos.copy(), occ.copy()
+    moved_ref = 0
+    for i in range(n):
+        t = target[i]
+        if t >= 0 and occ_ref[t] < cap:
+            occ_ref[pos_ref[i]] -= 1
+            occ_ref[t] += 1
+            pos_ref[i] = t
+            moved_ref += 1
+    moved = apply_moves(n, pos, target, occ, cap)
+    np.testing.assert_array_equal(pos, pos_ref)
+    np.testing.assert_array_equal(occ, occ_ref)
+    assert moved == moved_ref
+    assert occ.max() <= cap
+
+
+def test_select_on_vessels_matches_twin():
+    n, n_points = 4000, 60
+    c = _cells(n, n_points, 9)
+    rng = np.random.default_rng(9)
+    vessel = rng.choice(np.array([0, 1, 2], np.int8), n_points, p=[0.5, 0.3, 0.2])
+    for p_enter in (0.3, 1.0):
+        out = np.full(n, 9, np.uint8)
+        k = select_on_vessels(n, c["uid"], c["pos"], c["phen"], c["flags"], vessel, p_enter, KEY, STREAM,
+                              STEP, out)
+        v = vessel[c["pos"]]
+        eligible = ((c["flags"] & DEAD) == 0) & ((v == 2) | ((v == 1) & (c["phen"] == 1)))
+        expect = eligible & ((p_enter >= 1.0) | (_draws(c["uid"]) < p_enter))
+        np.testing.assert_array_equal(out.astype(bool), expect)
+        assert k == expect.sum()
+
+
+# -- thread-count independence ---------------------------------------------------------------------
+
+
+def test_parallel_kernels_do_not_depend_on_thread_count():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs at least two numba threads")
+    rng = np.random.default_rng(12)
+    u = rng.uniform(0, 1, (9, 10, 11))
+    n = 3000
+    c = _cells(n, u.size, 12)
+    ecm = rng.uniform(0, 1, u.size)
+    p_diff = np.full((3, 2), 0.05)
+    p_hapt = np.full((3, 2), 0.1)
+
+    def run():
+        out = np.empty_like(u)
+        diffuse_decay_step(u, out, 0.15, 0.99)
+        target = np.empty(n, np.int64)
+        decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["flags"], p_diff, p_hapt, ecm,
+                     np.asarray(u.shape, np.int64), 3, True, KEY, STREAM, STEP, target)
+        return out, target
+
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = run()
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = run()
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(one, many, strict=True):
+        np.testing.assert_array_equal(a, b)
