@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from metacoop.kernels.dispatch import first_arg, sized_kernel
 from metacoop.kernels.random import gamma_variate, uniform
 
 DEAD = np.uint8(1)
@@ -49,7 +50,7 @@ def _neighbour(p, d, nx, ny, nz, ndim):
     return p + nx * ny if z < nz - 1 else -1
 
 
-@njit(cache=True, parallel=True)
+@sized_kernel(first_arg)
 def bernoulli_flag(n, uid, clone, phen, p_table, key, stream, step, flags, flag):
     """Set ``flag`` on each live cell with probability ``p_table[clone, phen]``.
 
@@ -65,7 +66,7 @@ def bernoulli_flag(n, uid, clone, phen, p_table, key, stream, step, flags, flag)
     return hit.sum()
 
 
-@njit(cache=True, parallel=True)
+@sized_kernel(first_arg)
 def switch_phenotype(n, uid, clone, phen, flags, p_emt, p_met, key, stream, step):
     """EMT/MET: each live cell switches phenotype with its per-step probability.
 
@@ -90,7 +91,7 @@ def switch_phenotype(n, uid, clone, phen, flags, p_emt, p_met, key, stream, step
     return switched
 
 
-@njit(cache=True, parallel=True)
+@sized_kernel(first_arg)
 def decide_moves(
     n, uid, pos, clone, phen, flags, p_diff, p_hapt, ecm, dims, ndim, upwind,
     key, stream, step, target,
@@ -166,7 +167,7 @@ def apply_moves(n, pos, target, occ, capacity):
     return moved
 
 
-@njit(cache=True, parallel=True)
+@sized_kernel(first_arg)
 def advance_cycle(n, cycle_h, flags, dt):
     """Advance every live cell's cycle clock by ``dt``; return how many are due."""
     due = np.zeros(n, dtype=np.int64)
@@ -246,7 +247,7 @@ def scatter_add(n, pos, clone, phen, flags, table, out):
         out[pos[i]] += table[clone[i], phen[i]]
 
 
-@njit(cache=True, parallel=True)
+@sized_kernel(first_arg)
 def select_on_vessels(n, uid, pos, phen, flags, vessel, p_enter, key, stream, step, out):
     """Mark live cells on a vessel point that enter it this step (Franssen 2019).
 

@@ -17,10 +17,12 @@ no stability limit.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from metacoop.kernels.dispatch import first_array, sized_kernel
 
 
-@njit(cache=True, parallel=True)
+@sized_kernel(first_array)
 def diffuse_decay_step(u, out, r, decay):
     """Write one explicit diffusion + decay sub-step of ``u`` into ``out``.
 
@@ -71,7 +73,7 @@ def diffuse_decay_step_numpy(u: np.ndarray, r: float, decay: float) -> np.ndarra
     return ((c + u.dtype.type(r) * lap) * u.dtype.type(decay)).astype(u.dtype)
 
 
-@njit(cache=True, parallel=True)
+@sized_kernel(first_array)
 def scale_inplace(u, factor):
     """Multiply every value of ``u`` (any shape, flattened view) by ``factor``."""
     flat = u.reshape(-1)
@@ -80,7 +82,7 @@ def scale_inplace(u, factor):
         flat[i] *= f
 
 
-@njit(cache=True, parallel=True)
+@sized_kernel(first_array)
 def add_inplace(u, deltas):
     """Add ``deltas`` to ``u`` point by point and zero ``deltas`` (both flat views)."""
     a = u.reshape(-1)
@@ -90,7 +92,7 @@ def add_inplace(u, deltas):
         d[i] = 0
 
 
-@njit(cache=True, parallel=True)
+@sized_kernel(first_array)
 def degrade_exponential(w, m, cell_rate, gamma_m, dt):
     """Exact exponential ECM degradation over one step.
 
