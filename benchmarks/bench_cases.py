@@ -1,0 +1,564 @@
+"""Measurements behind ``benchmarks/run.py``: plain functions returning plain results.
+
+Every function takes its sizes and repetition counts as arguments, so the
+smoke test can run each one on a tiny case. Nothing here prints; ``run.py``
+turns the results into tables.
+
+Timing conventions:
+
+* Wall time from :func:`time.perf_counter`. Numba kernels run synchronously,
+  so a kernel call returns when its work is done.
+* Warm-up steps run first, so loading compiled kernels from numba's on-disk
+  cache (or compiling them when the cache is cold) and the first growth of the
+  cell arrays fall outside the timed section.
+* Every figure is kept per repetition; :class:`Stat` reduces a list of them to
+  median, min and max.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+import metacoop
+from metacoop.core.field import Field, make_solver
+from metacoop.core.schedule import Phase
+from metacoop.core.state import CellArrays
+from metacoop.kernels.fields import diffuse_decay_step
+
+#: Phases whose slots count as "cell rules" (DESIGN: CELL_RULES, RESOLVE, INTRAVASATION).
+CELL_PHASES = (Phase.CELL_RULES, Phase.RESOLVE, Phase.INTRAVASATION)
+#: Phases whose slots count as "fields" (field solve and ECM degradation).
+FIELD_PHASES = (Phase.FIELDS,)
+
+#: Field parameters used by the solver benchmark: the default scenario's MMP-2 field.
+MMP2_DIFFUSION_UM2_PER_H = 360.0
+MMP2_DECAY_PER_H = 0.009
+DEFAULT_DT_H = 0.1
+#: Step of the 3-D cell benchmark, h (the default 0.1 h is refused in 3-D; see cell_scenario).
+DT_3D_H = 0.05
+DEFAULT_DX_UM = 10.0
+
+
+# -- machine load ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU time used by the whole machine and by this process at one instant."""
+
+    wall: float
+    machine_busy_s: float
+    self_s: float
+
+    @classmethod
+    def now(cls) -> CpuSnapshot:
+        """Read /proc/stat (busy = user+nice+system+irq+softirq+steal) and this process's CPU time."""
+        busy = math.nan
+        try:
+            with open("/proc/stat", encoding="ascii") as fh:
+                parts = fh.readline().split()
+            v = [int(x) for x in parts[1:9]]
+            busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            pass
+        return cls(time.perf_counter(), busy, time.process_time())
+
+    def others_share(self, later: CpuSnapshot) -> float:
+        """Fraction of all CPUs used by other processes between ``self`` and ``later`` (nan if unknown)."""
+        wall = later.wall - self.wall
+        if wall <= 0 or not math.isfinite(self.machine_busy_s):
+            return math.nan
+        others = (later.machine_busy_s - self.machine_busy_s) - (later.self_s - self.self_s)
+        return max(0.0, others) / (wall * (os.cpu_count() or 1))
+
+
+# -- statistics -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Median, min and max of repeated measurements of one figure."""
+
+    median: float
+    min: float
+    max: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat:
+        """Summarise ``values`` (at least one)."""
+        a = np.asarray(values, dtype=np.float64)
+        return cls(float(np.median(a)), float(a.min()), float(a.max()), int(a.size))
+
+    def scaled(self, factor: float) -> Stat:
+        """The same statistic multiplied by a positive ``factor``."""
+        return Stat(self.median * factor, self.min * factor, self.max * factor, self.n)
+
+    def inverse(self, numerator: float = 1.0) -> Stat:
+        """``numerator / x`` of each summary (min and max swap)."""
+        return Stat(numerator / self.median, numerator / self.max, numerator / self.min, self.n)
+
+    def finite_positive(self) -> bool:
+        """True when median, min and max are all finite and > 0."""
+        return all(math.isfinite(v) and v > 0 for v in (self.median, self.min, self.max))
+
+
+def ratio(big: Stat, small: Stat) -> Stat:
+    """``big / small`` by medians, with the widest range the repetitions allow.
+
+    The range is ``[big.min / small.max, big.max / small.min]``: every pairing
+    of one repetition of each lies inside it.
+    """
+    return Stat(big.median / small.median, big.min / small.max, big.max / small.min, min(big.n, small.n))
+
+
+# -- cell rules through the real engine -------------------------------------------
+
+
+def lattice_shape(n_cells: int, ndim: int, cells_per_point: float = 2.0) -> list[int]:
+    """Side lengths of a square (cubic) lattice holding ``n_cells`` at ``cells_per_point`` on average."""
+    side = max(3, math.ceil((n_cells / cells_per_point) ** (1.0 / ndim) - 1e-9))
+    return [side] * ndim
+
+
+def cell_scenario(n_cells: int, ndim: int, overrides: dict | None = None) -> metacoop.SimulationConfig:
+    """The default scenario with ``n_cells`` initial cells on a lattice of ``lattice_shape``.
+
+    The initial tumour is seeded as the engine does it (the smallest disc or
+    ball holding the cells at capacity 4, centred), so the lattice averages
+    2 cells per point and the tumour is packed. Vessels may sit anywhere off
+    the tumour (``min_distance_um = 0``: the 150 µm of the default does not
+    fit on the smallest 3-D lattice). In 3-D the step is ``dt_h = 0.05`` (as
+    in the ``invasion3d`` preset): the default 0.1 h breaks the movement bound
+    ``2 ndim (D + Phi) dt / dx**2 <= 1`` in 3-D and the scenario is refused.
+    Recording and accounting checks are pushed to the end of a very long run
+    so that they never happen while a step is timed.
+    """
+    long_h = 1.0e5
+    o = {
+        "dt_h": DT_3D_H if ndim == 3 else DEFAULT_DT_H,
+        "primary.lattice.shape": lattice_shape(n_cells, ndim),
+        "primary.initial_tumour.cells": int(n_cells),
+        "primary.vessels.min_distance_um": 0.0,
+        "duration_h": long_h,
+        "output.record_every_h": long_h,
+        "output.snapshot_every_h": long_h,
+    }
+    o.update(overrides or {})
+    return metacoop.load_scenario("default", overrides=o)
+
+
+@dataclass
+class SlotTimer:
+    """Per-slot wall time accumulated by :func:`instrument`."""
+
+    seconds: dict[str, float]
+    phases: dict[str, Phase]
+
+    def snapshot(self) -> dict[str, float]:
+        """A copy of the running totals."""
+        return dict(self.seconds)
+
+    def names_in(self, phases: Sequence[Phase]) -> list[str]:
+        """Slot names belonging to ``phases``, in plan order."""
+        return [name for name, ph in self.phases.items() if ph in phases]
+
+
+def instrument(sim: metacoop.Simulation) -> SlotTimer:
+    """Wrap every slot of ``sim.plan`` so its wall time is accumulated per slot name.
+
+    Only the benchmark's own Simulation object is changed (its ``plan`` list
+    is replaced by timed copies of the same slots); the engine is not.
+    """
+    timer = SlotTimer({}, {})
+    plan = []
+    for slot in sim.plan:
+        timer.seconds[slot.name] = 0.0
+        timer.phases[slot.name] = slot.phase
+
+        def timed(ctx, _run=slot.run, _name=slot.name, _acc=timer.seconds):
+            t0 = time.perf_counter()
+            _run(ctx)
+            _acc[_name] += time.perf_counter() - t0
+
+        plan.append(dataclasses.replace(slot, run=timed))
+    sim.plan = plan
+    return timer
+
+
+def memory_of(sim: metacoop.Simulation) -> dict[str, float]:
+    """Bytes held by the primary site, per cell: cell arrays, per-cell scratch, lattice arrays."""
+    site = sim.primary
+    c = site.cells
+    n = max(c.n, 1)
+    arrays = c.arrays()
+    lattice = site.occ.nbytes + site.vessel.nbytes
+    for name, f in site.fields.items():
+        lattice += f.values.nbytes + f.deltas.nbytes + site.solvers[name].scratch.nbytes
+    for mech in sim.mechanisms:
+        rates = getattr(mech, "rates", None)
+        if isinstance(rates, dict) and site.name in rates:
+            lattice += rates[site.name].nbytes
+    # Scratch arrays the site keeps between steps (private attributes; read only).
+    scratch = sum(getattr(site, a).nbytes for a in ("_int_scratch", "_mask_scratch") if hasattr(site, a))
+    return {
+        "cells": c.n,
+        "capacity": c.capacity,
+        "declared_per_cell": CellArrays.bytes_per_cell(),
+        "live_per_cell": sum(a[: c.n].nbytes for a in arrays.values()) / n,
+        "allocated_per_cell": sum(a.nbytes for a in arrays.values()) / n,
+        "scratch_per_cell": scratch / n,
+        "lattice_per_cell": lattice / n,
+    }
+
+
+@dataclass
+class CellResult:
+    """Timing of the cell rules (and the rest of the step) at one population size.
+
+    Per-repetition lists have one entry per repetition of ``steps`` steps.
+    """
+
+    n_target: int
+    ndim: int
+    shape: list[int]
+    threads: int
+    steps: int
+    warmup: int
+    n_start: int = 0
+    n_end: int = 0
+    cell_steps: list[int] = field(default_factory=list)
+    step_s: list[float] = field(default_factory=list)
+    cell_s: list[float] = field(default_factory=list)
+    field_s: list[float] = field(default_factory=list)
+    slot_s: dict[str, list[float]] = field(default_factory=dict)
+    cell_slots: list[str] = field(default_factory=list)
+    field_slots: list[str] = field(default_factory=list)
+    memory_built: dict[str, float] = field(default_factory=dict)
+    memory_end: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mean_cells(self) -> float:
+        """Mean live cells at the start of a timed step."""
+        return sum(self.cell_steps) / (len(self.cell_steps) * self.steps)
+
+    def _per_rep(self, seconds: list[float]) -> list[float]:
+        return [cs / s for cs, s in zip(self.cell_steps, seconds, strict=True)]
+
+    @property
+    def cell_rate(self) -> Stat:
+        """Cell-updates per second of the cell rules (CELL_RULES + RESOLVE + INTRAVASATION)."""
+        return Stat.of(self._per_rep(self.cell_s))
+
+    @property
+    def step_rate(self) -> Stat:
+        """Cell-updates per second of whole steps (fields included)."""
+        return Stat.of(self._per_rep(self.step_s))
+
+    @property
+    def cell_per_step(self) -> Stat:
+        """Seconds per step spent in the cell rules."""
+        return Stat.of([s / self.steps for s in self.cell_s])
+
+    @property
+    def step_per_step(self) -> Stat:
+        """Seconds per whole step."""
+        return Stat.of([s / self.steps for s in self.step_s])
+
+    @property
+    def field_per_step(self) -> Stat:
+        """Seconds per step in the FIELDS phase (field solve and ECM degradation)."""
+        return Stat.of([s / self.steps for s in self.field_s])
+
+    @property
+    def other_per_step(self) -> Stat:
+        """Seconds per step outside every slot (step bookkeeping)."""
+        rest = [t - c - f for t, c, f in zip(self.step_s, self.cell_s, self.field_s, strict=True)]
+        return Stat.of([max(r, 0.0) / self.steps for r in rest])
+
+    def slot_per_step(self, name: str) -> Stat:
+        """Seconds per step in one slot."""
+        return Stat.of([s / self.steps for s in self.slot_s[name]])
+
+    def to_dict(self) -> dict:
+        """Raw figures and summaries, JSON-ready."""
+        d = dataclasses.asdict(self)
+        d["summary"] = {
+            "mean_cells": self.mean_cells,
+            "cell_rate": dataclasses.asdict(self.cell_rate),
+            "step_rate": dataclasses.asdict(self.step_rate),
+            "cell_per_step_s": dataclasses.asdict(self.cell_per_step),
+            "step_per_step_s": dataclasses.asdict(self.step_per_step),
+            "field_per_step_s": dataclasses.asdict(self.field_per_step),
+        }
+        return d
+
+
+def build_cell_sim(n_cells: int, ndim: int, overrides: dict | None = None) -> metacoop.Simulation:
+    """Load the scenario of :func:`cell_scenario` and build the engine's Simulation."""
+    return metacoop.Simulation(cell_scenario(n_cells, ndim, overrides))
+
+
+def time_steps(
+    sim: metacoop.Simulation, timer: SlotTimer, result: CellResult, steps: int, warmup: int
+) -> None:
+    """Warm up, then time one repetition of ``steps`` calls to ``sim.step()``; append it to ``result``."""
+    for _ in range(warmup):
+        sim.step()
+    result.cell_slots = timer.names_in(CELL_PHASES)
+    result.field_slots = timer.names_in(FIELD_PHASES)
+    for name in timer.seconds:
+        result.slot_s.setdefault(name, [])
+    if not result.step_s:
+        result.n_start = _live(sim)
+    gc.collect()
+    before = timer.snapshot()
+    cell_steps = 0
+    total = 0.0
+    for _ in range(steps):
+        cell_steps += _live(sim)
+        t0 = time.perf_counter()
+        sim.step()
+        total += time.perf_counter() - t0
+    delta = {k: timer.seconds[k] - before[k] for k in timer.seconds}
+    result.cell_steps.append(cell_steps)
+    result.step_s.append(total)
+    result.cell_s.append(sum(delta[k] for k in result.cell_slots))
+    result.field_s.append(sum(delta[k] for k in result.field_slots))
+    for k, v in delta.items():
+        result.slot_s[k].append(v)
+    result.n_end = _live(sim)
+
+
+def _live(sim: metacoop.Simulation) -> int:
+    return sum(s.cells.n for s in sim.sites)
+
+
+def _one_repetition(result: CellResult, overrides: dict | None, threads: int | None) -> None:
+    """Build a fresh Simulation, warm it up and time one repetition into ``result``."""
+    old = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(threads)
+    try:
+        sim = build_cell_sim(result.n_target, result.ndim, overrides)
+        if not result.step_s:
+            result.shape = list(sim.primary.lattice.shape)
+            result.memory_built = memory_of(sim)
+        timer = instrument(sim)
+        time_steps(sim, timer, result, result.steps, result.warmup)
+        result.memory_end = memory_of(sim)
+        sim.check_accounting()
+    finally:
+        numba.set_num_threads(old)
+    del sim
+    gc.collect()
+
+
+def cell_benchmark(
+    n_cells: int,
+    ndim: int,
+    steps: int = 10,
+    reps: int = 5,
+    warmup: int = 3,
+    threads: int | None = None,
+    overrides: dict | None = None,
+) -> CellResult:
+    """Cell-updates per second of a primary site seeded with ``n_cells`` cells.
+
+    Every repetition builds a fresh Simulation from the same scenario and
+    seed, takes ``warmup`` untimed steps, then times ``steps`` steps. The engine
+    is deterministic for a given seed whatever the thread count, so every
+    repetition (and every thread count) does exactly the same work, and the
+    population cannot drift from one repetition to the next.
+
+    Args:
+        n_cells: initial cells (the lattice is sized for 2 cells per point on average).
+        ndim: 2 or 3.
+        steps: timed steps per repetition.
+        reps: repetitions.
+        warmup: untimed steps before the timed ones, in every repetition.
+        threads: numba threads (restored afterwards); None keeps the current number.
+        overrides: extra scenario overrides (dotted keys).
+    """
+    result = CellResult(n_cells, ndim, [], threads or numba.get_num_threads(), steps, warmup)
+    for _ in range(reps):
+        _one_repetition(result, overrides, threads)
+    return result
+
+
+def thread_benchmark(
+    n_cells: int,
+    ndim: int,
+    thread_counts: Sequence[int] = (1, 2),
+    steps: int = 10,
+    reps: int = 5,
+    warmup: int = 3,
+) -> dict[int, CellResult]:
+    """:func:`cell_benchmark` at each thread count (counts above numba's maximum are skipped).
+
+    Repetitions of the thread counts are interleaved (1, 2, 1, 2, ...) so that
+    slow drift of the machine affects them alike.
+    """
+    counts = [t for t in thread_counts if 1 <= t <= numba.config.NUMBA_NUM_THREADS]
+    results = {t: CellResult(n_cells, ndim, [], t, steps, warmup) for t in counts}
+    for _ in range(reps):
+        for t in counts:
+            _one_repetition(results[t], None, t)
+    return results
+
+
+# -- fields --------------------------------------------------------------------------
+
+
+@dataclass
+class FieldResult:
+    """Voxel-updates per second of one field on one grid."""
+
+    dims: tuple[int, int, int]
+    dtype: str
+    substeps: int
+    solver_s: list[float] = field(default_factory=list)
+    kernel_s: list[float] = field(default_factory=list)
+    calls: int = 0
+
+    @property
+    def voxels(self) -> int:
+        """Voxels of the grid."""
+        return math.prod(self.dims)
+
+    @property
+    def solver_rate(self) -> Stat:
+        """Voxel-updates per second of ``FieldSolver.step`` (deltas added, all sub-steps)."""
+        return Stat.of([self.voxels * self.substeps * self.calls / s for s in self.solver_s])
+
+    @property
+    def kernel_rate(self) -> Stat:
+        """Voxel-updates per second of ``diffuse_decay_step`` alone."""
+        return Stat.of([self.voxels * self.calls / s for s in self.kernel_s])
+
+    def bandwidth(self, rate: Stat) -> Stat:
+        """Least memory traffic implied by ``rate``: one read and one write per voxel, GB/s."""
+        return rate.scaled(2 * np.dtype(self.dtype).itemsize / 1e9)
+
+    def to_dict(self) -> dict:
+        """Raw figures and summaries, JSON-ready."""
+        d = dataclasses.asdict(self)
+        d["summary"] = {"solver_rate": dataclasses.asdict(self.solver_rate),
+                        "kernel_rate": dataclasses.asdict(self.kernel_rate)}
+        return d
+
+
+def field_benchmark(
+    dims: tuple[int, int, int],
+    dtype: str,
+    reps: int = 5,
+    min_rep_s: float = 0.2,
+    seed: int = 0,
+) -> FieldResult:
+    """Time the diffusion solver of one field shaped ``dims`` = (nz, ny, nx).
+
+    The field has the default scenario's MMP-2 parameters (D = 360 µm²/h,
+    decay 0.009 /h, dt 0.1 h, dx 10 µm), so the solver takes 2 sub-steps per
+    step in 2-D and 3 in 3-D. Each repetition makes enough calls to last about
+    ``min_rep_s`` seconds.
+    """
+    ndim = 2 if dims[0] == 1 else 3
+    rng = np.random.default_rng(seed)
+    values = rng.random(dims).astype(dtype)
+    f = Field("bench", values, np.zeros(dims, dtype))
+    solver = make_solver(values, MMP2_DIFFUSION_UM2_PER_H, MMP2_DECAY_PER_H, DEFAULT_DT_H,
+                         DEFAULT_DX_UM, ndim)
+    result = FieldResult(tuple(int(d) for d in dims), str(np.dtype(dtype)), solver.substeps)
+    other = np.empty_like(values)
+
+    def solver_call() -> None:
+        solver.step(f)
+
+    def kernel_call() -> None:
+        diffuse_decay_step(f.values, other, solver.r, solver.decay)
+
+    solver_call()
+    kernel_call()  # warm-up (loads or compiles the kernels for this dtype)
+    calls = _calls_for(solver_call, min_rep_s)
+    result.calls = calls
+    for _ in range(reps):
+        result.solver_s.append(_time_calls(solver_call, calls))
+        result.kernel_s.append(_time_calls(kernel_call, calls * solver.substeps) / solver.substeps)
+    return result
+
+
+def _calls_for(fn: Callable[[], None], min_s: float) -> int:
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-7)
+    return max(1, min(10_000, math.ceil(min_s / one)))
+
+
+def _time_calls(fn: Callable[[], None], calls: int) -> float:
+    gc.collect()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return time.perf_counter() - t0
+
+
+# -- whole scenario -----------------------------------------------------------------------
+
+
+@dataclass
+class ScenarioResult:
+    """Wall time of ``metacoop.simulate`` on a whole scenario."""
+
+    name: str
+    duration_h: float
+    n_steps: int
+    wall_s: list[float] = field(default_factory=list)
+    cells_final: int = 0
+    ctcs: int = 0
+
+    @property
+    def wall(self) -> Stat:
+        """Wall seconds per run."""
+        return Stat.of(self.wall_s)
+
+    @property
+    def days_per_minute(self) -> Stat:
+        """Simulated days per wall minute."""
+        return Stat.of([(self.duration_h / 24.0) / (w / 60.0) for w in self.wall_s])
+
+    def to_dict(self) -> dict:
+        """Raw figures and summaries, JSON-ready."""
+        d = dataclasses.asdict(self)
+        d["summary"] = {"wall_s": dataclasses.asdict(self.wall),
+                        "days_per_minute": dataclasses.asdict(self.days_per_minute)}
+        return d
+
+
+def scenario_benchmark(name: str = "default", reps: int = 3, overrides: dict | None = None) -> ScenarioResult:
+    """Wall time of ``metacoop.simulate(load_scenario(name, overrides))`` with no output directory.
+
+    A one-hour run of the same scenario comes first, untimed, so that kernels
+    are loaded from numba's cache before the timed runs.
+    """
+    cfg = metacoop.load_scenario(name, overrides=dict(overrides or {}))
+    short = {**(overrides or {}), "duration_h": min(1.0, cfg.duration_h)}
+    warm = metacoop.load_scenario(name, overrides=short)
+    metacoop.simulate(warm)
+    result = ScenarioResult(cfg.name, cfg.duration_h, cfg.n_steps)
+    for _ in range(reps):
+        gc.collect()
+        t0 = time.perf_counter()
+        res = metacoop.simulate(cfg)
+        result.wall_s.append(time.perf_counter() - t0)
+        result.cells_final = int(res.manifest["cells_final"])
+        result.ctcs = len(res.events)
+    return result

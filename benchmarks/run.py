@@ -1,0 +1,521 @@
+"""metacoop benchmark suite: one command, tables of figures and ratios.
+
+    /work/venv/bin/python benchmarks/run.py [--quick] [--json PATH] [--profile] [--only SECTION ...]
+
+Sections (see benchmarks/README.md for what each one times):
+
+1.  cells     cell-updates per second of the cell rules, 1e4/1e5/1e6 cells, 2-D and 3-D
+1b. (cells)   where a step goes at 1e6 cells, per schedule slot
+2.  (cells)   cost per step between sizes
+3.  fields    voxel-updates per second of the diffusion solver
+4.  memory    bytes of state per cell at 1e6 cells (from section 1's 2-D 1e6 run)
+5.  scenario  wall time of the whole default scenario
+6.  threads   1-thread vs 2-thread speedup on the 1e6 2-D cell benchmark
+
+then a summary against the targets; ``--profile`` adds a cProfile of the 1e6 2-D case.
+Each section notes how much CPU other processes took while it ran.
+
+Every figure is the median of several repetitions, shown with min and max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import math
+import os
+import platform
+import pstats
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import bench_cases as bc  # noqa: E402
+import metacoop  # noqa: E402
+from metacoop.core.state import CellArrays  # noqa: E402
+
+TARGET_CELL_RATE = 2e7  # cell-updates per second, cell rules
+TARGET_RATIO = 12.0  # cost per step for 10x the cells
+TARGET_BYTES = 64  # bytes of state per cell
+
+#: Share of all CPUs taken by other processes above which a section is flagged as disturbed.
+NOISY_SHARE = 0.05
+
+SECTIONS = ("cells", "fields", "memory", "scenario", "threads")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and repetition counts of one benchmark run."""
+
+    cell_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    #: timed steps per repetition at each of ``cell_sizes`` (more steps where a step is short)
+    cell_steps: tuple[int, ...] = (40, 20, 20)
+    dims: tuple[int, ...] = (2, 3)
+    reps: int = 9
+    warmup: int = 3
+    field_grids: tuple[tuple[int, int, int], ...] = ((1, 256, 256), (1, 1024, 1024), (1, 2048, 2048),
+                                                     (128, 128, 128))
+    field_dtypes: tuple[str, ...] = ("float32", "float64")
+    field_reps: int = 9
+    field_min_rep_s: float = 0.25
+    scenario_reps: int = 5
+    thread_cells: int = 1_000_000
+    thread_counts: tuple[int, ...] = (1, 2)
+
+
+FULL = Plan()
+QUICK = Plan(cell_steps=(20, 10, 5), reps=3, warmup=2, field_reps=3, field_min_rep_s=0.1, scenario_reps=3)
+
+
+def steps_for(plan: Plan, n: int) -> int:
+    """Timed steps per repetition at ``n`` cells."""
+    sizes = list(plan.cell_sizes)
+    return plan.cell_steps[sizes.index(n)] if n in sizes else plan.cell_steps[-1]
+
+
+# -- formatting -------------------------------------------------------------------
+
+
+def sci(x: float) -> str:
+    """3 significant digits in scientific notation."""
+    return f"{x:.2e}"
+
+
+def fixed(x: float, digits: int = 3) -> str:
+    """``digits`` significant digits, no exponent for ordinary magnitudes."""
+    if x == 0 or not math.isfinite(x):
+        return str(x)
+    mag = math.floor(math.log10(abs(x)))
+    dec = max(0, digits - 1 - mag)
+    return f"{x:.{dec}f}"
+
+
+def stat_text(s: bc.Stat, fmt=sci, scale: float = 1.0) -> str:
+    """``median (min–max)``."""
+    return f"{fmt(s.median * scale)} ({fmt(s.min * scale)}–{fmt(s.max * scale)})"
+
+
+class Section:
+    """Context manager: note how much CPU other processes took while a section ran."""
+
+    def __init__(self, console: Console, name: str, log: dict):
+        self.console, self.name, self.log = console, name, log
+
+    def __enter__(self) -> Section:
+        self.start = bc.CpuSnapshot.now()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        share = self.start.others_share(bc.CpuSnapshot.now())
+        self.log[self.name] = share
+        if math.isfinite(share) and share > NOISY_SHARE:
+            self.console.print(f"[yellow]   warning: other processes used {100 * share:.0f} % of the CPUs "
+                               f"during '{self.name}'; its figures are disturbed.[/]")
+        elif math.isfinite(share):
+            self.console.print(f"[dim]   other processes used {100 * share:.0f} % of the CPUs during "
+                               f"'{self.name}'.[/]")
+
+
+def mark(ok: bool) -> str:
+    """Pass/fail mark."""
+    return "[green]✓ met[/]" if ok else "[red]✗ missed[/]"
+
+
+def cells_text(n: int) -> str:
+    """1e4-style label of a target population."""
+    e = round(math.log10(n))
+    return f"1e{e}" if 10**e == n else f"{n:,}"
+
+
+# -- sections --------------------------------------------------------------------------
+
+
+def environment_table(console: Console, plan: Plan, quick: bool) -> dict:
+    """Print and return what the figures were measured on."""
+    try:
+        commit = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain", "src"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = commit + (" (src modified)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    env = {
+        "metacoop": metacoop.__version__,
+        "commit": commit or "unknown",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "numba threads": f"{numba.get_num_threads()} (max {numba.config.NUMBA_NUM_THREADS}, "
+                         f"layer {numba.threading_layer() if _layer_ready() else 'not yet chosen'})",
+        "cpu": f"{_cpu_name()}, {os.cpu_count()} logical CPUs",
+        "environment variables": ", ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ)
+                                           if k.startswith(("OMP_", "NUMBA_", "MKL_", "OPENBLAS_")))
+                                 or "none of OMP_*, NUMBA_*",
+        "mode": "quick" if quick else "full",
+        "repetitions": f"cells {plan.reps} (fresh Simulation each, {plan.warmup} warm-up steps, then "
+                       f"{'/'.join(map(str, plan.cell_steps))} timed steps at "
+                       f"{'/'.join(cells_text(n) for n in plan.cell_sizes)} cells), "
+                       f"fields {plan.field_reps}, scenario {plan.scenario_reps}",
+    }
+    t = Table(title="Environment", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("")
+    for k, v in env.items():
+        t.add_row(k, str(v))
+    console.print(t)
+    return env
+
+
+def _layer_ready() -> bool:
+    try:
+        numba.threading_layer()
+        return True
+    except ValueError:
+        return False
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run_cells(console: Console, plan: Plan) -> dict[tuple[int, int], bc.CellResult]:
+    """Section 1: cell benchmarks at every size and dimension."""
+    results = {}
+    for ndim in plan.dims:
+        for n in plan.cell_sizes:
+            with console.status(f"cell rules: {cells_text(n)} cells, {ndim}-D"):
+                results[(ndim, n)] = bc.cell_benchmark(n, ndim, steps_for(plan, n), plan.reps, plan.warmup)
+    t = Table(title="1. Cell rules through the engine (Simulation.step on the default scenario)",
+              caption="Scenario: load_scenario('default') with the lattice shown (2 cells/point on average; "
+                      "the engine seeds the tumour packed at capacity 4 in the central disc/ball), "
+                      "vessels.min_distance_um = 0, and in 3-D dt_h = 0.05 (0.1 h is refused in 3-D). "
+                      "Each repetition is a fresh Simulation (same seed, so the same work): warm-up steps, "
+                      "then the timed steps; 'cells start→end' spans the timed steps. "
+                      "cell rules = CELL_RULES + RESOLVE + INTRAVASATION slots (phenotype_switch, death, "
+                      "movement, proliferation, mmp2_secretion, resolve, intravasation), each timed inside "
+                      "sim.step(); fields = FIELDS slots (field solve, ecm_degradation); whole step = "
+                      "sim.step(), with recording and accounting checks pushed past the end of the run. "
+                      "cell-updates/s = sum over timed steps of the cells at the start of the step / "
+                      "seconds. "
+                      f"Target: >= {sci(TARGET_CELL_RATE)} cell-updates/s for the cell rules.",
+              caption_justify="left")
+    for col in ("case", "lattice", "cells start→end", "thr", "cell rules ms/step",
+                "cell rules cell-updates/s", f"≥ {sci(TARGET_CELL_RATE)}", "fields ms/step",
+                "whole step ms/step", "whole step cell-updates/s"):
+        t.add_column(col, justify="right" if col not in ("case", "lattice") else "left")
+    for (ndim, n), r in results.items():
+        t.add_row(
+            f"{ndim}-D {cells_text(n)}", "x".join(map(str, r.shape)), f"{r.n_start:,}→{r.n_end:,}",
+            str(r.threads), stat_text(r.cell_per_step, fixed, 1e3), stat_text(r.cell_rate),
+            mark(r.cell_rate.median >= TARGET_CELL_RATE), stat_text(r.field_per_step, fixed, 1e3),
+            stat_text(r.step_per_step, fixed, 1e3), stat_text(r.step_rate),
+        )
+    console.print(t)
+    return results
+
+
+def ratios_table(console: Console, plan: Plan, results: dict[tuple[int, int], bc.CellResult]) -> list[dict]:
+    """Section 2: cost per step between successive sizes."""
+    rows = []
+    t = Table(title="2. Cost per step between sizes (from section 1)",
+              caption="ratio = median time per step at the larger size / at the smaller; range = "
+                      "\\[min_big/max_small, max_big/min_small]. Ideal for 10x the cells is 10x; target "
+                      f"<= {TARGET_RATIO:g}x (judged on the median, scaled to exactly 10x the cells).",
+              caption_justify="left")
+    for col in ("case", "cells ratio", "cell rules time ratio", "whole step time ratio", "ideal",
+                f"≤ {TARGET_RATIO:g}x (cell rules)", f"≤ {TARGET_RATIO:g}x (whole step)"):
+        t.add_column(col, justify="left" if col == "case" else "right")
+    for ndim in plan.dims:
+        sizes = [n for n in plan.cell_sizes if (ndim, n) in results]
+        for small, big in zip(sizes, sizes[1:], strict=False):
+            a, b = results[(ndim, small)], results[(ndim, big)]
+            cells = b.mean_cells / a.mean_cells
+            rc = bc.ratio(b.cell_per_step, a.cell_per_step)
+            rs = bc.ratio(b.step_per_step, a.step_per_step)
+            norm = (big / small) / cells
+            rows.append({"ndim": ndim, "small": small, "big": big, "cells_ratio": cells,
+                         "cell_rules": rc.__dict__, "whole_step": rs.__dict__})
+            t.add_row(f"{ndim}-D {cells_text(big)} / {cells_text(small)}", f"{cells:.2f}x",
+                      stat_text(rc, lambda x: f"{x:.2f}x"), stat_text(rs, lambda x: f"{x:.2f}x"),
+                      f"{big / small:g}x", mark(rc.median * norm <= TARGET_RATIO),
+                      mark(rs.median * norm <= TARGET_RATIO))
+    console.print(t)
+    return rows
+
+
+def run_fields(console: Console, plan: Plan) -> list[bc.FieldResult]:
+    """Section 3: the diffusion solver on its own."""
+    results = []
+    for dims in plan.field_grids:
+        for dtype in plan.field_dtypes:
+            label = "x".join(map(str, dims[::-1] if dims[0] > 1 else dims[1:][::-1]))
+            with console.status(f"fields: {label} {dtype}"):
+                results.append(bc.field_benchmark(dims, dtype, plan.field_reps, plan.field_min_rep_s))
+    t = Table(title="3. Field diffusion: voxel-updates per second per field",
+              caption="solver = FieldSolver.step from make_solver (adds the deltas, then every explicit "
+                      "sub-step of diffuse_decay_step; MMP-2 parameters D = 360 µm²/h, decay 0.009/h, "
+                      "dt 0.1 h, dx 10 µm); kernel = one diffuse_decay_step call. voxel-updates = voxels x "
+                      "sub-steps. GB/s = least traffic of the kernel (one read and one write per voxel).",
+              caption_justify="left")
+    for col in ("grid", "dtype", "sub-steps", "solver voxel-updates/s", "kernel voxel-updates/s",
+                "kernel GB/s", "solver ms/step"):
+        t.add_column(col, justify="left" if col in ("grid", "dtype") else "right")
+    for r in results:
+        nz, ny, nx = r.dims
+        grid = f"{nx}x{ny}" if nz == 1 else f"{nx}x{ny}x{nz}"
+        per_step = r.solver_rate.inverse(r.voxels * r.substeps)
+        t.add_row(grid, r.dtype, str(r.substeps), stat_text(r.solver_rate), stat_text(r.kernel_rate),
+                  stat_text(r.bandwidth(r.kernel_rate), fixed), stat_text(per_step, fixed, 1e3))
+    console.print(t)
+    return results
+
+
+def memory_table(console: Console, results: dict[tuple[int, int], bc.CellResult], plan: Plan) -> dict:
+    """Section 4: bytes of state per cell at the largest 2-D size."""
+    key = (2, max(plan.cell_sizes)) if (2, max(plan.cell_sizes)) in results else max(results)
+    r = results[key]
+    built, end = r.memory_built, r.memory_end
+    t = Table(title=f"4. Bytes of state per cell ({key[0]}-D, {cells_text(key[1])} cells)",
+              caption="declared = CellArrays.bytes_per_cell(); live = sum of nbytes of the live slots / n; "
+                      "allocated = sum of nbytes of the whole arrays (capacity) / n. 'after' = after the "
+                      "warm-up and timed steps of a section 1 repetition (the first division grows capacity "
+                      "by half). "
+                      f"Target: <= {TARGET_BYTES} bytes/cell.",
+              caption_justify="left")
+    for col in ("quantity", "cells", "capacity", "bytes/cell", f"≤ {TARGET_BYTES}"):
+        t.add_column(col, justify="left" if col == "quantity" else "right")
+    rows = [
+        ("declared: CellArrays.bytes_per_cell()", built, built["declared_per_cell"], True),
+        ("measured: live slots nbytes / n (at build)", built, built["live_per_cell"], True),
+        ("measured: allocated nbytes / n (at build)", built, built["allocated_per_cell"], True),
+        ("measured: allocated nbytes / n (after)", end, end["allocated_per_cell"], True),
+        ("  + per-cell scratch kept by the site (after)", end,
+         end["allocated_per_cell"] + end["scratch_per_cell"], True),
+        ("  context: lattice arrays (fields, occ, vessel) / n", end, end["lattice_per_cell"], False),
+    ]
+    for label, m, value, judged in rows:
+        t.add_row(label, f"{int(m['cells']):,}", f"{int(m['capacity']):,}", f"{value:.1f}",
+                  mark(value <= TARGET_BYTES) if judged else "")
+    console.print(t)
+    cols = ", ".join(f"{k} {np.dtype(dt).itemsize}" for k, (dt, _) in CellArrays.COLUMNS.items())
+    console.print(f"   columns (bytes): {cols}")
+    return {"case": list(key), "built": built, "after": end}
+
+
+def run_scenario(console: Console, plan: Plan) -> bc.ScenarioResult:
+    """Section 5: the whole default scenario."""
+    with console.status("whole default scenario"):
+        r = bc.scenario_benchmark("default", plan.scenario_reps)
+    t = Table(title="5. Whole default scenario: metacoop.simulate(load_scenario('default')), no output dir",
+              caption="wall time of simulate() (build, every step, recording, result tables); after one "
+                      "untimed 1 h run that loads the kernels.",
+              caption_justify="left")
+    for col in ("scenario", "simulated", "steps", "wall s", "steps/s", "simulated days / wall min",
+                "final cells", "CTCs"):
+        t.add_column(col, justify="left" if col == "scenario" else "right")
+    t.add_row(r.name, f"{r.duration_h:g} h", f"{r.n_steps:,}", stat_text(r.wall, fixed),
+              stat_text(r.wall.inverse(r.n_steps), fixed), stat_text(r.days_per_minute, fixed),
+              f"{r.cells_final:,}", str(r.ctcs))
+    console.print(t)
+    return r
+
+
+def run_threads(console: Console, plan: Plan) -> dict[int, bc.CellResult]:
+    """Section 6: thread scaling of the 1e6 2-D cell benchmark."""
+    n = plan.thread_cells
+    with console.status(f"threads: {cells_text(n)} cells, 2-D"):
+        res = bc.thread_benchmark(n, 2, plan.thread_counts, steps_for(plan, n), plan.reps, plan.warmup)
+    t = Table(title=f"6. Threads: {cells_text(n)} cells, 2-D "
+                    "(numba.set_num_threads; repetitions interleaved)",
+              caption="speedup = median time at 1 thread / median time at this count; range as in "
+                      "section 2. Only the prange kernels run in parallel; apply_moves, divide and "
+                      "scatter_add are serial by design (cell-order conflict resolution).",
+              caption_justify="left")
+    for col in ("threads", "cells start→end", "cell rules ms/step", "cell rules cell-updates/s",
+                "fields ms/step", "whole step ms/step", "speedup cell rules", "speedup fields",
+                "speedup whole step"):
+        t.add_column(col, justify="right")
+    if not res:
+        console.print("[yellow]no thread counts available[/]")
+        return res
+    base = res[min(res)]
+    for k, r in res.items():
+        t.add_row(str(k), f"{r.n_start:,}→{r.n_end:,}", stat_text(r.cell_per_step, fixed, 1e3),
+                  stat_text(r.cell_rate), stat_text(r.field_per_step, fixed, 1e3),
+                  stat_text(r.step_per_step, fixed, 1e3),
+                  stat_text(bc.ratio(base.cell_per_step, r.cell_per_step), lambda x: f"{x:.2f}x"),
+                  stat_text(bc.ratio(base.field_per_step, r.field_per_step), lambda x: f"{x:.2f}x"),
+                  stat_text(bc.ratio(base.step_per_step, r.step_per_step), lambda x: f"{x:.2f}x"))
+    console.print(t)
+    return res
+
+
+def breakdown_table(console: Console, results: dict[tuple[int, int], bc.CellResult], plan: Plan) -> None:
+    """Section 1b: per-slot time at the largest size, 2-D and 3-D."""
+    big = max(plan.cell_sizes)
+    for ndim in plan.dims:
+        r = results.get((ndim, big))
+        if r is None:
+            continue
+        total = r.step_per_step.median
+        t = Table(title=f"1b. Where a step goes: {ndim}-D, {cells_text(big)} cells, {r.threads} threads "
+                        f"(ms per step by schedule slot, from section 1)")
+        for col in ("slot", "part", "ms/step", "share of whole step"):
+            t.add_column(col, justify="left" if col in ("slot", "part") else "right")
+        for name in r.slot_s:
+            part = "cell rules" if name in r.cell_slots else "fields" if name in r.field_slots else "-"
+            s = r.slot_per_step(name)
+            t.add_row(name, part, stat_text(s, fixed, 1e3), f"{100 * s.median / total:.1f} %")
+        o = r.other_per_step
+        t.add_row("(step bookkeeping)", "-", stat_text(o, fixed, 1e3), f"{100 * o.median / total:.1f} %")
+        t.add_row("[bold]whole step[/]", "", stat_text(r.step_per_step, fixed, 1e3), "100 %")
+        console.print(t)
+
+
+def summary_table(console: Console, plan: Plan, cells: dict[tuple[int, int], bc.CellResult],
+                  ratios: list[dict], scenario: bc.ScenarioResult | None,
+                  threads: dict[int, bc.CellResult]) -> None:
+    """The targets at a glance (medians)."""
+    t = Table(title="Summary against targets (medians)")
+    for col in ("figure", "measured", "target", ""):
+        t.add_column(col, justify="left" if col == "figure" else "right")
+    for (ndim, n), r in cells.items():
+        t.add_row(f"cell rules, {ndim}-D {cells_text(n)}: cell-updates/s", sci(r.cell_rate.median),
+                  f"≥ {sci(TARGET_CELL_RATE)}", mark(r.cell_rate.median >= TARGET_CELL_RATE))
+    for row in ratios:
+        norm = (row["big"] / row["small"]) / row["cells_ratio"]
+        m = row["cell_rules"]["median"]
+        t.add_row(f"cell rules, {row['ndim']}-D {cells_text(row['big'])}/{cells_text(row['small'])}: "
+                  "time per step ratio", f"{m:.2f}x", f"≤ {TARGET_RATIO:g}x", mark(m * norm <= TARGET_RATIO))
+    key = (2, max(plan.cell_sizes))
+    if key in cells:
+        m = cells[key].memory_end
+        t.add_row("bytes/cell declared (CellArrays.bytes_per_cell)", f"{m['declared_per_cell']:.0f}",
+                  f"≤ {TARGET_BYTES}", mark(m["declared_per_cell"] <= TARGET_BYTES))
+        t.add_row(f"bytes/cell allocated at {cells_text(key[1])} (after steps)",
+                  f"{m['allocated_per_cell']:.1f}", f"≤ {TARGET_BYTES}",
+                  mark(m["allocated_per_cell"] <= TARGET_BYTES))
+    if scenario is not None:
+        t.add_row("default scenario: simulated days / wall minute",
+                  fixed(scenario.days_per_minute.median), "-", "")
+    if len(threads) > 1:
+        base = threads[min(threads)]
+        top = threads[max(threads)]
+        sp = base.cell_per_step.median / top.cell_per_step.median
+        t.add_row(f"cell rules speedup {max(threads)} threads vs {min(threads)}", f"{sp:.2f}x",
+                  f"{max(threads) / min(threads):g}x ideal", "")
+    console.print(t)
+
+
+def profile_case(console: Console, n: int = 1_000_000, ndim: int = 2, steps: int = 20, top: int = 25) -> str:
+    """Profile ``steps`` steps at ``n`` cells (after warm-up); prints and returns the top entries."""
+    sim = bc.build_cell_sim(n, ndim)
+    for _ in range(3):
+        sim.step()
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(steps):
+        sim.step()
+    pr.disable()
+    buf = io.StringIO()
+    pstats.Stats(pr, stream=buf).strip_dirs().sort_stats("tottime").print_stats(top)
+    text = buf.getvalue()
+    console.rule(f"cProfile: {ndim}-D, {cells_text(n)} cells, {steps} steps, sorted by own time")
+    console.print(text, markup=False, highlight=False)
+    return text
+
+
+# -- main --------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite; return the exit status."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions and steps (about a minute)")
+    ap.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    ap.add_argument("--json", type=Path, help="also write every raw figure to this JSON file")
+    ap.add_argument("--profile", action="store_true", help="add a cProfile of the 1e6 2-D case")
+    args = ap.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    sections = set(args.only or SECTIONS)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    start = time.perf_counter()
+    out: dict = {"mode": "quick" if args.quick else "full", "plan": plan.__dict__}
+
+    with console.status("warming up (loading compiled kernels)"):
+        for ndim in plan.dims:  # tiny untimed runs: kernels loaded, threading layer chosen
+            bc.cell_benchmark(400, ndim, steps=2, reps=1, warmup=1)
+    out["environment"] = environment_table(console, plan, args.quick)
+
+    load: dict[str, float] = {}
+    whole = bc.CpuSnapshot.now()
+    cells: dict[tuple[int, int], bc.CellResult] = {}
+    if "cells" in sections:
+        with Section(console, "1. cell rules", load):
+            cells = run_cells(console, plan)
+        breakdown_table(console, cells, plan)
+        out["ratios"] = ratios_table(console, plan, cells)
+    elif "memory" in sections:  # memory alone: only the case it needs
+        n = max(plan.cell_sizes)
+        with Section(console, "4. memory (cell run)", load):
+            cells = {(2, n): bc.cell_benchmark(n, 2, steps_for(plan, n), plan.reps, plan.warmup)}
+    out["cells"] = [r.to_dict() for r in cells.values()]
+    fields = []
+    if "fields" in sections:
+        with Section(console, "3. fields", load):
+            fields = run_fields(console, plan)
+        out["fields"] = [r.to_dict() for r in fields]
+    if "memory" in sections:
+        out["memory"] = memory_table(console, cells, plan)
+    scenario = None
+    if "scenario" in sections:
+        with Section(console, "5. scenario", load):
+            scenario = run_scenario(console, plan)
+        out["scenario"] = scenario.to_dict()
+    threads: dict[int, bc.CellResult] = {}
+    if "threads" in sections:
+        with Section(console, "6. threads", load):
+            threads = run_threads(console, plan)
+        out["threads"] = {str(k): r.to_dict() for k, r in threads.items()}
+    summary_table(console, plan, cells, out.get("ratios", []), scenario, threads)
+    if args.profile:
+        out["profile"] = profile_case(console)
+    share = whole.others_share(bc.CpuSnapshot.now())
+    load["whole run"] = share
+    out["other_processes_cpu_share"] = load
+    if math.isfinite(share):
+        note = " [yellow](figures disturbed; rerun on a quiet machine)[/]" if share > NOISY_SHARE else ""
+        console.print(f"other processes used {100 * share:.0f} % of the CPUs over the whole run{note}")
+    elapsed = time.perf_counter() - start
+    out["wall_s"] = elapsed
+    console.print(f"benchmark wall time: {elapsed:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1, default=str), encoding="utf-8")
+        console.print(f"raw figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Smoke test of benchmarks/: every measurement and table runs on tiny sizes.
+
+No timing is asserted: only that the figures come back positive and finite and
+that the tables print. Runs in a few seconds once numba's kernel cache is warm.
+"""
+
+import importlib.util
+import io
+import math
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def run():
+    saved_path = list(sys.path)
+    saved_mod = sys.modules.get("bench_cases")
+    spec = importlib.util.spec_from_file_location("metacoop_benchmarks_run", BENCH / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+    sys.path[:] = saved_path
+    if saved_mod is None:
+        sys.modules.pop("bench_cases", None)
+
+
+def _ok(stat) -> bool:
+    return stat.finite_positive()
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_cell_benchmark_tiny(run, ndim):
+    r = run.bc.cell_benchmark(400, ndim, steps=2, reps=2, warmup=1)
+    assert len(r.step_s) == 2
+    assert _ok(r.cell_rate) and _ok(r.step_rate) and _ok(r.cell_per_step) and _ok(r.field_per_step)
+    assert r.n_start > 0 and r.n_end > 0
+    assert set(r.cell_slots) >= {"movement", "proliferation", "resolve"}
+    assert "fields" in r.field_slots
+    for name in r.slot_s:
+        assert math.isfinite(r.slot_per_step(name).median)
+    m = r.memory_end
+    assert m["declared_per_cell"] == run.CellArrays.bytes_per_cell()
+    assert all(math.isfinite(v) and v > 0 for k, v in m.items() if k != "scratch_per_cell")
+
+
+def test_thread_benchmark_tiny(run):
+    res = run.bc.thread_benchmark(400, 2, (1, 2), steps=2, reps=1, warmup=1)
+    assert 1 in res
+    for r in res.values():
+        assert _ok(r.cell_rate) and _ok(r.step_per_step)
+
+
+@pytest.mark.parametrize("dims,dtype", [((1, 16, 16), "float64"), ((4, 4, 4), "float32")])
+def test_field_benchmark_tiny(run, dims, dtype):
+    r = run.bc.field_benchmark(dims, dtype, reps=2, min_rep_s=0.001)
+    assert r.substeps >= 1 and r.calls >= 1
+    assert _ok(r.solver_rate) and _ok(r.kernel_rate) and _ok(r.bandwidth(r.kernel_rate))
+
+
+def test_scenario_benchmark_tiny(run):
+    r = run.bc.scenario_benchmark("default", reps=1, overrides={"duration_h": 0.5})
+    assert _ok(r.wall) and _ok(r.days_per_minute)
+    assert r.n_steps == 5 and r.cells_final > 0
+
+
+def test_stat_and_ratio(run):
+    a = run.bc.Stat.of([1.0, 2.0, 4.0])
+    b = run.bc.Stat.of([10.0, 20.0, 40.0])
+    assert (a.median, a.min, a.max) == (2.0, 1.0, 4.0)
+    r = run.bc.ratio(b, a)
+    assert r.median == 10.0 and r.min == 2.5 and r.max == 40.0
+
+
+def test_tables_print_on_tiny_plan(run):
+    plan = run.Plan(cell_sizes=(300, 3000), cell_steps=(2, 2), dims=(2,), reps=2, warmup=1,
+                    field_grids=((1, 16, 16),), field_dtypes=("float32",), field_reps=2,
+                    field_min_rep_s=0.001, thread_cells=300)
+    buf = io.StringIO()
+    console = Console(file=buf, width=200)
+    cells = run.run_cells(console, plan)
+    run.breakdown_table(console, cells, plan)
+    ratios = run.ratios_table(console, plan, cells)
+    run.run_fields(console, plan)
+    run.memory_table(console, cells, plan)
+    threads = run.run_threads(console, plan)
+    run.summary_table(console, plan, cells, ratios, None, threads)
+    text = buf.getvalue()
+    for title in ("1. Cell rules", "1b. Where a step goes", "2. Cost per step", "3. Field diffusion",
+                  "4. Bytes of state", "6. Threads", "Summary against targets"):
+        assert title in text
+    assert len(ratios) == 1 and math.isfinite(ratios[0]["cell_rules"]["median"])
