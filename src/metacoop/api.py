@@ -8,9 +8,12 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
+
 from metacoop.config.schema import SimulationConfig
 from metacoop.core.simulation import Progress, Simulation
-from metacoop.io.results import DATA_FILES, Result, events_table, write_results
+from metacoop.io.results import DATA_FILES, Result, events_table, metastases_table, write_results
+from metacoop.observers.funnel import funnel
 from metacoop.io.rundir import FORMAT, RunDirectory, environment, now_iso
 
 
@@ -51,7 +54,13 @@ def simulate(
         sim = Simulation(config, check=check)
         sim.run(progress)
         timeseries = sim.recorder.timeseries()
-        events = events_table(sim.events)
+        tables = {
+            "timeseries": timeseries,
+            "events": events_table(sim.events),
+            "metastases": metastases_table(sim.metastases_rows()),
+            "metastasis_sizes": sim.recorder.metastasis_sizes(),
+            "funnel": funnel(timeseries, [o.name for o in sim.organs], config.output.funnel_times_h),
+        }
         fields = sim.recorder.fields()
         manifest.update({
             "ended": now_iso(),
@@ -62,7 +71,7 @@ def simulate(
             "status": "completed",
         })
         if rundir is not None:
-            write_results(rundir, timeseries, events, fields)
+            write_results(rundir, tables, fields)
             manifest["files"] = rundir.checksums(DATA_FILES)
             rundir.write_manifest(manifest)
     except BaseException as exc:
@@ -75,5 +84,6 @@ def simulate(
             except OSError:
                 pass
         raise
-    return Result(config, timeseries, events.to_pandas(), fields, manifest,
-                  Path(out_dir) if out_dir is not None else None)
+    frames = {k: (v.to_pandas() if not isinstance(v, pd.DataFrame) else v) for k, v in tables.items()}
+    return Result(config, fields=fields, manifest=manifest,
+                  path=Path(out_dir) if out_dir is not None else None, **frames)

@@ -27,6 +27,8 @@ from rich.table import Table
 
 from metacoop.errors import InputError, SimulationError
 
+STATUS_COLUMNS = ("dormant", "solitary", "micro", "macro", "extinct")
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -157,9 +159,18 @@ def _summary(result) -> None:
         table.add_row(escape(str(comp)), escape(str(clone)), f"{by.get('epithelial', 0):,.0f}",
                       f"{by.get('mesenchymal', 0):,.0f}")
     err_console.print(table)
-    n_ev = len(result.events)
-    err_console.print(f"{n_ev} intravasation events; wall time {result.manifest['wall_s']:.1f} s",
-                      highlight=False)
+    mets = result.metastases
+    if len(mets):
+        table = Table("organ", "metastases", *STATUS_COLUMNS, "founded by clusters", box=None,
+                      header_style="bold")
+        for organ, grp in mets.groupby("organ", sort=True):
+            counts = grp["status"].value_counts()
+            table.add_row(escape(str(organ)), str(len(grp)), *(str(counts.get(s, 0)) for s in STATUS_COLUMNS),
+                          str(int(grp["founded_by_cluster"].sum())))
+        err_console.print(table)
+    ev = result.events["event"].value_counts() if len(result.events) else {}
+    err_console.print(f"{ev.get('intravasation', 0)} intravasations, {ev.get('arrest', 0)} arrests; "
+                      f"wall time {result.manifest['wall_s']:.1f} s", highlight=False)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import pytest
 
 import metacoop
 from metacoop.io.atomic import sha256_path
+from metacoop.io.results import DATA_FILES
 
 SMALL_SET = ["--set", "duration_h=2", "--set", "primary.lattice.shape=[41,41]",
              "--set", "primary.initial_tumour.cells=50"]
@@ -113,7 +114,7 @@ def _case_unstable_movement(tmp):
 
 def _case_missing_file(tmp):
     return (["run", tmp / "missing.toml"],
-            ["scenario = ", "missing.toml", "neither a built-in scenario", "default, invasion3d"])
+            ["scenario = ", "missing.toml", "neither a built-in scenario", "default", "invasion3d"])
 
 
 def _case_directory(tmp):
@@ -361,7 +362,7 @@ def test_run_manifest_describes_the_run(cli_run):
 def test_run_checksums_match_the_files(cli_run):
     out, _ = cli_run
     files = json.loads((out / "manifest.json").read_text())["files"]
-    assert set(files) == {"timeseries.parquet", "events.parquet", "fields.zarr"}
+    assert set(files) == set(DATA_FILES)
     for name, info in files.items():
         assert info["sha256"] == sha256_path(out / name), name
         p = out / name
@@ -407,7 +408,7 @@ def test_default_output_directory_is_named_on_screen(tmp_path):
     assert re.fullmatch(r"default-seed1-\d{8}-\d{6}", runs[0].name)
     assert f"Results written to {rel}" in squash(proc.stdout)
     assert "Running default (seed 1" in proc.stderr and str(rel) in squash(proc.stderr)
-    assert "intravasation events" in proc.stderr  # the summary
+    assert "intravasations" in proc.stderr  # the summary
     assert metacoop.open_run(runs[0]).manifest["status"] == "completed"
 
 

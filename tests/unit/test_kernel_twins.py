@@ -120,17 +120,20 @@ def _cells(n: int, n_points: int, seed: int):
         "clone": rng.integers(0, 3, n).astype(np.int16),
         "phen": rng.integers(0, 2, n).astype(np.int8),
         "flags": np.where(rng.random(n) < 0.1, DEAD, 0).astype(np.uint8),
+        # mostly active (0), some arrested (1) and dormant (2)
+        "state": rng.choice(np.array([0, 1, 2], np.uint8), n, p=[0.8, 0.1, 0.1]),
     }
 
 
 def test_bernoulli_flag_matches_twin():
     n = 5000
     c = _cells(n, 100, 1)
-    p = np.array([[0.1, 0.5], [0.0, 1.0], [0.3, 0.7]])
+    p = np.random.default_rng(11).uniform(0, 1, (3, 3, 2))
     flags = c["flags"].copy()
-    hits = bernoulli_flag(n, c["uid"], c["clone"], c["phen"], p, KEY, STREAM, STEP, flags, np.uint8(2))
+    hits = bernoulli_flag(n, c["uid"], c["clone"], c["phen"], c["state"], p, KEY, STREAM, STEP, flags,
+                          np.uint8(2))
     live = (c["flags"] & DEAD) == 0
-    expect_hit = live & (_draws(c["uid"]) < p[c["clone"], c["phen"]])
+    expect_hit = live & (_draws(c["uid"]) < p[c["state"], c["clone"], c["phen"]])
     np.testing.assert_array_equal((flags & 2) != 0, expect_hit)
     np.testing.assert_array_equal(flags & DEAD, c["flags"] & DEAD)
     assert hits == expect_hit.sum()
@@ -142,8 +145,9 @@ def test_switch_phenotype_matches_twin():
     p_emt = np.array([0.2, 0.0, 0.9])
     p_met = np.array([0.5, 0.1, 0.0])
     phen = c["phen"].copy()
-    switched = switch_phenotype(n, c["uid"], c["clone"], phen, c["flags"], p_emt, p_met, KEY, STREAM, STEP)
-    live = (c["flags"] & DEAD) == 0
+    switched = switch_phenotype(n, c["uid"], c["clone"], phen, c["state"], c["flags"], p_emt, p_met, KEY,
+                                STREAM, STEP)
+    live = ((c["flags"] & DEAD) == 0) & (c["state"] == 0)
     u = _draws(c["uid"])
     p = np.where(c["phen"] == 0, p_emt[c["clone"]], p_met[c["clone"]])
     expect = live & (u < p)
@@ -156,14 +160,17 @@ def test_advance_cycle_and_scatter_add_match_twins():
     c = _cells(n, 50, 3)
     rng = np.random.default_rng(5)
     cycle = rng.uniform(-0.05, 1.0, n).astype(np.float32)
-    expect_cycle = np.where(c["flags"] & DEAD, cycle, (cycle - 0.1).astype(np.float32))
-    due = advance_cycle(n, cycle, c["flags"], 0.1)
+    met = rng.integers(-1, 4, n).astype(np.int32)
+    room = np.array([5, 0, 3, -1], np.int64)  # metastases 1 and 3 have no room left
+    cycles = ((c["flags"] & DEAD) == 0) & (c["state"] == 0) & ~((met >= 0) & (room[met] <= 0))
+    expect_cycle = np.where(cycles, (cycle - 0.1).astype(np.float32), cycle)
+    due = advance_cycle(n, cycle, c["state"], met, c["flags"], room, 0.1)
     np.testing.assert_allclose(cycle, expect_cycle, rtol=0, atol=1e-7)
-    assert due == int(((expect_cycle <= 0) & ((c["flags"] & DEAD) == 0)).sum())
+    assert due == int(((expect_cycle <= 0) & cycles).sum())
     table = rng.uniform(0, 1, (3, 2))
     out = np.zeros(50)
-    scatter_add(n, c["pos"], c["clone"], c["phen"], c["flags"], table, out)
-    live = (c["flags"] & DEAD) == 0
+    scatter_add(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, out)
+    live = ((c["flags"] & DEAD) == 0) & (c["state"] != 1)  # arrested cells are inside capillaries
     expect = np.zeros(50)
     np.add.at(expect, c["pos"][live], table[c["clone"][live], c["phen"][live]])
     assert maxrelerr(out, expect) < 1e-12
@@ -197,12 +204,12 @@ def test_decide_moves_matches_twin(ndim, upwind):
     p_hapt = np.array([[0.15, 0.08], [0.0, 0.2], [0.2, 0.0]]) if upwind else np.minimum(
         4 * p_diff, np.array([[0.15, 0.08], [0.0, 0.2], [0.2, 0.0]]))
     target = np.full(n, -7, np.int64)
-    k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["flags"], p_diff, p_hapt, ecm,
-                     np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target)
+    k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
+                     ecm, np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target)
     u = _draws(c["uid"])
     expect = np.full(n, -1, np.int64)
     for i in range(n):
-        if c["flags"][i] & DEAD:
+        if c["flags"][i] & DEAD or c["state"][i] != 0:
             continue
         pd, ph = p_diff[c["clone"][i], c["phen"][i]], p_hapt[c["clone"][i], c["phen"][i]]
         if pd == 0 and ph == 0:
@@ -262,13 +269,14 @@ def test_select_on_vessels_matches_twin():
     n, n_points = 4000, 60
     c = _cells(n, n_points, 9)
     rng = np.random.default_rng(9)
-    vessel = rng.choice(np.array([0, 1, 2], np.int8), n_points, p=[0.5, 0.3, 0.2])
+    vessel = rng.choice(np.array([0, 1, 2, 3], np.int8), n_points, p=[0.4, 0.3, 0.2, 0.1])
     for p_enter in (0.3, 1.0):
         out = np.full(n, 9, np.uint8)
-        k = select_on_vessels(n, c["uid"], c["pos"], c["phen"], c["flags"], vessel, p_enter, KEY, STREAM,
-                              STEP, out)
+        k = select_on_vessels(n, c["uid"], c["pos"], c["phen"], c["state"], c["flags"], vessel, p_enter,
+                              KEY, STREAM, STEP, out)
         v = vessel[c["pos"]]
-        eligible = ((c["flags"] & DEAD) == 0) & ((v == 2) | ((v == 1) & (c["phen"] == 1)))
+        eligible = (((c["flags"] & DEAD) == 0) & (c["state"] == 0)
+                    & ((v == 2) | (v == 3) | ((v == 1) & (c["phen"] == 1))))
         expect = eligible & ((p_enter >= 1.0) | (_draws(c["uid"]) < p_enter))
         np.testing.assert_array_equal(out.astype(bool), expect)
         assert k == expect.sum()
@@ -293,9 +301,9 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
         out = np.empty_like(u)
         getattr(diffuse_decay_step, build)(u, out, 0.15, 0.99)
         target = np.empty(n, np.int64)
-        getattr(decide_moves, build)(n, c["uid"], c["pos"], c["clone"], c["phen"], c["flags"], p_diff,
-                                     p_hapt, ecm, np.asarray(u.shape, np.int64), 3, True, KEY, STREAM,
-                                     STEP, target)
+        getattr(decide_moves, build)(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"],
+                                     p_diff, p_hapt, ecm, np.asarray(u.shape, np.int64), 3, True, KEY,
+                                     STREAM, STEP, target)
         return out, target
 
     before = numba.get_num_threads()

@@ -16,6 +16,7 @@ from metacoop.io.atomic import (
     atomic_write_json,
     sha256_path,
 )
+from metacoop.io.results import DATA_FILES
 from metacoop.io.rundir import FORMAT, MANIFEST, RunDirectory
 
 SMALL = {
@@ -270,8 +271,7 @@ def written(tmp_path_factory):
 def test_simulate_writes_a_completed_run(written):
     cfg, result, out = written
     assert result.path == out
-    assert sorted(p.name for p in out.iterdir()) == ["events.parquet", "fields.zarr", "manifest.json",
-                                                     "timeseries.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["manifest.json", *DATA_FILES])
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest == json.loads(json.dumps(result.manifest, default=str))
     assert manifest["status"] == "completed"

@@ -1,10 +1,12 @@
 """A lattice site: lattice, fields, vessel points and the cells living there.
 
-The primary tumour site is a :class:`Site`; organs will be built by the same
-class. A site keeps per-clone counters of every way a cell can arrive or leave
-(``born``, ``died``, ``emigrated``, ``immigrated``) so that the accounting
-invariant ``initial + born - died - emigrated + immigrated == present`` can be
-checked per clone at any time.
+The primary tumour site and every organ are :class:`Site` objects built by the
+same code; an organ also carries its :class:`~metacoop.config.schema.OrganConfig`
+(capillary bed, extravasation, angiogenesis). A site keeps per-clone counters
+of every way a cell can arrive or leave (``born``, ``died``, ``emigrated``,
+``immigrated``) so that the accounting invariant
+``initial + born - died - emigrated + immigrated == present`` can be checked
+per clone at any time.
 """
 
 from __future__ import annotations
@@ -13,20 +15,22 @@ import math
 
 import numpy as np
 
-from metacoop.config.schema import SimulationConfig, SiteConfig
+from metacoop.config.schema import OrganConfig, PrimaryConfig, SimulationConfig, SiteConfig
 from metacoop.core.clones import CloneTable
 from metacoop.core.field import Field, FieldSolver, make_solver
 from metacoop.core.lattice import Lattice
 from metacoop.core.rng import CompartmentStreams
-from metacoop.core.state import CellArrays
+from metacoop.core.state import ACTIVE, CellArrays
+from metacoop.core.vessels import LYMPHATIC_VESSEL, NORMAL_VESSEL, RUPTURED_VESSEL
 from metacoop.errors import SimulationError
 from metacoop.kernels.cells import DEAD
 
-#: Per-clone event counters kept by every site.
-COUNTERS = ("initial", "born", "died", "emigrated", "immigrated", "emt", "met")
+#: Per-clone event counters kept by every site. ``arrived`` counts cells reaching
+#: an organ's capillary bed (including those that pass through), ``extravasated``
+#: cells leaving its capillaries into the tissue.
+COUNTERS = ("initial", "born", "died", "emigrated", "immigrated", "emt", "met", "arrived",
+            "extravasated", "woke")
 
-NO_VESSEL, NORMAL_VESSEL, RUPTURED_VESSEL = 0, 1, 2
-VESSEL_NAMES = {NORMAL_VESSEL: "normal", RUPTURED_VESSEL: "ruptured"}
 
 
 class Site:
@@ -52,8 +56,13 @@ class Site:
         config: SimulationConfig,
         clones: CloneTable,
         streams: CompartmentStreams,
+        index: int = 0,
     ):
         self.name = name
+        self.index = index
+        self.config = cfg
+        self.organ: OrganConfig | None = cfg if isinstance(cfg, OrganConfig) else None
+        self.organ_index = -1
         self.lattice = Lattice(tuple(cfg.lattice.shape), cfg.lattice.spacing_um)
         self.capacity = cfg.lattice.capacity_cells_per_point
         self.streams = streams
@@ -72,6 +81,11 @@ class Site:
         self.occ = np.zeros(n, np.uint8)
         self.vessel = np.zeros(n, np.int8)
         self.has_vessels = False
+        self.blood_points = np.zeros(0, np.int64)
+        self.met_room = np.zeros(0, np.int64)
+        #: uid -> time since arrival, h, of cells arrested during the current step (their
+        #: exposure to organ hazards in this step); emptied by the extravasation rule.
+        self.arrival_exposure_h: dict[int, float] = {}
         self.cells = CellArrays(0)
         self.counters = {k: np.zeros(len(clones), np.int64) for k in COUNTERS}
         self._n_clones = len(clones)
@@ -79,8 +93,20 @@ class Site:
         self._mask_scratch = np.empty(0, np.uint8)
 
     # -- set-up -------------------------------------------------------------
+    @property
+    def is_organ(self) -> bool:
+        """Whether this site is a distant organ (as opposed to the primary site)."""
+        return self.organ is not None
+
+    @property
+    def allows_intravasation(self) -> bool:
+        """Whether cells on this site's vessel points may enter the blood."""
+        return self.has_vessels and (self.organ is None or self.organ.reentry)
+
     def seed_tumour(self, cfg: SiteConfig, clones: CloneTable, first_uid: int) -> int:
         """Place the initial tumour; return the number of cells placed (uids from ``first_uid``)."""
+        if not isinstance(cfg, PrimaryConfig):
+            return 0
         init = cfg.initial_tumour
         k = init.cells
         if k == 0:
@@ -95,7 +121,7 @@ class Site:
         slots = np.repeat(region, self.capacity)
         pos = np.sort(rng.choice(slots, size=k, replace=False))
         clone = np.repeat(np.arange(len(clones), dtype=np.int16),
-                          _exact_counts(_fractions(init.clone_fractions, clones), k))
+                          exact_counts(fractions_of(init.clone_fractions, clones), k))
         rng.shuffle(clone)
         phen = np.zeros(k, np.int8)
         phen[: round(init.mesenchymal_fraction * k)] = 1
@@ -107,8 +133,9 @@ class Site:
         cycle[finite] = rng.gamma(shape[finite], scale[finite]) * rng.random(int(finite.sum()))
         uid = np.arange(first_uid, first_uid + k, dtype=np.int64)
         self.cells.append({
-            "uid": uid, "parent": np.full(k, -1), "pos": pos, "lineage": uid, "birth_h": np.zeros(k),
-            "cycle_h": cycle, "clone": clone, "phen": phen, "flags": np.zeros(k),
+            "uid": uid, "parent": np.full(k, -1), "pos": pos, "lineage": uid, "met": np.full(k, -1),
+            "birth_h": np.zeros(k), "cycle_h": cycle, "clone": clone, "phen": phen,
+            "state": np.full(k, ACTIVE), "flags": np.zeros(k),
         })
         np.add.at(self.occ, pos, 1)
         self.count("initial", clone)
@@ -117,7 +144,7 @@ class Site:
     def place_vessels(self, cfg: SiteConfig) -> None:
         """Place vessel points at random, away from the centre and off the initial tumour."""
         v = cfg.vessels
-        total = v.normal + v.ruptured
+        total = v.normal + v.ruptured + v.lymphatic
         if total == 0:
             return
         dist = self.lattice.distance_from_centre_um()
@@ -126,8 +153,10 @@ class Site:
             free = np.flatnonzero(dist >= v.min_distance_um)
         chosen = self.streams.generator.choice(free, size=total, replace=False)
         self.vessel[chosen[: v.ruptured]] = RUPTURED_VESSEL
-        self.vessel[chosen[v.ruptured :]] = NORMAL_VESSEL
+        self.vessel[chosen[v.ruptured : v.ruptured + v.lymphatic]] = LYMPHATIC_VESSEL
+        self.vessel[chosen[v.ruptured + v.lymphatic :]] = NORMAL_VESSEL
         self.has_vessels = True
+        self.blood_points = np.flatnonzero((self.vessel == NORMAL_VESSEL) | (self.vessel == RUPTURED_VESSEL))
 
     # -- per-step helpers ----------------------------------------------------
     def scratch_int(self, n: int) -> np.ndarray:
@@ -164,6 +193,45 @@ class Site:
         """Remove the cells in ``mask`` because they left the site (e.g. into a vessel)."""
         self._remove(mask, "emigrated")
 
+    def immigrate(self, cells: dict[str, np.ndarray], near: int) -> np.ndarray:
+        """Place arriving cells at and around lattice point ``near``; return their slots.
+
+        Points are filled nearest first (Euclidean distance, ties by index)
+        up to the capacity; the search widens until every cell has a place,
+        so no cell is ever dropped. Raises :class:`SimulationError` if the
+        whole lattice is full.
+        """
+        k = len(cells["uid"])
+        pos = self._free_slots_near(near, k)
+        cells = dict(cells)
+        cells["pos"] = pos.astype(np.int32)
+        slots = self.cells.append(cells)
+        np.add.at(self.occ, pos, 1)
+        self.count("immigrated", cells["clone"])
+        return slots
+
+    def _free_slots_near(self, near: int, k: int) -> np.ndarray:
+        lat = self.lattice
+        x0, y0, z0 = (int(c[0]) for c in lat.coords(np.array([near])))
+        nz, ny, nx = lat.dims
+        radius = 1
+        while True:
+            lo = [max(0, x0 - radius), max(0, y0 - radius), max(0, z0 - radius)]
+            hi = [min(nx, x0 + radius + 1), min(ny, y0 + radius + 1), min(nz, z0 + radius + 1)]
+            zz, yy, xx = np.meshgrid(np.arange(lo[2], hi[2]), np.arange(lo[1], hi[1]),
+                                     np.arange(lo[0], hi[0]), indexing="ij")
+            pts = lat.flat(xx.ravel(), yy.ravel(), zz.ravel())
+            room = self.capacity - self.occ[pts].astype(np.int64)
+            if room.sum() >= k or radius > max(nx, ny, nz):
+                break
+            radius *= 2
+        d2 = (xx.ravel() - x0) ** 2 + (yy.ravel() - y0) ** 2 + (zz.ravel() - z0) ** 2
+        order = np.lexsort((pts, d2))
+        slots = np.repeat(pts[order], np.maximum(room[order], 0))
+        if slots.size < k:
+            raise SimulationError(f"{self.name} is full: no room for {k} arriving cells")
+        return slots[:k]
+
     def clone_counts(self) -> np.ndarray:
         """Live cells per clone."""
         return np.bincount(self.cells.live("clone"), minlength=self._n_clones)
@@ -188,7 +256,8 @@ class Site:
             )
 
 
-def _fractions(fractions: dict[str, float], clones: CloneTable) -> np.ndarray:
+def fractions_of(fractions: dict[str, float], clones: CloneTable) -> np.ndarray:
+    """Fractions per clone row from a name -> fraction table (empty: all of the first clone)."""
     if not fractions:
         out = np.zeros(len(clones))
         out[0] = 1.0
@@ -196,7 +265,7 @@ def _fractions(fractions: dict[str, float], clones: CloneTable) -> np.ndarray:
     return np.array([fractions.get(name, 0.0) for name in clones.names])
 
 
-def _exact_counts(fractions: np.ndarray, k: int) -> np.ndarray:
+def exact_counts(fractions: np.ndarray, k: int) -> np.ndarray:
     """Split ``k`` items by ``fractions`` with the largest-remainder rule (sums to ``k``)."""
     raw = fractions * k
     counts = np.floor(raw).astype(np.int64)

@@ -67,6 +67,7 @@ def check_config(config: SimulationConfig, memory_limit_bytes: int | None = None
     problems = _check_size(config, memory_limit_bytes)
     fits = not problems
     problems += _check_clones(config)
+    problems += _check_cascade(config)
     for name, site in config.sites().items():
         problems += _check_site(config, name, site, geometry=fits)
     for name, mech in REGISTRY.items():
@@ -97,8 +98,10 @@ def _check_size(config: SimulationConfig, memory_limit_bytes: int | None) -> lis
     limit = memory_limit_bytes if memory_limit_bytes is not None else available_memory_bytes()
     need = estimate_memory_bytes(config)
     if need > limit:
+        name, site = max(config.sites().items(), key=lambda kv: math.prod(kv[1].lattice.shape),
+                         default=("primary", None))
         return [Problem(
-            "primary.lattice.shape", config.primary.lattice.shape,
+            f"{_site_path(config, name)}.lattice.shape", site.lattice.shape if site else None,
             f"the run would need about {need / 2**30:.3g} GiB of memory but "
             f"{limit / 2**30:.3g} GiB is available; use a smaller lattice or fewer snapshots",
         )]
@@ -115,8 +118,24 @@ def _check_clones(config: SimulationConfig) -> list[Problem]:
     return problems
 
 
+def _site_path(config: SimulationConfig, name: str) -> str:
+    return "primary" if name == "primary" and config.primary is not None else f"organs.{name}"
+
+
+def _check_fractions(path: str, fractions: dict[str, float], clone_names: list[str]) -> list[Problem]:
+    problems = []
+    for cname, value in fractions.items():
+        if cname not in clone_names:
+            problems.append(Problem(f"{path}.{cname}", value,
+                                    f"no clone is called {cname!r}; clones are: {', '.join(clone_names)}"))
+    if fractions and abs(sum(fractions.values()) - 1.0) > 1e-9:
+        problems.append(Problem(path, fractions, "fractions must sum to 1"))
+    return problems
+
+
 def _check_site(config: SimulationConfig, name: str, site, geometry: bool = True) -> list[Problem]:
     problems = []
+    where = _site_path(config, name)
     ndim = len(site.lattice.shape)
     dx = site.lattice.spacing_um
     for fname, f in site.fields.items():
@@ -125,40 +144,93 @@ def _check_site(config: SimulationConfig, name: str, site, geometry: bool = True
             if r > stability_limit(ndim):
                 need = required_substeps(f.diffusion_um2_per_h, config.dt_h, dx, ndim)
                 problems.append(Problem(
-                    f"{name}.fields.{fname}.substeps", f.substeps,
+                    f"{where}.fields.{fname}.substeps", f.substeps,
                     f"explicit diffusion is unstable: D*dt/dx^2 = {r:.3g} per sub-step exceeds "
                     f"1/(2*ndim) = {stability_limit(ndim):.3g}; use substeps >= {need} "
                     f"or leave substeps unset",
                 ))
-    init = site.initial_tumour
     clone_names = [c.name for c in config.clones]
-    for cname in init.clone_fractions:
-        if cname not in clone_names:
-            problems.append(Problem(f"{name}.initial_tumour.clone_fractions.{cname}",
-                                    init.clone_fractions[cname],
-                                    f"no clone is called {cname!r}; clones are: {', '.join(clone_names)}"))
-    if init.clone_fractions and abs(sum(init.clone_fractions.values()) - 1.0) > 1e-9:
-        problems.append(Problem(f"{name}.initial_tumour.clone_fractions", init.clone_fractions,
-                                "fractions must sum to 1"))
     q = site.lattice.capacity_cells_per_point
     points = math.prod(site.lattice.shape)
-    if init.cells > points * q:
-        problems.append(Problem(f"{name}.initial_tumour.cells", init.cells,
-                                f"at most {points * q} cells fit on the lattice "
-                                f"({points} points x capacity {q})"))
-    elif geometry and init.radius_um is not None and (dist := _distances(site)) is not None:
-        ball = int((dist <= init.radius_um).sum())
-        if init.cells > ball * q:
-            problems.append(Problem(f"{name}.initial_tumour.radius_um", init.radius_um,
-                                    f"{init.cells} cells need at least {math.ceil(init.cells / q)} "
-                                    f"points but the region holds {ball}; use a larger radius"))
-    vessels = site.vessels.normal + site.vessels.ruptured
-    if geometry and vessels and (dist := _distances(site)) is not None:
-        free = int((dist >= site.vessels.min_distance_um).sum())
+    init = getattr(site, "initial_tumour", None)
+    cells = init.cells if init is not None else 0
+    if init is not None:
+        problems += _check_fractions(f"{where}.initial_tumour.clone_fractions", init.clone_fractions,
+                                     clone_names)
+        if init.cells > points * q:
+            problems.append(Problem(f"{where}.initial_tumour.cells", init.cells,
+                                    f"at most {points * q} cells fit on the lattice "
+                                    f"({points} points x capacity {q})"))
+        elif geometry and init.radius_um is not None and (dist := _distances(site)) is not None:
+            ball = int((dist <= init.radius_um).sum())
+            if init.cells > ball * q:
+                problems.append(Problem(f"{where}.initial_tumour.radius_um", init.radius_um,
+                                        f"{init.cells} cells need at least {math.ceil(init.cells / q)} "
+                                        f"points but the region holds {ball}; use a larger radius"))
+    v = site.vessels
+    vessels = v.normal + v.ruptured + v.lymphatic
+    if vessels and geometry and (dist := _distances(site)) is not None:
+        free = int((dist >= v.min_distance_um).sum()) - math.ceil(cells / q)
         if vessels > free:
-            problems.append(Problem(f"{name}.vessels", vessels,
-                                    f"only {free} lattice points lie at least "
-                                    f"{site.vessels.min_distance_um} µm from the centre"))
+            problems.append(Problem(f"{where}.vessels", vessels,
+                                    f"only {max(free, 0)} free lattice points lie at least "
+                                    f"{v.min_distance_um} µm from the centre"))
+    if getattr(site, "drains_to", None) is not None and v.normal + v.ruptured == 0:
+        problems.append(Problem(f"{where}.vessels", {"normal": v.normal, "ruptured": v.ruptured},
+                                "an organ needs at least one blood-vessel point (normal or ruptured) "
+                                "where arriving cells arrest"))
+    return problems
+
+
+#: Names that cannot be organ names (they name other compartments).
+RESERVED_COMPARTMENTS = ("primary", "circulation")
+
+
+def _check_cascade(config: SimulationConfig) -> list[Problem]:
+    """Routes, organs and injections refer to things that exist."""
+    problems = []
+    organs = list(config.organs)
+    routes = config.circulation.routes
+    for name in organs:
+        if name in RESERVED_COMPARTMENTS:
+            problems.append(Problem(f"organs.{name}", name,
+                                    f"{', '.join(RESERVED_COMPARTMENTS)} are not allowed as organ names"))
+    for rname, flows in routes.items():
+        for organ, fraction in flows.items():
+            if organ not in organs:
+                problems.append(Problem(f"circulation.routes.{rname}.{organ}", fraction,
+                                        f"no organ is called {organ!r}; organs are: "
+                                        f"{', '.join(organs) or 'none defined'}"))
+        if flows and abs(sum(flows.values()) - 1.0) > 1e-9:
+            problems.append(Problem(f"circulation.routes.{rname}", flows,
+                                    f"blood-flow fractions must sum to 1 (they sum to {sum(flows.values()):.6g})"))
+    known = ", ".join(routes) or "none defined"
+    if organs:
+        for name, organ in config.organs.items():
+            if organ.drains_to not in routes:
+                problems.append(Problem(f"organs.{name}.drains_to", organ.drains_to,
+                                        f"must be a route of circulation.routes: {known}"))
+        p = config.primary
+        if p is not None and config.mechanisms.intravasation.enabled:
+            if p.vessels.normal + p.vessels.ruptured and p.blood_route not in routes:
+                problems.append(Problem("primary.blood_route", p.blood_route,
+                                        f"must be a route of circulation.routes: {known}"))
+            if p.vessels.lymphatic and p.lymph_route not in routes:
+                problems.append(Problem("primary.lymph_route", p.lymph_route,
+                                        f"must be a route of circulation.routes: {known}"))
+    clone_names = [c.name for c in config.clones]
+    for i, inj in enumerate(config.injections):
+        where = f"injections.{i}"
+        if inj.vessel not in routes:
+            problems.append(Problem(f"{where}.vessel", inj.vessel,
+                                    f"unknown vessel; vessels (routes of circulation.routes): {known}"))
+        problems += _check_fractions(f"{where}.clone_fractions", inj.clone_fractions, clone_names)
+        if abs(sum(inj.cluster_sizes.values()) - 1.0) > 1e-9:
+            problems.append(Problem(f"{where}.cluster_sizes", inj.cluster_sizes,
+                                    "fractions of cells by CTC size must sum to 1"))
+        if inj.time_h > config.duration_h:
+            problems.append(Problem(f"{where}.time_h", inj.time_h,
+                                    f"must be within the run (duration_h = {config.duration_h})"))
     return problems
 
 

@@ -76,6 +76,21 @@ class CloneConfig(StrictModel):
     )
     emt_rate_per_h: RatePerHour = Field(0.0, description="hazard of EMT (epithelial -> mesenchymal), 1/h")
     met_rate_per_h: RatePerHour = Field(0.0, description="hazard of MET (mesenchymal -> epithelial), 1/h")
+    anoikis_resistance: Probability = Field(
+        0.0, description="fraction of the circulation's anoikis hazard a cell of this clone escapes"
+    )
+    cohesion: Probability = Field(
+        1.0, description="cluster cohesion: scales the protection a cluster gives (1 full) and "
+        "blocks disaggregation (1 never sheds), dimensionless",
+    )
+    extravasation_competence: NonNegative = Field(
+        1.0, description="multiplier of an organ's extravasation_rate_per_h, dimensionless"
+    )
+    dormancy_probability: Probability = Field(
+        0.0, description="probability that a cell becomes a solitary dormant cell on extravasation"
+    )
+    dormant_death_rate_per_h: RatePerHour = Field(0.0, description="hazard of death of dormant cells, 1/h")
+    wake_rate_per_h: RatePerHour = Field(0.0, description="hazard of leaving dormancy, 1/h")
 
 
 class LatticeConfig(StrictModel):
@@ -118,8 +133,9 @@ class InitialTumourConfig(StrictModel):
 class VesselsConfig(StrictModel):
     """Vessel points placed at random at t = 0 outside the initial tumour."""
 
-    normal: int = Field(8, ge=0, le=1_000_000, description="normal vessel points, count")
-    ruptured: int = Field(2, ge=0, le=1_000_000, description="ruptured vessel points, count")
+    normal: int = Field(8, ge=0, le=1_000_000, description="normal blood-vessel points, count")
+    ruptured: int = Field(2, ge=0, le=1_000_000, description="ruptured blood-vessel points, count")
+    lymphatic: int = Field(0, ge=0, le=1_000_000, description="lymphatic vessel points, count")
     min_distance_um: NonNegative = Field(
         0.0, description="least distance of a vessel point from the site centre, µm "
         "(unset 0: anywhere outside the initial tumour)"
@@ -127,7 +143,7 @@ class VesselsConfig(StrictModel):
 
 
 class SiteConfig(StrictModel):
-    """A lattice site (the primary tumour site; organs reuse it in later versions)."""
+    """What every lattice site has: geometry, fields and vessel points."""
 
     lattice: LatticeConfig
     fields: dict[Name, FieldConfig] = Field(
@@ -139,8 +155,130 @@ class SiteConfig(StrictModel):
         },
         description="fields by name (ECM and MMP-2 by default, Franssen 2019 values)",
     )
-    initial_tumour: InitialTumourConfig = Field(default_factory=InitialTumourConfig)
     vessels: VesselsConfig = Field(default_factory=VesselsConfig)
+
+
+class PrimaryConfig(SiteConfig):
+    """The primary tumour site."""
+
+    initial_tumour: InitialTumourConfig = Field(default_factory=InitialTumourConfig)
+    blood_route: Name = Field("primary", description="route (key of circulation.routes) of CTCs "
+                              "entering blood vessels of the primary site")
+    lymph_route: Name = Field("lymph", description="route of CTCs entering lymphatic vessel points")
+
+
+class OrganConfig(SiteConfig):
+    """A distant organ: a lattice site plus its capillary bed.
+
+    Cells reach an organ's capillary bed in CTCs. A CTC of at least
+    ``size_restriction_cells`` cells always arrests (size restriction);
+    smaller ones arrest with ``arrest_probability`` (adhesion); the rest pass
+    on along ``drains_to``. Arrested cells extravasate at
+    ``extravasation_rate_per_h`` times their clone's competence or die at
+    ``arrested_death_rate_per_h``.
+    """
+
+    description: str = Field("", description="what the organ stands for")
+    vessels: VesselsConfig = Field(
+        default_factory=lambda: VesselsConfig(normal=10, ruptured=0),
+        description="vessel points where arriving cells arrest and extravasate",
+    )
+    drains_to: Name = Field("venous", description="route followed by CTCs leaving this organ's "
+                            "capillary bed or re-entering the blood from it")
+    arrest_probability: Probability = Field(
+        1.0, description="probability that a CTC below the size restriction arrests in one passage"
+    )
+    size_restriction_cells: int = Field(
+        2, ge=1, le=1_000_000, description="CTCs of at least this many cells always arrest, cells"
+    )
+    extravasation_rate_per_h: float = Field(
+        math.inf, ge=0.0, description="hazard of extravasation of an arrested cell, 1/h (inf: at once)"
+    )
+    arrested_death_rate_per_h: RatePerHour = Field(
+        0.0, description="hazard of death of a cell arrested in a capillary, 1/h"
+    )
+    met_on_extravasation: bool = Field(True, description="extravasated cells become epithelial (MET)")
+    join_radius_um: NonNegative = Field(
+        30.0, description="a CTC arresting within this distance of a founded metastasis joins it, µm"
+    )
+    avascular_death_rate_per_h: RatePerHour = Field(
+        0.0, description="extra hazard of death of active cells in a founded metastasis that has "
+        "not passed its angiogenic switch (hypoxia, nutrient limitation), 1/h",
+    )
+    avascular_max_cells: int = Field(
+        1_000_000_000, ge=1, description="a metastasis stops growing at this size until its "
+        "angiogenic switch, cells",
+    )
+    angiogenic_min_cells: int = Field(1, ge=1, description="smallest metastasis that can switch, cells")
+    angiogenic_switch_rate_per_h: float = Field(
+        math.inf, ge=0.0, description="hazard of the angiogenic switch per metastasis, 1/h, scaled by "
+        "size / angiogenic_min_cells (inf: every metastasis is vascularised at once)",
+    )
+    reentry: bool = Field(False, description="cells on this organ's vessel points re-enter the blood")
+
+
+class SystemicFactorConfig(StrictModel):
+    """A factor secreted by the primary tumour into the blood."""
+
+    secretion_per_cell_per_h: NonNegative = Field(
+        1e-6, description="level added per primary-tumour cell per hour, normalised"
+    )
+    clearance_per_h: RatePerHour = Field(0.1, description="first-order clearance rate, 1/h")
+
+
+class CirculationConfig(StrictModel):
+    """Transit, fates and routing of CTCs. Defaults: Franssen et al. 2019.
+
+    A CTC of ``s`` cells dies at hazard
+    ``(shear + immune + anoikis * (1 - mean anoikis_resistance)) * g`` with
+    ``g = 1 - cohesion * (1 - cluster_hazard_factor[s])`` (mean cohesion of
+    its cells; the last factor applies to every larger size). Franssen's
+    survival over the 2-h transit, 5e-4 for single cells and 2.5e-2 for
+    clusters, gives a total single-cell hazard of 3.80 /h and a cluster
+    factor of 0.485.
+    """
+
+    transit_h: Positive = Field(2.0, description="time from entering a route to the next capillary bed, h")
+    transit_distribution: Literal["fixed", "exponential"] = Field(
+        "fixed", description="transit time fixed, or exponential with mean transit_h"
+    )
+    shear_death_rate_per_h: RatePerHour = Field(1.9, description="single-cell hazard of shear death, 1/h")
+    anoikis_death_rate_per_h: RatePerHour = Field(1.0, description="single-cell hazard of anoikis, 1/h")
+    immune_death_rate_per_h: RatePerHour = Field(0.9, description="single-cell hazard of immune killing, 1/h")
+    cluster_hazard_factor: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=lambda: [1.0, 0.485], min_length=1, max_length=1000,
+        description="death hazard of a CTC of 1, 2, ... cells relative to a single cell",
+    )
+    disaggregation_rate_per_h: RatePerHour = Field(
+        0.35, description="hazard that a cell leaves its cluster (times 1 - cohesion), 1/h "
+        "(Franssen: 0.5 over 2 h)",
+    )
+    routes: dict[Name, dict[Name, Probability]] = Field(
+        default_factory=dict,
+        description="blood-flow fractions: for each route, the fraction of CTCs reaching each organ "
+        "(fractions of a route sum to 1)",
+    )
+    factors: dict[Name, SystemicFactorConfig] = Field(
+        default_factory=dict, description="systemic factors secreted by the primary tumour"
+    )
+
+
+class InjectionConfig(StrictModel):
+    """Cells injected into a vessel (experimental metastasis: Fidler 1970, Luzzi 1998)."""
+
+    vessel: Name = Field(description="route the cells enter (a key of circulation.routes), "
+                         "e.g. portal_vein or tail_vein")
+    time_h: NonNegative = Field(0.0, description="time of injection, h")
+    cells: int = Field(ge=1, le=100_000_000, description="cells injected")
+    clone_fractions: dict[str, Probability] = Field(
+        default_factory=dict, description="fraction of cells of each clone; empty = all of the first clone"
+    )
+    mesenchymal_fraction: Probability = Field(0.0, description="fraction of mesenchymal cells")
+    cluster_sizes: dict[Annotated[int, Field(ge=1, le=10_000)], Probability] = Field(
+        default_factory=lambda: {1: 1.0},
+        description="fraction of injected cells that travel in CTCs of each size (sums to 1)",
+    )
+    transit_h: NonNegative = Field(0.0, description="time from injection to the first capillary bed, h")
 
 
 class OutputConfig(StrictModel):
@@ -148,6 +286,9 @@ class OutputConfig(StrictModel):
 
     record_every_h: Positive = Field(1.0, description="interval between time-series rows, h")
     snapshot_every_h: Positive = Field(24.0, description="interval between field snapshots, h")
+    funnel_times_h: list[NonNegative] = Field(
+        default_factory=list, description="times of the cascade funnel rows, h (the end is always added)"
+    )
 
 
 def _mechanisms_model():
@@ -177,7 +318,10 @@ class SimulationConfig(StrictModel):
     )
     output: OutputConfig = Field(default_factory=OutputConfig)
     clones: list[CloneConfig] = Field(min_length=1, max_length=32_000, description="the clone trait table")
-    primary: SiteConfig
+    primary: PrimaryConfig | None = Field(None, description="the primary tumour site (none: injection only)")
+    organs: dict[Name, OrganConfig] = Field(default_factory=dict, description="distant organs by name")
+    circulation: CirculationConfig = Field(default_factory=CirculationConfig)
+    injections: list[InjectionConfig] = Field(default_factory=list, description="cells injected into vessels")
     mechanisms: MechanismsConfig = Field(default_factory=MechanismsConfig)  # type: ignore[valid-type]
 
     @property
@@ -186,8 +330,10 @@ class SimulationConfig(StrictModel):
         return max(1, math.ceil(self.duration_h / self.dt_h - 1e-9))
 
     def sites(self) -> dict[str, SiteConfig]:
-        """The lattice sites by compartment name."""
-        return {"primary": self.primary}
+        """The lattice sites by compartment name: the primary (if any), then the organs."""
+        out: dict[str, SiteConfig] = {"primary": self.primary} if self.primary is not None else {}
+        out.update(self.organs)
+        return out
 
     def clone_table(self) -> CloneTable:
         """The clone trait table as arrays."""

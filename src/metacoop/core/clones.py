@@ -44,6 +44,8 @@ class CloneTable:
         cycle_shape: Gamma shape of cycle durations ``[clone, phenotype]``.
         cycle_scale_h: Gamma scale of cycle durations, h ``[clone, phenotype]``.
         emt_rate_per_h, met_rate_per_h: float64 ``[clone]``.
+        anoikis_resistance, cohesion, extravasation_competence, dormancy_probability,
+        dormant_death_rate_per_h, wake_rate_per_h: float64 ``[clone]``.
     """
 
     names: tuple[str, ...]
@@ -57,6 +59,12 @@ class CloneTable:
     mt1mmp_degradation_per_h: np.ndarray
     emt_rate_per_h: np.ndarray
     met_rate_per_h: np.ndarray
+    anoikis_resistance: np.ndarray
+    cohesion: np.ndarray
+    extravasation_competence: np.ndarray
+    dormancy_probability: np.ndarray
+    dormant_death_rate_per_h: np.ndarray
+    wake_rate_per_h: np.ndarray
 
     @classmethod
     def from_config(cls, clones) -> CloneTable:
@@ -64,6 +72,9 @@ class CloneTable:
 
         def per_phen(attr: str) -> np.ndarray:
             return np.array([getattr(c, attr).as_tuple() for c in clones], dtype=np.float64)
+
+        def per_clone(attr: str) -> np.ndarray:
+            return np.array([getattr(c, attr) for c in clones], dtype=np.float64)
 
         td = per_phen("doubling_time_h")
         shape = np.empty_like(td)
@@ -81,8 +92,14 @@ class CloneTable:
             haptotaxis_um2_per_h=per_phen("haptotaxis_um2_per_h"),
             mmp2_secretion_per_h=per_phen("mmp2_secretion_per_h"),
             mt1mmp_degradation_per_h=per_phen("mt1mmp_degradation_per_h"),
-            emt_rate_per_h=np.array([c.emt_rate_per_h for c in clones], dtype=np.float64),
-            met_rate_per_h=np.array([c.met_rate_per_h for c in clones], dtype=np.float64),
+            emt_rate_per_h=per_clone("emt_rate_per_h"),
+            met_rate_per_h=per_clone("met_rate_per_h"),
+            anoikis_resistance=per_clone("anoikis_resistance"),
+            cohesion=per_clone("cohesion"),
+            extravasation_competence=per_clone("extravasation_competence"),
+            dormancy_probability=per_clone("dormancy_probability"),
+            dormant_death_rate_per_h=per_clone("dormant_death_rate_per_h"),
+            wake_rate_per_h=per_clone("wake_rate_per_h"),
         )
 
     def __len__(self) -> int:

@@ -2,25 +2,36 @@
 
 ``Simulation(config)`` builds everything from a validated configuration (no
 globals, no I/O). Each call to :meth:`Simulation.step` runs the plan once
-(see :mod:`metacoop.core.schedule`):
+(see :mod:`metacoop.core.schedule`; ``describe_schedule()`` prints it):
 
 1. FIELDS: every field applies the sources accumulated last step, then
    diffuses and decays (``fields``); ECM degradation follows.
 2. CELL_RULES: phenotype switch, death requests, movement, proliferation,
-   secretion (each a mechanism that can be switched off).
+   secretion, in every lattice site (primary and organs).
 3. RESOLVE: requested deaths are applied at once.
-4. INTRAVASATION: cells on vessel points enter the circulation.
-5. RECORD: time series and snapshots at their intervals; accounting checked.
+4. INTRAVASATION: cells on vessel points enter the circulation as CTCs.
+5. CIRCULATION: injections (``inject``), transit (``transit``), CTC death,
+   disaggregation.
+6. ARREST: CTCs reaching a capillary bed are counted (``arrivals``), arrest,
+   or pass on along the organ's drainage route (``pass_through``).
+7. ORGANS: dormancy, extravasation, then the metastasis registry is brought
+   up to date (``metastases``), then the angiogenic switch.
+8. SYSTEMIC: systemic factor levels (``systemic``).
+9. RECORD: time series and snapshots at their intervals; accounting checked.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from metacoop.compartments.circulation import Circulation
-from metacoop.compartments.site import Site
+from metacoop.compartments.metastases import STATUS, MetastasisRegistry
+from metacoop.compartments.site import Site, exact_counts, fractions_of
 from metacoop.config.schema import SimulationConfig
 from metacoop.core.rng import compartment_streams
 from metacoop.core.schedule import Phase, Slot, build_plan, describe
@@ -67,13 +78,20 @@ class Simulation:
         self.events: list[dict] = []
         self.next_uid = 0
         self.sites: list[Site] = []
-        for name, site_cfg in config.sites().items():
-            site = Site(name, site_cfg, config, self.clones, compartment_streams(config.seed, name))
+        for index, (name, site_cfg) in enumerate(config.sites().items()):
+            site = Site(name, site_cfg, config, self.clones, compartment_streams(config.seed, name), index)
             self.next_uid += site.seed_tumour(site_cfg, self.clones, self.next_uid)
             site.place_vessels(site_cfg)
             self.sites.append(site)
-        self.primary = self.sites[0]
-        self.circulation = Circulation(len(self.clones), self.events)
+        self.primary = self.sites[0] if config.primary is not None else None
+        self.organs = [s for s in self.sites if s.is_organ]
+        for i, organ in enumerate(self.organs):
+            organ.organ_index = i
+        circ_streams = compartment_streams(config.seed, "circulation")
+        self.circulation = Circulation(config, [o.name for o in self.organs], len(self.clones),
+                                       circ_streams.key, self.events)
+        self._injection_rng = compartment_streams(config.seed, "injections").generator
+        self.metastases = MetastasisRegistry()
         self.mechanisms: list[Mechanism] = [
             mech(params, self)
             for name, mech in REGISTRY.items()
@@ -82,6 +100,12 @@ class Simulation:
         slots = [
             Slot(Phase.FIELDS, 0, "fields", 1, self._solve_fields),
             Slot(Phase.RESOLVE, 0, "resolve", 1, self._resolve),
+            Slot(Phase.CIRCULATION, 0, "inject", 1, self._inject),
+            Slot(Phase.CIRCULATION, 5, "transit", 1, self._transit),
+            Slot(Phase.ARREST, 0, "arrivals", 1, self._arrivals),
+            Slot(Phase.ARREST, 100, "pass_through", 1, self._pass_through),
+            Slot(Phase.ORGANS, 25, "metastases", 1, self._update_metastases),
+            Slot(Phase.SYSTEMIC, 0, "systemic", 1, self._systemic),
         ]
         slots += [Slot(m.phase, m.order, m.name, 1, m.step) for m in self.mechanisms]
         self.plan = build_plan(slots)
@@ -98,6 +122,26 @@ class Simulation:
     def n_cells(self) -> int:
         """Live cells in every compartment."""
         return sum(s.cells.n for s in self.sites) + self.circulation.cells.n
+
+    def site(self, name: str) -> Site:
+        """The lattice site called ``name``."""
+        for s in self.sites:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def metastases_rows(self) -> list[dict]:
+        """One dict per founded metastasis, with its current clone composition."""
+        reg = self.metastases
+        composition: dict[int, dict[str, int]] = {}
+        for organ in self.organs:
+            c = organ.cells
+            sel = c.live("met") >= 0
+            for m, clone in zip(c.live("met")[sel].tolist(), c.live("clone")[sel].tolist(), strict=True):
+                per = composition.setdefault(m, {})
+                name = self.clones.names[clone]
+                per[name] = per.get(name, 0) + 1
+        return reg.table([o.name for o in self.organs], self.clones.names, composition)
 
     def describe_schedule(self) -> str:
         """The resolved plan: phases, tasks in order and their time steps."""
@@ -130,15 +174,20 @@ class Simulation:
         """Raise :class:`~metacoop.errors.SimulationError` if any cell is unaccounted for."""
         for site in self.sites:
             site.check_accounting(self.time_h)
-        self.circulation.check_accounting(self.time_h)
-        emigrated = sum(s.counters["emigrated"] for s in self.sites)
-        received = self.circulation.counters["immigrated"]
-        if not (emigrated == received).all():
-            raise SimulationError(
-                f"cells lost between compartments at t = {self.time_h:.4g} h: sites emigrated "
-                f"{emigrated.tolist()}, circulation received {received.tolist()}"
-            )
+        circ = self.circulation
+        circ.check_accounting(self.time_h)
+        n = len(self.clones)
+        emigrated = sum((s.counters["emigrated"] for s in self.sites), np.zeros(n, np.int64))
+        arrested = sum((s.counters["immigrated"] for s in self.organs), np.zeros(n, np.int64))
+        for what, sent, got in (("sites -> circulation", emigrated, circ.counters["immigrated"]),
+                                ("circulation -> organs", circ.counters["emigrated"], arrested)):
+            if not np.array_equal(sent, got):
+                raise SimulationError(
+                    f"cells lost between compartments ({what}) at t = {self.time_h:.4g} h: "
+                    f"sent {sent.tolist()}, received {got.tolist()}"
+                )
 
+    # -- engine tasks -------------------------------------------------------
     def _solve_fields(self, ctx: StepContext) -> None:
         for site in self.sites:
             for name, f in site.fields.items():
@@ -147,3 +196,101 @@ class Simulation:
     def _resolve(self, ctx: StepContext) -> None:
         for site in self.sites:
             site.resolve_deaths()
+
+    def _inject(self, ctx: StepContext) -> None:
+        for inj in self.config.injections:
+            if round(inj.time_h / self.dt_h) != ctx.step:
+                continue
+            self._inject_one(inj, ctx)
+
+    def _inject_one(self, inj, ctx: StepContext) -> None:
+        rng = self._injection_rng
+        k = inj.cells
+        clone = np.repeat(np.arange(len(self.clones), dtype=np.int16),
+                          exact_counts(fractions_of(inj.clone_fractions, self.clones), k))
+        rng.shuffle(clone)
+        phen = np.zeros(k, np.int8)
+        phen[: round(inj.mesenchymal_fraction * k)] = 1
+        rng.shuffle(phen)
+        sizes = np.array(sorted(inj.cluster_sizes))
+        cells_per_size = exact_counts(np.array([inj.cluster_sizes[s] for s in sizes]), k)
+        n_ctc = cells_per_size // sizes
+        singles = k - int((n_ctc * sizes).sum())
+        group_sizes = np.concatenate([np.repeat(sizes, n_ctc), np.ones(singles, np.int64)])
+        labels = np.repeat(np.arange(group_sizes.size), group_sizes)
+        uid = np.arange(self.next_uid, self.next_uid + k, dtype=np.int64)
+        self.next_uid += k
+        t = ctx.time_h
+        cells = {"uid": uid, "parent": np.full(k, -1), "lineage": uid, "met": np.full(k, -1),
+                 "birth_h": np.full(k, t), "cycle_h": np.zeros(k), "clone": clone, "phen": phen}
+        circ = self.circulation
+        route = np.full(group_sizes.size, circ.route_index(inj.vessel), np.int16)
+        circ.add_ctcs(cells, labels, route, -1, ctx.step, ctx.time_h, remaining_h=inj.transit_h)
+        circ.counters["injected"] += np.bincount(clone, minlength=len(self.clones))
+        per = np.bincount(clone, minlength=len(self.clones))
+        self.events.append({
+            "time_h": t, "step": ctx.step, "event": "injection", "compartment": circ.name,
+            "route": inj.vessel, "size": k, "n_epithelial": int((phen == 0).sum()),
+            "n_mesenchymal": int((phen == 1).sum()),
+            "composition": _json({self.clones.names[i]: int(v) for i, v in enumerate(per) if v}),
+        })
+
+    def _transit(self, ctx: StepContext) -> None:
+        self.circulation.advance(ctx.time_h, ctx.dt_h)
+
+    def _arrivals(self, ctx: StepContext) -> None:
+        circ = self.circulation
+        slots = circ.arrived()
+        if slots.size == 0:
+            return
+        at = np.full(circ.ctcs.n, -1, np.int64)
+        at[slots] = circ.ctcs.dest[slots]
+        organ_of_cell = at[circ.member_slots()]
+        clone = circ.cells.live("clone")
+        for organ in self.organs:
+            organ.count("arrived", clone[organ_of_cell == organ.organ_index])
+
+    def _pass_through(self, ctx: StepContext) -> None:
+        circ = self.circulation
+        slots = circ.arrived()
+        if slots.size == 0:
+            return
+        drains = np.array([circ.route_index(o.organ.drains_to) for o in self.organs], np.int16)
+        circ.reroute(slots, drains[circ.ctcs.dest[slots]], ctx.step)
+
+    def _update_metastases(self, ctx: StepContext) -> None:
+        reg = self.metastases
+        if reg.n == 0:
+            return
+        t = ctx.time_h + ctx.dt_h
+        for organ in self.organs:
+            c = organ.cells
+            for m, old, new in reg.update(organ.organ_index, c.live("met"), c.live("state")):
+                self.events.append({"time_h": t, "step": ctx.step, "event": "status_change",
+                                    "compartment": organ.name, "met_id": m, "size": int(reg.size[m]),
+                                    "status_from": STATUS[old], "status_to": STATUS[new]})
+            cap = organ.organ.avascular_max_cells
+            room = np.full(reg.n, np.iinfo(np.int64).max // 2, np.int64)
+            avascular = (reg.organ[: reg.n] == organ.organ_index) & np.isnan(reg.switched_h[: reg.n])
+            room[avascular] = cap - reg.size[: reg.n][avascular]
+            organ.met_room = room
+
+    def _systemic(self, ctx: StepContext) -> None:
+        circ = self.circulation
+        if not circ.levels:
+            return
+        burden = self.primary.cells.n if self.primary is not None else 0
+        for name, f in self.config.circulation.factors.items():
+            c = f.clearance_per_h
+            source = f.secretion_per_cell_per_h * burden
+            if c > 0:
+                decay = math.exp(-c * ctx.dt_h)
+                circ.levels[name] = circ.levels[name] * decay + source / c * (1.0 - decay)
+            else:
+                circ.levels[name] += source * ctx.dt_h
+
+
+def _json(obj) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True)

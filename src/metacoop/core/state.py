@@ -1,14 +1,15 @@
-"""Struct-of-arrays cell state with fixed capacity and explicit growth.
+"""Struct-of-arrays agent state with fixed capacity and explicit growth.
 
-One :class:`CellArrays` holds every cell of one compartment. Slots ``0..n-1``
-are the live cells, packed; removal compacts the arrays in order, so "cell
-order" (the order in which conflicts are resolved) is a deterministic
-function of the run's history. Arrays have a fixed capacity;
-:meth:`CellArrays.reserve` grows it (by at least half), so kernels never
-allocate.
+:class:`AgentArrays` is a set of equal-length 1-D arrays, one per attribute
+listed in its ``COLUMNS``. Slots ``0..n-1`` are the live agents, packed;
+removal compacts the arrays in order, so "agent order" (the order in which
+conflicts are resolved) is a deterministic function of the run's history.
+Arrays have a fixed capacity; :meth:`AgentArrays.reserve` grows it (by at
+least half), so kernels never allocate.
 
-Bytes of state per cell on a lattice: 8 (uid) + 8 (parent) + 4 (pos)
-+ 4 (lineage) + 4 (birth_h) + 4 (cycle_h) + 2 (clone) + 1 (phen) + 1 (flags) = 36.
+:class:`CellArrays` holds the cells of a lattice site. Bytes of state per cell:
+8 (uid) + 8 (parent) + 4 (pos) + 4 (lineage) + 4 (met) + 4 (birth_h)
++ 4 (cycle_h) + 2 (clone) + 1 (phen) + 1 (state) + 1 (flags) = 41.
 """
 
 from __future__ import annotations
@@ -17,40 +18,34 @@ from typing import ClassVar
 
 import numpy as np
 
+#: Cell states. Only ACTIVE cells move, divide and intravasate.
+ACTIVE, ARRESTED, DORMANT = 0, 1, 2
+STATE_NAMES = ("active", "arrested", "dormant")
+
 #: Name -> (dtype, meaning and unit) of every per-cell array.
 CELL_COLUMNS: dict[str, tuple[type, str]] = {
     "uid": (np.int64, "permanent cell id, unique within a run; keys the cell's random draws"),
-    "parent": (np.int64, "uid of the mother cell, -1 for a cell present at t = 0"),
+    "parent": (np.int64, "uid of the mother cell, -1 for a cell present at t = 0 or injected"),
     "pos": (np.int32, "flat lattice index x + nx*(y + ny*z); -1 off-lattice"),
     "lineage": (np.int32, "uid of the founding cell of this cell's lineage"),
+    "met": (np.int32, "id of the metastasis the cell belongs to, -1 for none"),
     "birth_h": (np.float32, "time of birth, h (0 for initial cells)"),
     "cycle_h": (np.float32, "time left until the cell is due to divide, h"),
     "clone": (np.int16, "row of the clone trait table"),
     "phen": (np.int8, "phenotype: 0 epithelial, 1 mesenchymal"),
+    "state": (np.uint8, "0 active, 1 arrested in a capillary, 2 dormant"),
     "flags": (np.uint8, "per-step request bits (bit 0: death requested)"),
 }
 
 
-class CellArrays:
-    """Every cell of one compartment, one array per attribute.
+class AgentArrays:
+    """Agents of one kind in one compartment, one array per column.
 
     Attributes:
-        n: number of live cells (slots ``0..n-1``).
-        uid, parent, pos, lineage, birth_h, cycle_h, clone, phen, flags: arrays
-            of length ``capacity``; :attr:`COLUMNS` gives dtypes and units.
+        n: number of live agents (slots ``0..n-1``).
     """
 
-    COLUMNS: ClassVar[dict[str, tuple[type, str]]] = CELL_COLUMNS
-
-    uid: np.ndarray
-    parent: np.ndarray
-    pos: np.ndarray
-    lineage: np.ndarray
-    birth_h: np.ndarray
-    cycle_h: np.ndarray
-    clone: np.ndarray
-    phen: np.ndarray
-    flags: np.ndarray
+    COLUMNS: ClassVar[dict[str, tuple[type, str]]] = {}
 
     def __init__(self, capacity: int = 0):
         self.n = 0
@@ -60,15 +55,16 @@ class CellArrays:
     @property
     def capacity(self) -> int:
         """Number of slots allocated."""
-        return int(self.uid.shape[0])
+        first = next(iter(self.COLUMNS))
+        return int(getattr(self, first).shape[0])
 
     @classmethod
-    def bytes_per_cell(cls) -> int:
-        """Bytes of state per cell slot."""
+    def bytes_per_agent(cls) -> int:
+        """Bytes of state per slot."""
         return int(sum(np.dtype(dt).itemsize for dt, _ in cls.COLUMNS.values()))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The per-cell arrays by name (full capacity, not only live slots)."""
+        """The arrays by name (full capacity, not only live slots)."""
         return {name: getattr(self, name) for name in self.COLUMNS}
 
     def live(self, name: str) -> np.ndarray:
@@ -76,11 +72,10 @@ class CellArrays:
         return getattr(self, name)[: self.n]
 
     def reserve(self, extra: int) -> None:
-        """Make room for at least ``extra`` more cells, growing capacity by at least half.
+        """Make room for at least ``extra`` more agents, growing capacity by at least half.
 
-        Growth by 1.5x keeps the copies amortised O(1) per cell while the slack
-        stays below half the state (36 bytes per live cell become at most 54
-        allocated).
+        Growth by 1.5x keeps the copies amortised O(1) per agent while the slack
+        stays below half the state.
         """
         need = self.n + extra
         if need <= self.capacity:
@@ -92,7 +87,10 @@ class CellArrays:
             setattr(self, name, grown)
 
     def append(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        """Append cells given as equal-length arrays (missing columns are 0); return slots."""
+        """Append agents given as equal-length arrays; return their slots.
+
+        Missing columns are 0; keys that are not columns are ignored.
+        """
         k = len(next(iter(columns.values())))
         self.reserve(k)
         slots = np.arange(self.n, self.n + k)
@@ -106,7 +104,7 @@ class CellArrays:
         return {name: arr[slots].copy() for name, arr in self.arrays().items()}
 
     def remove(self, mask: np.ndarray) -> None:
-        """Remove live cells where ``mask`` (length ``n``) is true, keeping order."""
+        """Remove live agents where ``mask`` (length ``n``) is true, keeping order."""
         keep = ~np.asarray(mask, dtype=bool)
         k = int(keep.sum())
         if k == self.n:
@@ -115,6 +113,25 @@ class CellArrays:
             arr[:k] = arr[: self.n][keep]
         self.n = k
 
-    def live_bytes(self) -> int:
-        """Bytes of state held by the live cells."""
-        return self.n * self.bytes_per_cell()
+
+class CellArrays(AgentArrays):
+    """Every cell of one lattice compartment; :data:`CELL_COLUMNS` gives dtypes and units."""
+
+    COLUMNS = CELL_COLUMNS
+
+    uid: np.ndarray
+    parent: np.ndarray
+    pos: np.ndarray
+    lineage: np.ndarray
+    met: np.ndarray
+    birth_h: np.ndarray
+    cycle_h: np.ndarray
+    clone: np.ndarray
+    phen: np.ndarray
+    state: np.ndarray
+    flags: np.ndarray
+
+    @classmethod
+    def bytes_per_cell(cls) -> int:
+        """Bytes of state per cell slot."""
+        return cls.bytes_per_agent()

@@ -21,7 +21,8 @@ from metacoop.errors import Problem, RunDirectoryError
 from metacoop.io.atomic import atomic_write, atomic_write_dir
 from metacoop.io.rundir import RunDirectory
 
-DATA_FILES = ["timeseries.parquet", "events.parquet", "fields.zarr"]
+DATA_FILES = ["timeseries.parquet", "events.parquet", "metastases.parquet", "metastasis_sizes.parquet",
+              "funnel.parquet", "fields.zarr"]
 
 #: Columns of ``events.parquet`` (every event kind fills the ones that apply).
 EVENT_SCHEMA = pa.schema([
@@ -39,6 +40,34 @@ EVENT_SCHEMA = pa.schema([
     ("n_mesenchymal", pa.int64()),
     ("composition", pa.string()),
     ("cell_uids", pa.list_(pa.int64())),
+    ("age_h", pa.float64()),
+    ("route", pa.string()),
+    ("organ", pa.string()),
+    ("met_id", pa.int64()),
+    ("cause", pa.string()),
+    ("status_from", pa.string()),
+    ("status_to", pa.string()),
+    ("n_dormant", pa.int64()),
+    ("shed_ctc_ids", pa.list_(pa.int64())),
+])
+
+#: Columns of ``metastases.parquet``: one row per founded metastasis.
+METASTASIS_SCHEMA = pa.schema([
+    ("met_id", pa.int64()),
+    ("organ", pa.string()),
+    ("opened_h", pa.float64()),
+    ("founded_h", pa.float64()),
+    ("founded_by_cluster", pa.bool_()),
+    ("n_founders", pa.int64()),
+    ("founder_uids", pa.list_(pa.int64())),
+    ("founder_clones", pa.list_(pa.string())),
+    ("n_joiners", pa.int64()),
+    ("joiner_clones", pa.list_(pa.string())),
+    ("switched_h", pa.float64()),
+    ("status", pa.string()),
+    ("size", pa.int64()),
+    ("max_size", pa.int64()),
+    ("composition", pa.string()),
 ])
 
 
@@ -50,6 +79,9 @@ class Result:
         config: the resolved configuration.
         timeseries: tidy table (time_h, step, compartment, quantity, clone, phenotype, value).
         events: one row per event; columns of :data:`EVENT_SCHEMA`.
+        metastases: one row per founded metastasis; columns of :data:`METASTASIS_SCHEMA`.
+        metastasis_sizes: cells per metastasis and clone at every snapshot time.
+        funnel: the cascade funnel per organ and clone (see :mod:`metacoop.observers.funnel`).
         fields: field snapshots, one node per compartment (dims time, [z,] y, x).
         manifest: provenance (versions, seed, times, status, checksums).
         path: the run directory, if the run was written to disk.
@@ -58,6 +90,9 @@ class Result:
     config: SimulationConfig
     timeseries: pd.DataFrame
     events: pd.DataFrame
+    metastases: pd.DataFrame
+    metastasis_sizes: pd.DataFrame
+    funnel: pd.DataFrame
     fields: xr.DataTree
     manifest: dict[str, Any]
     path: Path | None = None
@@ -79,12 +114,18 @@ def events_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
 
 
-def write_results(rundir: RunDirectory, timeseries: pd.DataFrame, events: pa.Table,
+def metastases_table(rows: list[dict]) -> pa.Table:
+    """Metastases as an Arrow table with the fixed :data:`METASTASIS_SCHEMA`."""
+    return pa.Table.from_pylist(rows, schema=METASTASIS_SCHEMA)
+
+
+def write_results(rundir: RunDirectory, tables: dict[str, pa.Table | pd.DataFrame],
                   fields: xr.DataTree) -> None:
-    """Write the data files of a run atomically."""
-    atomic_write(rundir.path / "timeseries.parquet",
-                 lambda tmp: pq.write_table(pa.Table.from_pandas(timeseries, preserve_index=False), tmp))
-    atomic_write(rundir.path / "events.parquet", lambda tmp: pq.write_table(events, tmp))
+    """Write the data files of a run atomically (tables by file stem, then the fields)."""
+    for stem, table in tables.items():
+        if isinstance(table, pd.DataFrame):
+            table = pa.Table.from_pandas(table, preserve_index=False)
+        atomic_write(rundir.path / f"{stem}.parquet", lambda tmp, t=table: pq.write_table(t, tmp))
     atomic_write_dir(rundir.path / "fields.zarr",
                      lambda tmp: fields.to_zarr(tmp, mode="w", consolidated=False))
 
@@ -96,9 +137,10 @@ def open_run(path: str | Path) -> Result:
     rundir = RunDirectory(path)
     manifest = rundir.read_manifest(require_complete=True)
     try:
-        timeseries = pd.read_parquet(rundir.path / "timeseries.parquet")
-        events = pd.read_parquet(rundir.path / "events.parquet")
+        tables = {stem: pd.read_parquet(rundir.path / f"{stem}.parquet")
+                  for stem in ("timeseries", "events", "metastases", "metastasis_sizes", "funnel")}
         fields = xr.open_datatree(rundir.path / "fields.zarr", engine="zarr", consolidated=False)
     except Exception as exc:  # any reader error means a damaged run directory
         raise RunDirectoryError([Problem("run", str(path), f"cannot be read: {exc}")]) from None
-    return Result(validate_table(manifest["config"]), timeseries, events, fields, manifest, rundir.path)
+    return Result(validate_table(manifest["config"]), fields=fields, manifest=manifest, path=rundir.path,
+                  **tables)

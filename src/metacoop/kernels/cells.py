@@ -6,6 +6,8 @@ Conventions shared by every kernel here:
   permanent id and keys its random draws (see :mod:`metacoop.kernels.random`).
 * ``flags[i] & DEAD`` marks a cell whose death was requested this step; every
   later rule of the step skips it. Deaths and births are applied once per step.
+* ``state[i]`` is 0 (active), 1 (arrested in a capillary) or 2 (dormant); only
+  active cells switch phenotype, move, divide and intravasate.
 * ``pos`` is the flat lattice index ``x + nx * (y + ny * z)``; ``dims`` is
   ``(nz, ny, nx)`` and ``ndim`` is 2 or 3 (2-D lattices have ``nz == 1``).
 * Per-clone traits arrive as tables indexed ``[clone, phenotype]`` already
@@ -26,6 +28,8 @@ from metacoop.kernels.random import gamma_variate, uniform
 DEAD = np.uint8(1)
 EPITHELIAL = 0
 MESENCHYMAL = 1
+ACTIVE = 0
+ARRESTED = 1
 
 
 @njit(cache=True, inline="always")
@@ -51,8 +55,8 @@ def _neighbour(p, d, nx, ny, nz, ndim):
 
 
 @sized_kernel(first_arg)
-def bernoulli_flag(n, uid, clone, phen, p_table, key, stream, step, flags, flag):
-    """Set ``flag`` on each live cell with probability ``p_table[clone, phen]``.
+def bernoulli_flag(n, uid, clone, phen, state, p_table, key, stream, step, flags, flag):
+    """Set ``flag`` on each live cell with probability ``p_table[state, clone, phen]``.
 
     Returns the number of cells flagged.
     """
@@ -60,15 +64,15 @@ def bernoulli_flag(n, uid, clone, phen, p_table, key, stream, step, flags, flag)
     for i in prange(n):
         if flags[i] & DEAD:
             continue
-        if uniform(key, stream, step, uid[i], 0) < p_table[clone[i], phen[i]]:
+        if uniform(key, stream, step, uid[i], 0) < p_table[state[i], clone[i], phen[i]]:
             flags[i] |= flag
             hit[i] = 1
     return hit.sum()
 
 
 @sized_kernel(first_arg)
-def switch_phenotype(n, uid, clone, phen, flags, p_emt, p_met, key, stream, step):
-    """EMT/MET: each live cell switches phenotype with its per-step probability.
+def switch_phenotype(n, uid, clone, phen, state, flags, p_emt, p_met, key, stream, step):
+    """EMT/MET: each live active cell switches phenotype with its per-step probability.
 
     Args:
         p_emt: per-clone probability per step of epithelial -> mesenchymal.
@@ -78,7 +82,7 @@ def switch_phenotype(n, uid, clone, phen, flags, p_emt, p_met, key, stream, step
     """
     switched = np.zeros(n, dtype=np.uint8)
     for i in prange(n):
-        if flags[i] & DEAD:
+        if flags[i] & DEAD or state[i] != ACTIVE:
             continue
         u = uniform(key, stream, step, uid[i], 0)
         if phen[i] == EPITHELIAL:
@@ -93,7 +97,7 @@ def switch_phenotype(n, uid, clone, phen, flags, p_emt, p_met, key, stream, step
 
 @sized_kernel(first_arg)
 def decide_moves(
-    n, uid, pos, clone, phen, flags, p_diff, p_hapt, ecm, dims, ndim, upwind,
+    n, uid, pos, clone, phen, state, flags, p_diff, p_hapt, ecm, dims, ndim, upwind,
     key, stream, step, target,
 ):
     """Choose each cell's move from the diffusion-haptotaxis probabilities.
@@ -116,7 +120,7 @@ def decide_moves(
     movers = np.zeros(n, dtype=np.int64)
     for i in prange(n):
         target[i] = -1
-        if flags[i] & DEAD:
+        if flags[i] & DEAD or state[i] != ACTIVE:
             continue
         c = clone[i]
         ph = phen[i]
@@ -167,12 +171,22 @@ def apply_moves(n, pos, target, occ, capacity):
     return moved
 
 
+@njit(cache=True, inline="always")
+def _blocked(met, i, met_room):
+    m = met[i]
+    return m >= 0 and m < met_room.shape[0] and met_room[m] <= 0
+
+
 @sized_kernel(first_arg)
-def advance_cycle(n, cycle_h, flags, dt):
-    """Advance every live cell's cycle clock by ``dt``; return how many are due."""
+def advance_cycle(n, cycle_h, state, met, flags, met_room, dt):
+    """Advance the cycle clock of every live active cell by ``dt``; return how many are due.
+
+    Cells of a metastasis with no room left (``met_room[met] <= 0``: an
+    avascular micrometastasis at its size limit) do not advance.
+    """
     due = np.zeros(n, dtype=np.int64)
     for i in prange(n):
-        if flags[i] & DEAD:
+        if flags[i] & DEAD or state[i] != ACTIVE or _blocked(met, i, met_room):
             continue
         cycle_h[i] -= dt
         if cycle_h[i] <= 0.0:
@@ -182,8 +196,8 @@ def advance_cycle(n, cycle_h, flags, dt):
 
 @njit(cache=True)
 def divide(
-    n, uid, pos, clone, phen, lineage, parent, birth_h, cycle_h, flags, occ, capacity,
-    dims, ndim, cycle_shape, cycle_scale, time_h, next_uid, key, stream, step,
+    n, uid, pos, clone, phen, lineage, parent, birth_h, cycle_h, state, met, flags, met_room,
+    occ, capacity, dims, ndim, cycle_shape, cycle_scale, time_h, next_uid, key, stream, step,
 ):
     """Divide every live cell whose cycle clock has run out, in cell order.
 
@@ -202,7 +216,7 @@ def divide(
     free = np.empty(6, dtype=np.int64)
     born = 0
     for i in range(n):
-        if flags[i] & DEAD or cycle_h[i] > 0.0:
+        if flags[i] & DEAD or cycle_h[i] > 0.0 or state[i] != ACTIVE or _blocked(met, i, met_room):
             continue
         p = pos[i]
         dest = -1
@@ -228,6 +242,10 @@ def divide(
         clone[j] = c
         phen[j] = ph
         lineage[j] = lineage[i]
+        met[j] = met[i]
+        if met[i] >= 0 and met[i] < met_room.shape[0]:
+            met_room[met[i]] -= 1
+        state[j] = ACTIVE
         parent[j] = uid[i]
         birth_h[j] = time_h
         flags[j] = 0
@@ -239,28 +257,31 @@ def divide(
 
 
 @njit(cache=True)
-def scatter_add(n, pos, clone, phen, flags, table, out):
-    """Add ``table[clone, phen]`` of each live cell to ``out[pos]``."""
+def scatter_add(n, pos, clone, phen, state, flags, table, out):
+    """Add ``table[clone, phen]`` of each live cell in the tissue to ``out[pos]``.
+
+    Arrested cells sit inside capillaries and are skipped.
+    """
     for i in range(n):
-        if flags[i] & DEAD:
+        if flags[i] & DEAD or state[i] == ARRESTED:
             continue
         out[pos[i]] += table[clone[i], phen[i]]
 
 
 @sized_kernel(first_arg)
-def select_on_vessels(n, uid, pos, phen, flags, vessel, p_enter, key, stream, step, out):
-    """Mark live cells on a vessel point that enter it this step (Franssen 2019).
+def select_on_vessels(n, uid, pos, phen, state, flags, vessel, p_enter, key, stream, step, out):
+    """Mark live active cells on a vessel point that enter it this step (Franssen 2019).
 
-    Mesenchymal cells may enter any vessel point (``vessel == 1`` normal or
-    ``2`` ruptured); epithelial cells only ruptured ones. Each eligible cell
-    enters with probability ``p_enter``.
+    Mesenchymal cells may enter any vessel point (``vessel == 1`` normal,
+    ``2`` ruptured or ``3`` lymphatic); epithelial cells only ruptured and
+    lymphatic ones. Each eligible cell enters with probability ``p_enter``.
 
     Returns the number of cells marked in ``out`` (uint8 per cell).
     """
     count = np.zeros(n, dtype=np.int64)
     for i in prange(n):
         out[i] = 0
-        if flags[i] & DEAD:
+        if flags[i] & DEAD or state[i] != ACTIVE:
             continue
         v = vessel[pos[i]]
         if v == 0 or (v == 1 and phen[i] != MESENCHYMAL):
@@ -269,3 +290,13 @@ def select_on_vessels(n, uid, pos, phen, flags, vessel, p_enter, key, stream, st
             out[i] = 1
             count[i] = 1
     return count.sum()
+
+
+@njit(cache=True)
+def fresh_cycles(slots, uid, clone, phen, cycle_h, shape, scale, key, stream, step):
+    """Start a new cell cycle for the cells in ``slots`` (Gamma durations, draws from index 2)."""
+    for j in range(slots.shape[0]):
+        i = slots[j]
+        c = clone[i]
+        ph = phen[i]
+        cycle_h[i] = gamma_variate(shape[c, ph], scale[c, ph], key, stream, step, uid[i], 2)

@@ -5,9 +5,15 @@ scenario; its order is the order they appear in the resolved configuration.
 The schedule order is given by each mechanism's ``phase`` and ``order``.
 """
 
+from metacoop.mechanisms.angiogenic_switch import AngiogenicSwitch
+from metacoop.mechanisms.arrest import Arrest
 from metacoop.mechanisms.base import Mechanism, StepContext
+from metacoop.mechanisms.circulation_death import CirculationDeath
 from metacoop.mechanisms.death import Death
+from metacoop.mechanisms.disaggregation import Disaggregation
+from metacoop.mechanisms.dormancy import Dormancy
 from metacoop.mechanisms.ecm_degradation import EcmDegradation
+from metacoop.mechanisms.extravasation import Extravasation
 from metacoop.mechanisms.intravasation import Intravasation
 from metacoop.mechanisms.mmp2_secretion import Mmp2Secretion
 from metacoop.mechanisms.movement import Movement
@@ -24,6 +30,12 @@ REGISTRY: dict[str, type[Mechanism]] = {
         Mmp2Secretion,
         EcmDegradation,
         Intravasation,
+        CirculationDeath,
+        Disaggregation,
+        Arrest,
+        Extravasation,
+        Dormancy,
+        AngiogenicSwitch,
     )
 }
 

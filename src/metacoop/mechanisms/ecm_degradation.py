@@ -49,7 +49,7 @@ class EcmDegradation(Mechanism):
             rate[:] = 0.0
             c = site.cells
             if self.cells_active:
-                scatter_add(c.n, c.pos, c.clone, c.phen, c.flags, self.cell_table, rate)
+                scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, self.cell_table, rate)
             degrade_exponential(
                 site.fields[p.ecm_field].flat, site.fields[p.mmp2_field].flat, rate,
                 p.mmp2_rate_per_h, ctx.dt_h,

@@ -1,10 +1,13 @@
 """Intravasation: cells on vessel points enter the circulation (Franssen 2019).
 
 Mesenchymal cells can enter through any vessel point, epithelial cells only
-through ruptured ones. Every eligible cell enters at hazard ``rate_per_h``
-(the default, infinity, reproduces Franssen's rule that a cell on a vessel
-point enters at once). All cells entering from one vessel point in one step
-form one circulating tumour cell (CTC) entity: a single cell or a cluster.
+through ruptured or lymphatic ones. Every eligible cell enters at hazard
+``rate_per_h`` (the default, infinity, reproduces Franssen's rule that a cell
+on a vessel point enters at once). All cells entering from one vessel point in
+one step form one CTC entity: a single cell or a cluster. CTCs from blood
+vessels of the primary site follow its ``blood_route``, those from lymphatic
+points its ``lymph_route``; cells leaving an organ (where it allows re-entry)
+follow the organ's ``drains_to`` route.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import math
 import numpy as np
 from pydantic import Field
 
+from metacoop.core.vessels import LYMPHATIC_VESSEL, VESSEL_NAMES
 from metacoop.config.base import MechanismParams
 from metacoop.core.clones import per_step_probability
 from metacoop.core.schedule import Phase
@@ -40,33 +44,57 @@ class Intravasation(Mechanism):
     Params = IntravasationParams
     summary = (
         "cells on a vessel point enter the circulation (mesenchymal through any vessel, "
-        "epithelial only through ruptured ones); cells entering from one point together "
-        "form one CTC"
+        "epithelial only through ruptured or lymphatic ones); cells entering from one point "
+        "together form one CTC"
     )
     sources = ("Franssen et al. 2019 Bull Math Biol 81:1965 (intravasation rules)",)
 
     def bind(self, sim) -> None:
         self.p_enter = float(per_step_probability(self.params.rate_per_h, sim.dt_h))
+        circ = sim.circulation
+        self.routes = {}
+        for site in sim.sites:
+            if site.organ is not None:
+                blood = lymph = circ.route_index(site.organ.drains_to)
+            else:
+                blood = circ.route_index(site.config.blood_route)
+                lymph = circ.route_index(site.config.lymph_route)
+            self.routes[site.name] = (blood, lymph)
 
     def step(self, ctx: StepContext) -> None:
         sim = ctx.sim
         for site in sim.sites:
-            if not site.has_vessels:
+            if not site.allows_intravasation:
                 continue
             c = site.cells
             mask = site.scratch_mask(c.n)
             k = select_on_vessels(
-                c.n, c.uid, c.pos, c.phen, c.flags, site.vessel, self.p_enter,
+                c.n, c.uid, c.pos, c.phen, c.state, c.flags, site.vessel, self.p_enter,
                 site.streams.key, self.stream, ctx.step, mask,
             )
             if not k:
                 continue
-            slots = np.flatnonzero(mask[: c.n])
+            leaving_mask = mask[: c.n].astype(bool)
+            slots = np.flatnonzero(leaving_mask)
             points = c.pos[slots].astype(np.int64)
             leaving = c.take(slots)
-            site.emigrate(mask[: c.n].astype(bool))
-            sim.circulation.receive(
-                leaving, points, origin=site.name, vessel_state=site.vessel[points],
-                time_h=ctx.time_h + ctx.dt_h, step=ctx.step, clone_names=sim.clones.names,
-                lattice=site.lattice,
-            )
+            site.emigrate(leaving_mask)
+            uniq = np.unique(points)
+            blood, lymph = self.routes[site.name]
+            route = np.where(site.vessel[uniq] == LYMPHATIC_VESSEL, lymph, blood)
+            circ = sim.circulation
+            n_before = circ.ctcs.n
+            ids = circ.add_ctcs(leaving, points, route, site.index, ctx.step, ctx.time_h + ctx.dt_h)
+            circ.counters["immigrated"] += np.bincount(leaving["clone"], minlength=len(sim.clones))
+            x, y, z = site.lattice.coords(uniq)
+            t = ctx.time_h + ctx.dt_h
+            first = circ.cells.n - len(leaving["uid"])
+            group = np.searchsorted(uniq, points)
+            for g, cid in enumerate(ids):
+                sim.events.append(circ.ctc_event(
+                    "intravasation", n_before + g, t, ctx.step, sim.clones.names,
+                    members=first + np.flatnonzero(group == g),
+                    compartment=site.name, x=int(x[g]), y=int(y[g]), z=int(z[g]),
+                    vessel=VESSEL_NAMES[int(site.vessel[uniq[g]])],
+                    route=circ.route_names[route[g]] if route[g] >= 0 else None,
+                ))

@@ -41,7 +41,7 @@ class Mmp2Secretion(Mechanism):
         for site in ctx.sim.sites:
             c = site.cells
             f = site.fields[self.params.field]
-            scatter_add(c.n, c.pos, c.clone, c.phen, c.flags, self.table, f.flat_deltas)
+            scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, self.table, f.flat_deltas)
 
     @classmethod
     def check(cls, params: SecretionParams, config) -> list[Problem]:

@@ -74,7 +74,7 @@ class Movement(Mechanism):
             p_diff, p_hapt = self.tables[site.name]
             target = site.scratch_int(c.n)
             wanting = decide_moves(
-                c.n, c.uid, c.pos, c.clone, c.phen, c.flags, p_diff, p_hapt,
+                c.n, c.uid, c.pos, c.clone, c.phen, c.state, c.flags, p_diff, p_hapt,
                 site.fields[self.params.ecm_field].flat, site.lattice.dims_array,
                 site.lattice.ndim, self.upwind, site.streams.key, self.stream, ctx.step, target,
             )

@@ -33,7 +33,7 @@ class PhenotypeSwitch(Mechanism):
         for site in ctx.sim.sites:
             c = site.cells
             switched = switch_phenotype(
-                c.n, c.uid, c.clone, c.phen, c.flags, self.p_emt, self.p_met,
+                c.n, c.uid, c.clone, c.phen, c.state, c.flags, self.p_emt, self.p_met,
                 site.streams.key, self.stream, ctx.step,
             )
             if c.n:

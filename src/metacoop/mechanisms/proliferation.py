@@ -5,7 +5,9 @@ Cycle durations are Gamma distributed per clone and phenotype (see
 grows at ``ln 2 / doubling_time_h`` while it has room. The daughter takes the
 mother's point if it has room, otherwise a random neighbour with room; with no
 room the division waits (contact inhibition). The daughter inherits clone,
-phenotype and lineage; its ``parent`` is the mother's uid.
+phenotype, lineage and metastasis; its ``parent`` is the mother's uid.
+Only active cells cycle; cells of an avascular micrometastasis at its
+organ's ``avascular_max_cells`` wait until its angiogenic switch.
 """
 
 from __future__ import annotations
@@ -34,14 +36,15 @@ class Proliferation(Mechanism):
         sim = ctx.sim
         for site in sim.sites:
             c = site.cells
-            due = advance_cycle(c.n, c.cycle_h, c.flags, ctx.dt_h)
+            due = advance_cycle(c.n, c.cycle_h, c.state, c.met, c.flags, site.met_room, ctx.dt_h)
             if not due:
                 continue
             c.reserve(int(due))
             n0 = c.n
             born = divide(
                 c.n, c.uid, c.pos, c.clone, c.phen, c.lineage, c.parent, c.birth_h, c.cycle_h,
-                c.flags, site.occ, site.capacity, site.lattice.dims_array, site.lattice.ndim,
+                c.state, c.met, c.flags, site.met_room, site.occ, site.capacity,
+                site.lattice.dims_array, site.lattice.ndim,
                 self.clones.cycle_shape, self.clones.cycle_scale_h, ctx.time_h + ctx.dt_h,
                 sim.next_uid, site.streams.key, self.stream, ctx.step,
             )

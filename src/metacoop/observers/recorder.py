@@ -1,11 +1,22 @@
 """Recording: time series rows at ``record_every_h``, field snapshots at ``snapshot_every_h``.
 
 The time series is tidy (one row per time, compartment, quantity, clone and
-phenotype): ``cells`` per clone and phenotype, cumulative per-clone counters
-(``born``, ``died``, ``emigrated``, ``immigrated``, ``emt``, ``met``), CTC
-entities received, and per-field summaries (``<field>.mean``, ``.min``,
-``.max``, ``.total``; ``total`` is the sum over points times the point
-volume in µm^ndim, so that it is conserved by diffusion).
+phenotype):
+
+* every site: ``cells`` per clone and phenotype; cumulative per-clone
+  counters (``initial``, ``born``, ``died``, ``emigrated``, ``immigrated``,
+  ``emt``, ``met``, ``arrived``, ``extravasated``, ``woke``); per-field
+  summaries (``<field>.mean``, ``.min``, ``.max``, ``.total``; ``total`` is
+  the sum over points times the point volume in µm^ndim, conserved by
+  diffusion);
+* organs also: cells per clone by where they stand in the cascade
+  (``cells.arrested``, ``cells.dormant``, ``cells.solitary``, ``cells.micro``,
+  ``cells.macro``) and metastases by status (``metastases.<status>``);
+* circulation: ``cells`` per clone and phenotype, its counters (``injected``,
+  ``immigrated``, ``died``, ``emigrated``), ``ctcs`` (entities in transit),
+  ``ctcs_created`` and each systemic factor's level (``<factor>.level``).
+
+Metastasis sizes by clone are recorded at every snapshot time.
 """
 
 from __future__ import annotations
@@ -16,7 +27,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from metacoop.compartments.metastases import MACRO, MICRO, SOLITARY, STATUS
 from metacoop.core.clones import PHENOTYPES
+from metacoop.core.state import ARRESTED, DORMANT
 
 TIMESERIES_COLUMNS = ("time_h", "step", "compartment", "quantity", "clone", "phenotype", "value")
 
@@ -33,10 +46,12 @@ class Recorder:
         self.snapshots: dict[str, list[tuple[float, dict[str, np.ndarray]]]] = {
             s.name: [] for s in sim.sites
         }
+        self.met_sizes: list[tuple] = []
+        self.funnel_steps = {round(t / sim.dt_h) for t in cfg.funnel_times_h}
 
     def after_step(self, step_done: int, time_h: float, final: bool = False) -> None:
         """Record if ``step_done`` (steps completed) falls on an interval or the run ends."""
-        if step_done % self.record_every == 0 or final:
+        if step_done % self.record_every == 0 or final or step_done in self.funnel_steps:
             self.record(step_done, time_h)
         if step_done % self.snapshot_every == 0 or final:
             self.snapshot(time_h)
@@ -66,15 +81,49 @@ class Recorder:
                 rows.append((time_h, step, site.name, f"{fname}.max", None, None, float(v.max())))
                 rows.append((time_h, step, site.name, f"{fname}.total", None, None,
                              float(v.sum(dtype=np.float64)) * vol))
+            if site.is_organ:
+                self._record_organ(site, step, time_h)
         circ = sim.circulation
         key = circ.cells.live("clone").astype(np.int64) * 2 + circ.cells.live("phen")
         counts = np.bincount(key, minlength=2 * nclones)
         for ci, cname in enumerate(names):
             for pi, pname in enumerate(PHENOTYPES):
                 rows.append((time_h, step, circ.name, "cells", cname, pname, float(counts[2 * ci + pi])))
-            rows.append((time_h, step, circ.name, "immigrated", cname, None,
-                         float(circ.counters["immigrated"][ci])))
-        rows.append((time_h, step, circ.name, "ctcs", None, None, float(circ.n_ctcs)))
+            for kind, arr in circ.counters.items():
+                rows.append((time_h, step, circ.name, kind, cname, None, float(arr[ci])))
+        rows.append((time_h, step, circ.name, "ctcs", None, None, float(circ.ctcs.n)))
+        rows.append((time_h, step, circ.name, "ctcs_created", None, None, float(circ.n_ctcs)))
+        for fname, level in circ.levels.items():
+            rows.append((time_h, step, circ.name, f"{fname}.level", None, None, float(level)))
+
+    def _record_organ(self, site, step: int, time_h: float) -> None:
+        """Cells per clone by cascade stage, and metastases by status, in one organ."""
+        reg = self.sim.metastases
+        names = self.sim.clones.names
+        c = site.cells
+        clone = c.live("clone")
+        state = c.live("state")
+        met = c.live("met")
+        status = np.full(c.n, -1, np.int64)
+        has = met >= 0
+        status[has] = reg.status[met[has]]
+        tissue = state != ARRESTED
+        stages = {
+            "cells.arrested": state == ARRESTED,
+            "cells.dormant": tissue & (state == DORMANT) & (status != MACRO),
+            "cells.solitary": tissue & (state != DORMANT) & (status == SOLITARY),
+            "cells.micro": tissue & (state != DORMANT) & (status == MICRO),
+            "cells.macro": tissue & (status == MACRO),
+        }
+        for quantity, sel in stages.items():
+            per = np.bincount(clone[sel], minlength=len(names))
+            for ci, cname in enumerate(names):
+                self.rows.append((time_h, step, site.name, quantity, cname, None, float(per[ci])))
+        mine = reg.organ[: reg.n] == site.organ_index
+        per_status = np.bincount(reg.status[: reg.n][mine], minlength=len(STATUS))
+        for code, label in enumerate(STATUS):
+            self.rows.append((time_h, step, site.name, f"metastases.{label}", None, None,
+                              float(per_status[code])))
 
     def snapshot(self, time_h: float) -> None:
         """Copy every field and the cell occupancy by phenotype of every site."""
@@ -89,6 +138,32 @@ class Recorder:
                 occ = np.bincount(c.live("pos")[sel], minlength=site.lattice.n_points)
                 data[f"{pname}_cells"] = occ.astype(np.uint8).reshape(site.lattice.dims)
             snaps.append((time_h, data))
+        self._record_metastasis_sizes(time_h)
+
+    def _record_metastasis_sizes(self, time_h: float) -> None:
+        reg = self.sim.metastases
+        if self.met_sizes and self.met_sizes[-1][0] == time_h:
+            return
+        for site in self.sim.organs:
+            c = site.cells
+            sel = (c.live("met") >= 0) & (c.live("state") != ARRESTED)
+            if not sel.any():
+                continue
+            met = c.live("met")[sel].astype(np.int64)
+            clone = c.live("clone")[sel].astype(np.int64)
+            n_clones = len(self.sim.clones)
+            counts = np.bincount(met * n_clones + clone, minlength=reg.n * n_clones)
+            for flat in np.flatnonzero(counts):
+                m, ci = divmod(int(flat), n_clones)
+                self.met_sizes.append((time_h, m, site.name, self.sim.clones.names[ci],
+                                       STATUS[reg.status[m]], int(counts[flat])))
+
+    def metastasis_sizes(self) -> pd.DataFrame:
+        """Cells per metastasis and clone at every snapshot time."""
+        df = pd.DataFrame.from_records(
+            self.met_sizes, columns=["time_h", "met_id", "organ", "clone", "status", "cells"])
+        return df.astype({"met_id": np.int64, "cells": np.int64, "organ": "string", "clone": "string",
+                          "status": "string"})
 
     def timeseries(self) -> pd.DataFrame:
         """The time series as a tidy DataFrame."""
