@@ -45,6 +45,7 @@ def test_cell_benchmark_tiny(run, ndim):
     assert "fields" in r.field_slots
     for name in r.slot_s:
         assert math.isfinite(r.slot_per_step(name).median)
+    assert math.isfinite(r.other_per_step.median) and math.isfinite(r.bookkeeping_per_step.median)
     m = r.memory_end
     assert m["declared_per_cell"] == run.CellArrays.bytes_per_cell()
     assert all(math.isfinite(v) and v > 0 for k, v in m.items() if k != "scratch_per_cell")
@@ -61,6 +62,7 @@ def test_thread_benchmark_tiny(run):
 def test_field_benchmark_tiny(run, dims, dtype):
     r = run.bc.field_benchmark(dims, dtype, reps=2, min_rep_s=0.001)
     assert r.substeps >= 1 and r.calls >= 1
+    assert r.build in ("serial", "parallel", "-")
     assert _ok(r.solver_rate) and _ok(r.kernel_rate) and _ok(r.bandwidth(r.kernel_rate))
 
 

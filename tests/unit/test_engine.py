@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import metacoop
-from metacoop.core.vessels import NORMAL_VESSEL, RUPTURED_VESSEL
 from metacoop.core.state import CellArrays
+from metacoop.core.vessels import NORMAL_VESSEL, RUPTURED_VESSEL
 
 SMALL = {
     "duration_h": 6.0,

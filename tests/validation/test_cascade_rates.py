@@ -21,7 +21,6 @@ convention itself to ``tests/unit/test_cascade.py``.
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -29,70 +28,11 @@ import pytest
 from scipy import stats
 
 import metacoop
+from helpers.cascade import INF, build, clone, composition, inject, organ, run
 
 pytestmark = pytest.mark.validation
 
 Z = 4.0
-INF = math.inf
-#: Cell rules that take no part in the cascade; switched off unless a test needs them.
-QUIET = ("phenotype_switch", "movement", "proliferation", "mmp2_secretion", "ecm_degradation")
-#: The circulation with every fate rate set to zero.
-NO_FATES = {
-    "shear_death_rate_per_h": 0.0,
-    "immune_death_rate_per_h": 0.0,
-    "anoikis_death_rate_per_h": 0.0,
-    "disaggregation_rate_per_h": 0.0,
-}
-
-
-# -- scenario builders -----------------------------------------------------------------------------
-
-
-def clone(name: str, **traits) -> dict:
-    """A clone that never divides, with the given traits."""
-    return {"name": name, "doubling_time_h": {"epithelial": INF, "mesenchymal": INF}, **traits}
-
-
-def organ(shape: int = 41, vessels: int = 50, drains_to: str = "out", **settings) -> dict:
-    """A small organ whose capillary bed has ``vessels`` normal vessel points."""
-    return {"lattice": {"shape": [shape, shape]}, "vessels": {"normal": vessels, "ruptured": 0},
-            "drains_to": drains_to, **settings}
-
-
-def inject(vessel: str, cells: int, clone_name: str | None = None, sizes=None, **extra) -> dict:
-    """An injection of ``cells`` cells (all of ``clone_name``) in CTCs of ``sizes``."""
-    out = {"vessel": vessel, "cells": cells, "transit_h": 0.0, **extra}
-    if clone_name is not None:
-        out["clone_fractions"] = {clone_name: 1.0}
-    if sizes is not None:
-        out["cluster_sizes"] = sizes
-    return out
-
-
-def build(*, seed, duration_h, dt_h, clones, routes, injections, organs=None, circulation=None,
-          record_every_h=None, on=()) -> metacoop.SimulationConfig:
-    """A checked injection-only scenario; the ``QUIET`` mechanisms are off unless named in ``on``."""
-    table = {
-        "name": "cascade_rates",
-        "seed": seed,
-        "duration_h": duration_h,
-        "dt_h": dt_h,
-        "output": {"record_every_h": record_every_h or duration_h, "snapshot_every_h": duration_h},
-        "clones": clones,
-        "organs": organs or {},
-        "circulation": {**NO_FATES, **(circulation or {}), "routes": {"out": {}, **routes}},
-        "injections": injections,
-        "mechanisms": {name: {"enabled": name in on} for name in QUIET},
-    }
-    return metacoop.load_scenario(table)
-
-
-def run(cfg) -> metacoop.Simulation:
-    sim = metacoop.Simulation(cfg, check=True)
-    sim.run()
-    return sim
-
-
 def value(ts, compartment: str, quantity: str, step: int, clone_name: str | None = None) -> float:
     """A time-series value at ``step`` (summed over phenotypes, and over clones if none given)."""
     sel = (ts["compartment"] == compartment) & (ts["quantity"] == quantity) & (ts["step"] == step)
@@ -101,10 +41,6 @@ def value(ts, compartment: str, quantity: str, step: int, clone_name: str | None
     rows = ts[sel]
     assert len(rows), (compartment, quantity, step, clone_name)
     return float(rows["value"].sum())
-
-
-def composition(event: dict) -> dict[str, int]:
-    return json.loads(event["composition"])
 
 
 # -- assertions ------------------------------------------------------------------------------------
