@@ -13,8 +13,8 @@ import pandas as pd
 from metacoop.config.schema import SimulationConfig
 from metacoop.core.simulation import Progress, Simulation
 from metacoop.io.results import DATA_FILES, Result, events_table, metastases_table, write_results
-from metacoop.observers.funnel import funnel
 from metacoop.io.rundir import FORMAT, RunDirectory, environment, now_iso
+from metacoop.observers.funnel import funnel
 
 
 def simulate(

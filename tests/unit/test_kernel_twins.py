@@ -18,6 +18,7 @@ from metacoop.kernels.cells import (
     apply_moves,
     bernoulli_flag,
     decide_moves,
+    divide,
     scatter_add,
     select_on_vessels,
     switch_phenotype,
@@ -29,7 +30,7 @@ from metacoop.kernels.fields import (
     diffuse_decay_step_numpy,
     scale_inplace,
 )
-from metacoop.kernels.random import uniforms
+from metacoop.kernels.random import gamma_variate, uniforms
 
 DTYPES = [np.float32, np.float64]
 # Keys are uint64 (uniform on [0, 2**64)), passed with that type as the kernels document.
@@ -318,3 +319,36 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
     for a, b, s in zip(one, many, serial, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, s)
+
+
+def test_divide_carries_the_overshoot_of_a_clock_that_ran_out_this_step():
+    """Mother and daughter clocks start when the old clock ran out, not at the step's end.
+
+    Cell 0's clock ran out 0.03 h before the end of this step (clock -0.03, dt 0.1): both new
+    clocks are Gamma draws minus 0.03. Cell 1 waited for room for several steps (clock -0.5):
+    its new cycles start now, with no carry.
+    """
+    dt = 0.1
+    n = 2
+    uid = np.array([10, 11, 0, 0], np.int64)
+    pos = np.array([0, 8, 0, 0], np.int32)
+    clone = np.zeros(4, np.int16)
+    phen = np.zeros(4, np.int8)
+    lineage = np.array([10, 11, 0, 0], np.int32)
+    parent = np.full(4, -1, np.int64)
+    met = np.full(4, -1, np.int32)
+    birth = np.zeros(4, np.float32)
+    cycle = np.array([-0.03, -0.5, 0, 0], np.float32)
+    state = np.zeros(4, np.uint8)
+    flags = np.zeros(4, np.uint8)
+    occ = np.zeros(9, np.uint8)
+    occ[[0, 8]] = 1
+    shape, scale = np.array([[16.0, 16.0]]), np.array([[0.7, 0.7]])
+    born = divide(n, uid, pos, clone, phen, lineage, parent, birth, cycle, state, met, flags,
+                  np.zeros(0, np.int64), occ, 4, np.array([1, 3, 3], np.int64), 2, shape, scale,
+                  1.0, dt, 100, KEY, STREAM, STEP)
+    assert born == 2
+    fresh = {u: gamma_variate(16.0, 0.7, KEY, STREAM, STEP, u, 1) for u in (10, 11, 100, 101)}
+    np.testing.assert_allclose(cycle[:4], [fresh[10] - 0.03, fresh[11], fresh[100] - 0.03, fresh[101]],
+                               rtol=1e-6)
+    assert uid[2:].tolist() == [100, 101] and parent[2:].tolist() == [10, 11]

@@ -257,8 +257,11 @@ class Circulation:
         return ids
 
     def members_by_slot(self) -> tuple[np.ndarray, np.ndarray]:
-        """Cell slots grouped by CTC: ``order`` and ``bounds`` such that the cells of the
-        CTC in slot ``s`` are ``order[bounds[s]:bounds[s + 1]]``."""
+        """Cell slots grouped by CTC.
+
+        Returns ``order`` and ``bounds`` such that the cells of the CTC in slot
+        ``s`` are ``order[bounds[s]:bounds[s + 1]]``.
+        """
         member = self.member_slots()
         order = np.argsort(member, kind="stable")
         bounds = np.searchsorted(member[order], np.arange(self.ctcs.n + 1))

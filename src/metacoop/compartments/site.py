@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from metacoop.config.schema import OrganConfig, PrimaryConfig, SimulationConfig, SiteConfig
-from metacoop.core.clones import CloneTable
+from metacoop.core.clones import CloneTable, stable_residual_cycles
 from metacoop.core.field import Field, FieldSolver, make_solver
 from metacoop.core.lattice import Lattice
 from metacoop.core.rng import CompartmentStreams
@@ -126,11 +126,8 @@ class Site:
         phen = np.zeros(k, np.int8)
         phen[: round(init.mesenchymal_fraction * k)] = 1
         rng.shuffle(phen)
-        shape = clones.cycle_shape[clone, phen]
-        scale = clones.cycle_scale_h[clone, phen]
-        finite = np.isfinite(scale)
-        cycle = np.full(k, np.inf)
-        cycle[finite] = rng.gamma(shape[finite], scale[finite]) * rng.random(int(finite.sum()))
+        cycle = stable_residual_cycles(rng, clones.cycle_shape[clone, phen],
+                                       clones.cycle_scale_h[clone, phen], clones.doubling_time_h[clone, phen])
         uid = np.arange(first_uid, first_uid + k, dtype=np.int64)
         self.cells.append({
             "uid": uid, "parent": np.full(k, -1), "pos": pos, "lineage": uid, "met": np.full(k, -1),

@@ -202,8 +202,9 @@ def _check_cascade(config: SimulationConfig) -> list[Problem]:
                                         f"no organ is called {organ!r}; organs are: "
                                         f"{', '.join(organs) or 'none defined'}"))
         if flows and abs(sum(flows.values()) - 1.0) > 1e-9:
+            total = sum(flows.values())
             problems.append(Problem(f"circulation.routes.{rname}", flows,
-                                    f"blood-flow fractions must sum to 1 (they sum to {sum(flows.values()):.6g})"))
+                                    f"blood-flow fractions must sum to 1 (they sum to {total:.6g})"))
     known = ", ".join(routes) or "none defined"
     if organs:
         for name, organ in config.organs.items():

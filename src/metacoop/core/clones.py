@@ -110,6 +110,33 @@ class CloneTable:
         return self.names.index(name)
 
 
+def stable_residual_cycles(
+    rng: np.random.Generator, shape: np.ndarray, scale_h: np.ndarray, doubling_time_h: np.ndarray
+) -> np.ndarray:
+    """Time to next division of cells drawn from the stable age distribution, h.
+
+    In a population growing at ``lambda = ln 2 / doubling_time_h`` the cell ages
+    ``a`` and cycle lengths ``T`` have joint density proportional to
+    ``exp(-lambda a) f(T)`` on ``a < T``: ``T`` has density proportional to
+    ``f(T) (1 - exp(-lambda T))`` (drawn by rejection) and, given ``T``, the age
+    is exponential with rate ``lambda`` truncated to ``[0, T]``. Starting from
+    these clocks the expected population is exactly ``N0 exp(lambda t)``, with
+    no start-up transient. Cells that never divide get ``inf``.
+    """
+    out = np.full(shape.shape, np.inf)
+    todo = np.flatnonzero(np.isfinite(scale_h) & np.isfinite(doubling_time_h))
+    lam = np.log(2.0) / doubling_time_h
+    while todo.size:
+        t = rng.gamma(shape[todo], scale_h[todo])
+        keep = rng.random(todo.size) < -np.expm1(-lam[todo] * t)
+        done, t = todo[keep], t[keep]
+        tail = -np.expm1(-lam[done] * t)
+        age = -np.log1p(-rng.random(done.size) * tail) / lam[done]
+        out[done] = t - age
+        todo = todo[~keep]
+    return out
+
+
 def per_step_probability(rate_per_h: np.ndarray | float, dt_h: float) -> np.ndarray:
     """Probability that an event of constant hazard ``rate_per_h`` occurs within ``dt_h``."""
     return -np.expm1(-np.asarray(rate_per_h, dtype=np.float64) * dt_h)

@@ -197,7 +197,7 @@ def advance_cycle(n, cycle_h, state, met, flags, met_room, dt):
 @njit(cache=True)
 def divide(
     n, uid, pos, clone, phen, lineage, parent, birth_h, cycle_h, state, met, flags, met_room,
-    occ, capacity, dims, ndim, cycle_shape, cycle_scale, time_h, next_uid, key, stream, step,
+    occ, capacity, dims, ndim, cycle_shape, cycle_scale, time_h, dt, next_uid, key, stream, step,
 ):
     """Divide every live cell whose cycle clock has run out, in cell order.
 
@@ -205,7 +205,11 @@ def divide(
     to a neighbour chosen uniformly among those with room; with no room the
     division waits (contact inhibition) and is tried again next step. Mother
     and daughter draw new cycle durations from
-    ``Gamma(cycle_shape[clone, phen], cycle_scale[clone, phen])`` hours.
+    ``Gamma(cycle_shape[clone, phen], cycle_scale[clone, phen])`` hours, counted
+    from the moment the old clock ran out: a clock that ran out part-way through
+    this step (``-dt < cycle_h <= 0``) carries its overshoot into both new
+    clocks, so cycle lengths are not rounded up to whole steps. A division that
+    waited for room starts the new cycles now.
     Daughters are written to slots ``n, n+1, ...``; the arrays must have room
     for every due cell (the caller checks).
 
@@ -250,8 +254,10 @@ def divide(
         birth_h[j] = time_h
         flags[j] = 0
         occ[dest] += 1
-        cycle_h[i] = gamma_variate(cycle_shape[c, ph], cycle_scale[c, ph], key, stream, step, uid[i], 1)
-        cycle_h[j] = gamma_variate(cycle_shape[c, ph], cycle_scale[c, ph], key, stream, step, uid[j], 1)
+        carry = cycle_h[i] if cycle_h[i] > -dt else 0.0
+        k_, s_ = cycle_shape[c, ph], cycle_scale[c, ph]
+        cycle_h[i] = carry + gamma_variate(k_, s_, key, stream, step, uid[i], 1)
+        cycle_h[j] = carry + gamma_variate(k_, s_, key, stream, step, uid[j], 1)
         born += 1
     return born
 

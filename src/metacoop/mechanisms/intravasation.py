@@ -17,10 +17,10 @@ import math
 import numpy as np
 from pydantic import Field
 
-from metacoop.core.vessels import LYMPHATIC_VESSEL, VESSEL_NAMES
 from metacoop.config.base import MechanismParams
 from metacoop.core.clones import per_step_probability
 from metacoop.core.schedule import Phase
+from metacoop.core.vessels import LYMPHATIC_VESSEL, VESSEL_NAMES
 from metacoop.kernels.cells import select_on_vessels
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -90,7 +90,7 @@ class Intravasation(Mechanism):
             t = ctx.time_h + ctx.dt_h
             first = circ.cells.n - len(leaving["uid"])
             group = np.searchsorted(uniq, points)
-            for g, cid in enumerate(ids):
+            for g in range(ids.size):
                 sim.events.append(circ.ctc_event(
                     "intravasation", n_before + g, t, ctx.step, sim.clones.names,
                     members=first + np.flatnonzero(group == g),
