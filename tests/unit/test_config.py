@@ -512,3 +512,11 @@ def test_problem_text_has_path_value_and_allowed():
     text = str(p)
     assert text.startswith("a.b = 'xxx") and text.endswith(": must be short")
     assert len(text) < 120
+
+
+@pytest.mark.parametrize("name", sorted(metacoop.builtin_scenarios()))
+def test_every_builtin_scenario_round_trips_through_its_resolved_toml(tmp_path, name):
+    cfg = metacoop.load_scenario(name)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(metacoop.to_toml(cfg))
+    assert metacoop.load_scenario(path).model_dump() == cfg.model_dump()

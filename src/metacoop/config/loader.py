@@ -201,7 +201,16 @@ def load_scenario(
 
 def to_toml(config: SimulationConfig) -> str:
     """The fully resolved configuration as TOML text (every default written out)."""
-    return tomli_w.dumps(config.model_dump(mode="python", exclude_none=True))
+    return tomli_w.dumps(_string_keys(config.model_dump(mode="python", exclude_none=True)))
+
+
+def _string_keys(obj: Any) -> Any:
+    """TOML keys are strings: write integer keys (``cluster_sizes``) as their decimal text."""
+    if isinstance(obj, Mapping):
+        return {str(k): _string_keys(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_string_keys(v) for v in obj]
+    return obj
 
 
 def _deep_copy(obj: Any) -> Any:
