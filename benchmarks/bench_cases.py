@@ -281,8 +281,14 @@ class CellResult:
 
     @property
     def other_per_step(self) -> Stat:
-        """Seconds per step outside every slot (step bookkeeping)."""
-        rest = [t - c - f for t, c, f in zip(self.step_s, self.cell_s, self.field_s, strict=True)]
+        """Seconds per step in slots that are neither cell rules nor fields (circulation, organs, ...)."""
+        names = [k for k in self.slot_s if k not in self.cell_slots and k not in self.field_slots]
+        return Stat.of([sum(self.slot_s[k][i] for k in names) / self.steps for i in range(len(self.step_s))])
+
+    @property
+    def bookkeeping_per_step(self) -> Stat:
+        """Seconds per step outside every slot (the step loop itself, recorder checks)."""
+        rest = [t - sum(v[i] for v in self.slot_s.values()) for i, t in enumerate(self.step_s)]
         return Stat.of([max(r, 0.0) / self.steps for r in rest])
 
     def slot_per_step(self, name: str) -> Stat:
@@ -426,6 +432,7 @@ class FieldResult:
     dims: tuple[int, int, int]
     dtype: str
     substeps: int
+    build: str = "-"
     solver_s: list[float] = field(default_factory=list)
     kernel_s: list[float] = field(default_factory=list)
     calls: int = 0
@@ -477,7 +484,8 @@ def field_benchmark(
     f = Field("bench", values, np.zeros(dims, dtype))
     solver = make_solver(values, MMP2_DIFFUSION_UM2_PER_H, MMP2_DECAY_PER_H, DEFAULT_DT_H,
                          DEFAULT_DX_UM, ndim)
-    result = FieldResult(tuple(int(d) for d in dims), str(np.dtype(dtype)), solver.substeps)
+    result = FieldResult(tuple(int(d) for d in dims), str(np.dtype(dtype)), solver.substeps,
+                         kernel_build(diffuse_decay_step, values.size))
     other = np.empty_like(values)
 
     def solver_call() -> None:
@@ -494,6 +502,24 @@ def field_benchmark(
         result.solver_s.append(_time_calls(solver_call, calls))
         result.kernel_s.append(_time_calls(kernel_call, calls * solver.substeps) / solver.substeps)
     return result
+
+
+def kernel_build(kernel: Callable, items: int) -> str:
+    """Which build of a kernel the engine runs for ``items`` of work: "serial", "parallel" or "-".
+
+    Follows :mod:`metacoop.kernels.dispatch` when the kernel has serial and
+    parallel builds; a plain numba kernel reports its own ``parallel`` option.
+    """
+    try:
+        from metacoop.kernels import dispatch
+    except ImportError:
+        dispatch = None
+    if dispatch is not None and hasattr(kernel, "serial") and hasattr(kernel, "parallel"):
+        return "parallel" if items >= getattr(dispatch, "PARALLEL_MIN_ITEMS", 0) else "serial"
+    opts = getattr(kernel, "targetoptions", None)
+    if isinstance(opts, dict):
+        return "parallel" if opts.get("parallel") else "serial"
+    return "-"
 
 
 def _calls_for(fn: Callable[[], None], min_s: float) -> int:
@@ -516,19 +542,40 @@ def _time_calls(fn: Callable[[], None], calls: int) -> float:
 
 @dataclass
 class ScenarioResult:
-    """Wall time of ``metacoop.simulate`` on a whole scenario."""
+    """Wall time of ``metacoop.simulate`` on a whole scenario.
+
+    ``full_n_steps`` is the scenario's own length when the run was shortened
+    (by a ``duration_h`` override), else equal to ``n_steps``.
+    """
 
     name: str
     duration_h: float
     n_steps: int
     wall_s: list[float] = field(default_factory=list)
     cells_final: int = 0
+    #: CTCs shed into the circulation: the number of "intravasation" events (one per CTC).
     ctcs: int = 0
+    #: events of the run by kind ("intravasation", "ctc_death", "arrest", ...).
+    events: dict[str, int] = field(default_factory=dict)
+    full_n_steps: int = 0
+    threads: int = 0
+    #: digest of the run's outcome (see :func:`outcome_digest`), the same for every repetition.
+    digest: str = ""
+
+    @property
+    def shortened(self) -> bool:
+        """True when fewer steps than the scenario's own were run."""
+        return bool(self.full_n_steps) and self.n_steps < self.full_n_steps
 
     @property
     def wall(self) -> Stat:
         """Wall seconds per run."""
         return Stat.of(self.wall_s)
+
+    @property
+    def steps_per_s(self) -> Stat:
+        """Base steps per wall second."""
+        return self.wall.inverse(self.n_steps)
 
     @property
     def days_per_minute(self) -> Stat:
@@ -539,8 +586,31 @@ class ScenarioResult:
         """Raw figures and summaries, JSON-ready."""
         d = dataclasses.asdict(self)
         d["summary"] = {"wall_s": dataclasses.asdict(self.wall),
+                        "steps_per_s": dataclasses.asdict(self.steps_per_s),
                         "days_per_minute": dataclasses.asdict(self.days_per_minute)}
         return d
+
+
+def outcome_digest(res: metacoop.Result) -> str:
+    """A short digest of a run's outcome: final cells, event counts and the whole time series.
+
+    Two runs of the same configuration and seed give the same digest (the
+    engine is deterministic); used to check that instrumentation did not
+    change what the simulation did.
+    """
+    import hashlib
+
+    import pandas as pd
+
+    h = hashlib.sha1()
+    h.update(str(int(res.manifest["cells_final"])).encode())
+    h.update(repr(sorted(res.events["event"].value_counts().items())).encode())
+    h.update(pd.util.hash_pandas_object(res.timeseries, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def _event_counts(res: metacoop.Result) -> dict[str, int]:
+    return {str(k): int(v) for k, v in res.events["event"].value_counts().items()}
 
 
 def scenario_benchmark(name: str = "default", reps: int = 3, overrides: dict | None = None) -> ScenarioResult:
@@ -553,12 +623,283 @@ def scenario_benchmark(name: str = "default", reps: int = 3, overrides: dict | N
     short = {**(overrides or {}), "duration_h": min(1.0, cfg.duration_h)}
     warm = metacoop.load_scenario(name, overrides=short)
     metacoop.simulate(warm)
-    result = ScenarioResult(cfg.name, cfg.duration_h, cfg.n_steps)
+    result = ScenarioResult(cfg.name, cfg.duration_h, cfg.n_steps, full_n_steps=cfg.n_steps,
+                            threads=numba.get_num_threads())
     for _ in range(reps):
         gc.collect()
         t0 = time.perf_counter()
         res = metacoop.simulate(cfg)
         result.wall_s.append(time.perf_counter() - t0)
         result.cells_final = int(res.manifest["cells_final"])
-        result.ctcs = len(res.events)
+        result.events = _event_counts(res)
+        result.ctcs = result.events.get("intravasation", 0)
+        result.digest = outcome_digest(res)
+        del res
+    return result
+
+
+# -- cascade scenarios: whole runs and where their time goes --------------------------
+
+#: Phases attributed to the compartment "sites" (lattice work, in every lattice site).
+SITE_PHASES = (Phase.FIELDS, Phase.CELL_RULES, Phase.RESOLVE, Phase.INTRAVASATION)
+#: Phases attributed to "circulation".
+CIRCULATION_PHASES = (Phase.CIRCULATION, Phase.ARREST)
+#: Phases attributed to "organs".
+ORGAN_PHASES = (Phase.ORGANS,)
+#: Compartments of the time-share table, in display order.
+COMPARTMENTS = ("sites", "circulation", "organs", "recording & other")
+
+#: Slots whose whole work is one pass over ``sim.sites`` with nothing outside the loop, so
+#: that running them once per site (``sim.sites`` set to that one site) does the same work.
+#: Checked against src/metacoop/core/simulation.py and src/metacoop/mechanisms/*. ``death`` is
+#: not here: after its loop over the sites it runs the avascular death of organ metastases.
+PER_SITE_SLOTS = frozenset({"fields", "ecm_degradation", "phenotype_switch", "movement",
+                            "proliferation", "mmp2_secretion", "resolve", "intravasation"})
+
+#: Parts of a run outside the plan's slots (all attributed to "recording & other").
+RECORDER = "recorder.after_step"
+ACCOUNTING = "check_accounting"
+STEP_LOOP = "(step loop: Simulation.step/run outside the slots)"
+BUILD = "(build: Simulation(config))"
+FINISH = "(simulate() after the steps: result tables, manifest)"
+
+
+def compartment_of(phase: Phase) -> str:
+    """The compartment a slot of ``phase`` is attributed to."""
+    if phase in SITE_PHASES:
+        return "sites"
+    if phase in CIRCULATION_PHASES:
+        return "circulation"
+    if phase in ORGAN_PHASES:
+        return "organs"
+    return "recording & other"
+
+
+def scenario_config(name: str, steps: int | None = None,
+                    overrides: dict | None = None) -> tuple[metacoop.SimulationConfig, int]:
+    """``load_scenario(name, overrides)``, cut to ``steps`` base steps if given and shorter.
+
+    Returns the configuration and the scenario's own number of steps (before the cut).
+    """
+    cfg = metacoop.load_scenario(name, overrides=dict(overrides or {}))
+    full = cfg.n_steps
+    if steps is not None and steps < full:
+        cfg = metacoop.load_scenario(name, overrides={**(overrides or {}), "duration_h": steps * cfg.dt_h})
+        if cfg.n_steps != steps:
+            raise RuntimeError(f"{name}: asked for {steps} steps, the configuration has {cfg.n_steps}")
+    return cfg, full
+
+
+def cascade_benchmark(name: str, reps: int = 3, steps: int | None = None,
+                      overrides: dict | None = None) -> ScenarioResult:
+    """:func:`scenario_benchmark` on ``name``, optionally shortened to ``steps`` base steps.
+
+    The result's ``full_n_steps`` is the scenario's own length, so a
+    shortened run says so.
+    """
+    cfg, full = scenario_config(name, steps, overrides)
+    o = {**(overrides or {}), "duration_h": cfg.duration_h}
+    result = scenario_benchmark(name, reps, o)
+    result.full_n_steps = full
+    return result
+
+
+@dataclass
+class BreakdownResult:
+    """Where one ``metacoop.simulate`` run spends its wall time, by slot, phase, site and compartment.
+
+    Seconds are totals over the whole run. ``site_s[slot][site]`` exists for
+    the slots of :data:`PER_SITE_SLOTS`, which were run once per site.
+    """
+
+    name: str
+    duration_h: float
+    n_steps: int
+    full_n_steps: int
+    threads: int
+    sites: list[str]
+    total_s: float = 0.0
+    build_s: float = 0.0
+    run_s: float = 0.0
+    slot_s: dict[str, float] = field(default_factory=dict)
+    slot_phase: dict[str, str] = field(default_factory=dict)
+    site_s: dict[str, dict[str, float]] = field(default_factory=dict)
+    hook_s: dict[str, float] = field(default_factory=dict)
+    cells_final: int = 0
+    digest: str = ""
+
+    @property
+    def finish_s(self) -> float:
+        """simulate() after the last step: result tables and manifest."""
+        return max(self.total_s - self.build_s - self.run_s, 0.0)
+
+    @property
+    def loop_s(self) -> float:
+        """Time inside ``Simulation.run`` outside every slot and hook."""
+        return max(self.run_s - sum(self.slot_s.values()) - sum(self.hook_s.values()), 0.0)
+
+    def parts(self) -> list[tuple[str, str, str, float]]:
+        """Every timed part: (compartment, phase, name, seconds), in plan order, the rest last."""
+        rows = [(compartment_of(Phase[ph]), ph, name, self.slot_s[name])
+                for name, ph in self.slot_phase.items()]
+        rest = "recording & other"
+        rows += [(rest, "-", RECORDER, self.hook_s.get(RECORDER, 0.0)),
+                 (rest, "-", ACCOUNTING, self.hook_s.get(ACCOUNTING, 0.0)),
+                 (rest, "-", STEP_LOOP, self.loop_s),
+                 (rest, "-", BUILD, self.build_s),
+                 (rest, "-", FINISH, self.finish_s)]
+        return rows
+
+    def by_compartment(self) -> dict[str, float]:
+        """Seconds per compartment (:data:`COMPARTMENTS`); they add up to ``total_s``."""
+        out = dict.fromkeys(COMPARTMENTS, 0.0)
+        for comp, _, _, s in self.parts():
+            out[comp] += s
+        return out
+
+    def by_phase(self) -> dict[str, float]:
+        """Seconds per phase of the plan (plan order)."""
+        out: dict[str, float] = {}
+        for name, ph in self.slot_phase.items():
+            out[ph] = out.get(ph, 0.0) + self.slot_s[name]
+        return out
+
+    def by_site(self) -> dict[str, float]:
+        """Seconds of the "sites" compartment per lattice site; "(not split)" holds the rest."""
+        out = dict.fromkeys(self.sites, 0.0)
+        unsplit = 0.0
+        for name, ph in self.slot_phase.items():
+            if compartment_of(Phase[ph]) != "sites":
+                continue
+            if name in self.site_s:
+                for site, s in self.site_s[name].items():
+                    out[site] += s
+            else:
+                unsplit += self.slot_s[name]
+        if unsplit:
+            out["(not split)"] = unsplit
+        return out
+
+    def share(self, seconds: float) -> float:
+        """``seconds`` as a fraction of the run's wall time."""
+        return seconds / self.total_s if self.total_s > 0 else math.nan
+
+    def to_dict(self) -> dict:
+        """Raw figures and summaries, JSON-ready."""
+        d = dataclasses.asdict(self)
+        d["summary"] = {"finish_s": self.finish_s, "loop_s": self.loop_s,
+                        "by_compartment_s": self.by_compartment(), "by_phase_s": self.by_phase(),
+                        "by_site_s": self.by_site()}
+        return d
+
+
+def instrument_cascade(sim: metacoop.Simulation, split_sites: bool = True) -> BreakdownResult:
+    """Wrap every slot of ``sim.plan``, ``sim.recorder.after_step`` and ``sim.check_accounting`` with timers.
+
+    Like :func:`instrument`, only this Simulation object is changed: its
+    ``plan`` list is replaced by timed copies of the same slots, and two bound
+    methods are shadowed by timed wrappers on the instance. With
+    ``split_sites``, each slot of :data:`PER_SITE_SLOTS` runs once per lattice
+    site, with ``sim.sites`` set to that single site for the call (restored
+    afterwards), so its time is split by site. The sites draw from their own
+    random streams and are visited in the same order, so the run is unchanged
+    (the benchmark checks this with :func:`outcome_digest`).
+    """
+    cfg = sim.config
+    result = BreakdownResult(cfg.name, cfg.duration_h, cfg.n_steps, cfg.n_steps, numba.get_num_threads(),
+                             [s.name for s in sim.sites])
+    all_sites = sim.sites
+    singles = [(s.name, [s]) for s in all_sites]
+    plan = []
+    for slot in sim.plan:
+        name = slot.name
+        result.slot_s[name] = 0.0
+        result.slot_phase[name] = slot.phase.name
+        if split_sites and name in PER_SITE_SLOTS and slot.phase in SITE_PHASES:
+            per = result.site_s[name] = {s.name: 0.0 for s in all_sites}
+
+            def timed(ctx, _run=slot.run, _name=name, _per=per):
+                t_start = time.perf_counter()
+                try:
+                    for site_name, only in singles:
+                        sim.sites = only
+                        t0 = time.perf_counter()
+                        _run(ctx)
+                        _per[site_name] += time.perf_counter() - t0
+                finally:
+                    sim.sites = all_sites
+                result.slot_s[_name] += time.perf_counter() - t_start
+        else:
+            def timed(ctx, _run=slot.run, _name=name):
+                t0 = time.perf_counter()
+                _run(ctx)
+                result.slot_s[_name] += time.perf_counter() - t0
+
+        plan.append(dataclasses.replace(slot, run=timed))
+    sim.plan = plan
+    for owner, attr, key in ((sim.recorder, "after_step", RECORDER), (sim, "check_accounting", ACCOUNTING)):
+        result.hook_s[key] = 0.0
+        original = getattr(owner, attr)
+
+        def hook(*args, _orig=original, _key=key, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return _orig(*args, **kwargs)
+            finally:
+                result.hook_s[_key] += time.perf_counter() - t0
+
+        setattr(owner, attr, hook)
+    return result
+
+
+def cascade_breakdown(name: str, steps: int | None = None, overrides: dict | None = None,
+                      split_sites: bool = True, warmup_h: float = 1.0) -> BreakdownResult:
+    """One instrumented ``metacoop.simulate`` run of ``name`` (cut to ``steps`` if given).
+
+    The run goes through the real ``simulate()`` (build, steps, result tables),
+    with ``metacoop.api.Simulation`` replaced, for this one call only, by a
+    subclass that instruments itself (:func:`instrument_cascade`) once built
+    and times its own build and ``run()``. A short untimed run comes first so
+    that kernels are loaded.
+    """
+    import metacoop.api as api
+
+    cfg, full = scenario_config(name, steps, overrides)
+    warm = metacoop.load_scenario(name, overrides={**(overrides or {}),
+                                                   "duration_h": min(warmup_h, cfg.duration_h)})
+    metacoop.simulate(warm)
+    built: list[BreakdownResult] = []
+
+    class TimedSimulation(api.Simulation):
+        def __init__(self, config, check: bool = False):
+            t0 = time.perf_counter()
+            super().__init__(config, check=check)
+            build_s = time.perf_counter() - t0
+            self.bench = instrument_cascade(self, split_sites)
+            self.bench.build_s = build_s
+            built.append(self.bench)
+
+        def run(self, *args, **kwargs) -> None:
+            t0 = time.perf_counter()
+            try:
+                super().run(*args, **kwargs)
+            finally:
+                self.bench.run_s += time.perf_counter() - t0
+
+    original = api.Simulation
+    api.Simulation = TimedSimulation
+    try:
+        gc.collect()
+        t0 = time.perf_counter()
+        res = api.simulate(cfg)
+        total = time.perf_counter() - t0
+    finally:
+        api.Simulation = original
+    if len(built) != 1:
+        raise RuntimeError(f"expected simulate() to build one Simulation, it built {len(built)}")
+    result = built[0]
+    result.total_s = total
+    result.full_n_steps = full
+    result.cells_final = int(res.manifest["cells_final"])
+    result.digest = outcome_digest(res)
     return result

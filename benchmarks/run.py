@@ -11,6 +11,9 @@ Sections (see benchmarks/README.md for what each one times):
 4.  memory    bytes of state per cell at 1e6 cells (from section 1's 2-D 1e6 run)
 5.  scenario  wall time of the whole default scenario
 6.  threads   1-thread vs 2-thread speedup on the 1e6 2-D cell benchmark
+7.  cascade   wall time of the whole franssen2019 (primary + 2 organs) and default scenarios
+7b. (cascade) share of the franssen2019 run's wall time by compartment and lattice site
+7c. (cascade) share of the franssen2019 run's wall time by phase and slot
 
 then a summary against the targets; ``--profile`` adds a cProfile of the 1e6 2-D case.
 Each section notes how much CPU other processes took while it ran.
@@ -37,6 +40,7 @@ from pathlib import Path
 import numba
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
@@ -50,11 +54,13 @@ from metacoop.core.state import CellArrays  # noqa: E402
 TARGET_CELL_RATE = 2e7  # cell-updates per second, cell rules
 TARGET_RATIO = 12.0  # cost per step for 10x the cells
 TARGET_BYTES = 64  # bytes of state per cell
+TARGET_CASCADE_S = 120.0  # wall s of the full franssen2019 run on 2 cores
+STRETCH_CASCADE_S = 5.0  # stretch target for the same run (from a later issue)
 
 #: Share of all CPUs taken by other processes above which a section is flagged as disturbed.
 NOISY_SHARE = 0.05
 
-SECTIONS = ("cells", "fields", "memory", "scenario", "threads")
+SECTIONS = ("cells", "fields", "memory", "scenario", "threads", "cascade")
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,16 @@ class Plan:
     scenario_reps: int = 5
     thread_cells: int = 1_000_000
     thread_counts: tuple[int, ...] = (1, 2)
+    #: scenario of section 7 (a primary site and organs: every compartment of the cascade)
+    cascade_scenario: str = "franssen2019"
+    #: base steps of its runs; None = the scenario's own duration (27,600 steps for franssen2019)
+    cascade_steps: int | None = None
+    cascade_reps: int = 3
 
 
 FULL = Plan()
-QUICK = Plan(cell_steps=(20, 10, 5), reps=3, warmup=2, field_reps=3, field_min_rep_s=0.1, scenario_reps=3)
+QUICK = Plan(cell_steps=(20, 10, 5), reps=3, warmup=2, field_reps=3, field_min_rep_s=0.1, scenario_reps=3,
+             cascade_steps=2_760)
 
 
 def steps_for(plan: Plan, n: int) -> int:
@@ -170,7 +182,9 @@ def environment_table(console: Console, plan: Plan, quick: bool) -> dict:
         "repetitions": f"cells {plan.reps} (fresh Simulation each, {plan.warmup} warm-up steps, then "
                        f"{'/'.join(map(str, plan.cell_steps))} timed steps at "
                        f"{'/'.join(cells_text(n) for n in plan.cell_sizes)} cells), "
-                       f"fields {plan.field_reps}, scenario {plan.scenario_reps}",
+                       f"fields {plan.field_reps}, scenario {plan.scenario_reps}, cascade "
+                       f"{plan.cascade_reps} ({plan.cascade_scenario}: "
+                       f"{'full run' if plan.cascade_steps is None else f'{plan.cascade_steps:,} steps'})",
     }
     t = Table(title="Environment", show_header=False)
     t.add_column("", style="bold")
@@ -277,16 +291,17 @@ def run_fields(console: Console, plan: Plan) -> list[bc.FieldResult]:
               caption="solver = FieldSolver.step from make_solver (adds the deltas, then every explicit "
                       "sub-step of diffuse_decay_step; MMP-2 parameters D = 360 µm²/h, decay 0.009/h, "
                       "dt 0.1 h, dx 10 µm); kernel = one diffuse_decay_step call. voxel-updates = voxels x "
-                      "sub-steps. GB/s = least traffic of the kernel (one read and one write per voxel).",
+                      "sub-steps. GB/s = least traffic of the kernel (one read and one write per voxel). "
+                      "build = the kernel build the engine picks for this size (serial or parallel).",
               caption_justify="left")
-    for col in ("grid", "dtype", "sub-steps", "solver voxel-updates/s", "kernel voxel-updates/s",
+    for col in ("grid", "dtype", "sub-steps", "build", "solver voxel-updates/s", "kernel voxel-updates/s",
                 "kernel GB/s", "solver ms/step"):
-        t.add_column(col, justify="left" if col in ("grid", "dtype") else "right")
+        t.add_column(col, justify="left" if col in ("grid", "dtype", "build") else "right")
     for r in results:
         nz, ny, nx = r.dims
         grid = f"{nx}x{ny}" if nz == 1 else f"{nx}x{ny}x{nz}"
         per_step = r.solver_rate.inverse(r.voxels * r.substeps)
-        t.add_row(grid, r.dtype, str(r.substeps), stat_text(r.solver_rate), stat_text(r.kernel_rate),
+        t.add_row(grid, r.dtype, str(r.substeps), r.build, stat_text(r.solver_rate), stat_text(r.kernel_rate),
                   stat_text(r.bandwidth(r.kernel_rate), fixed), stat_text(per_step, fixed, 1e3))
     console.print(t)
     return results
@@ -330,13 +345,14 @@ def run_scenario(console: Console, plan: Plan) -> bc.ScenarioResult:
         r = bc.scenario_benchmark("default", plan.scenario_reps)
     t = Table(title="5. Whole default scenario: metacoop.simulate(load_scenario('default')), no output dir",
               caption="wall time of simulate() (build, every step, recording, result tables); after one "
-                      "untimed 1 h run that loads the kernels.",
+                      "untimed 1 h run that loads the kernels. CTCs = CTCs shed into the circulation "
+                      "(intravasation events).",
               caption_justify="left")
     for col in ("scenario", "simulated", "steps", "wall s", "steps/s", "simulated days / wall min",
                 "final cells", "CTCs"):
         t.add_column(col, justify="left" if col == "scenario" else "right")
     t.add_row(r.name, f"{r.duration_h:g} h", f"{r.n_steps:,}", stat_text(r.wall, fixed),
-              stat_text(r.wall.inverse(r.n_steps), fixed), stat_text(r.days_per_minute, fixed),
+              stat_text(r.steps_per_s, fixed), stat_text(r.days_per_minute, fixed),
               f"{r.cells_final:,}", str(r.ctcs))
     console.print(t)
     return r
@@ -372,6 +388,173 @@ def run_threads(console: Console, plan: Plan) -> dict[int, bc.CellResult]:
     return res
 
 
+def cascade_target_text() -> str:
+    """The section 7 targets, as printed."""
+    return f"< {TARGET_CASCADE_S / 60:g} min on 2 cores (stretch < {STRETCH_CASCADE_S:g} s)"
+
+
+def run_cascade(console: Console, plan: Plan, default: bc.ScenarioResult | None = None,
+                overrides: dict | None = None) -> dict:
+    """Section 7: whole cascade scenarios, and where the franssen2019 run's time goes (7b, 7c).
+
+    ``default`` is section 5's result, reused when that section ran.
+    ``overrides`` (for tests) change the cascade scenario and are shown in the caption.
+    """
+    name = plan.cascade_scenario
+    what = "full run" if plan.cascade_steps is None else f"{plan.cascade_steps:,} steps"
+    with console.status(f"cascade: {name} ({what}) x {plan.cascade_reps}"):
+        main = bc.cascade_benchmark(name, plan.cascade_reps, plan.cascade_steps, overrides)
+    reused = default is not None
+    if default is None:
+        with console.status("cascade: default scenario"):
+            default = bc.scenario_benchmark("default", plan.scenario_reps)
+    with console.status(f"cascade: {name} ({what}), instrumented run"):
+        breakdown = bc.cascade_breakdown(name, plan.cascade_steps, overrides)
+    cascade = {"main": main, "default": default, "default_from_section_5": reused, "breakdown": breakdown,
+               "instrumented_matches": breakdown.digest == main.digest, "overrides": dict(overrides or {})}
+    cascade_table(console, cascade)
+    compartment_table(console, cascade)
+    slot_share_table(console, cascade)
+    return cascade
+
+
+def _cascade_marks(cascade: dict) -> tuple[str, str]:
+    """Marks against the target and the stretch target; only the full, unmodified franssen2019 is judged."""
+    r = cascade["main"]
+    if r.shortened:
+        text = f"not judged: {r.n_steps:,} of {r.full_n_steps:,} steps"
+        return text, text
+    if r.name != "franssen2019" or cascade.get("overrides"):
+        return "not judged", "not judged"
+    w = r.wall.median
+    return mark(w < TARGET_CASCADE_S), mark(w < STRETCH_CASCADE_S)
+
+
+def cascade_table(console: Console, cascade: dict) -> None:
+    """Table 7: wall time of the cascade scenarios."""
+    main, default = cascade["main"], cascade["default"]
+    short = (f" — [bold yellow]{main.name} SHORTENED to {main.n_steps:,} of its {main.full_n_steps:,} steps "
+             f"(--quick)[/]" if main.shortened else "")
+    cores = os.cpu_count()
+    dt_h = main.duration_h / main.n_steps
+    about = ("a primary site and two organs, 201x201 each, and every step of the cascade (fields, "
+             "cell rules, intravasation, circulation, arrest, extravasation); "
+             if main.name == "franssen2019" else "")
+    t = Table(title=f"7. Cascade scenarios: metacoop.simulate(load_scenario(name)), no output dir{short}",
+              caption="wall time of simulate() (build, every step, recording, result tables), median "
+                      f"(min–max) of {main.wall.n} runs, after one untimed 1 h run that loads the kernels. "
+                      f"{main.name}: {about}{main.full_n_steps:,} steps of {dt_h * 3600:.3g} s = "
+                      f"{main.full_n_steps * dt_h:.4g} h when run in full. "
+                      + ("With --quick it runs a shortened duration (see 'steps'), which is not judged: the "
+                         "population, and the cost of a step, grow over the run. " if main.shortened else "")
+                      + f"Targets for the full {main.name} run: {cascade_target_text()}; this machine: "
+                        f"{cores} logical CPUs, {main.threads} numba threads. "
+                      + ("default: from section 5. " if cascade["default_from_section_5"] else "")
+                      + (f"[bold]{main.name} with overrides {escape(str(cascade['overrides']))}[/]. "
+                         if cascade.get("overrides") else "")
+                      + "CTCs = CTCs shed (intravasation events).",
+              caption_justify="left")
+    for col in ("scenario", "simulated", "steps", "wall s", "steps/s", "simulated days / wall min",
+                "final cells", "CTCs", f"< {TARGET_CASCADE_S / 60:g} min",
+                f"stretch < {STRETCH_CASCADE_S:g} s"):
+        t.add_column(col, justify="left" if col == "scenario" else "right")
+    for r, judged in ((main, True), (default, False)):
+        marks = _cascade_marks(cascade) if judged else ("-", "-")
+        steps = f"{r.n_steps:,}" + (f" of {r.full_n_steps:,}" if r.shortened else "")
+        t.add_row(r.name, f"{r.duration_h:.4g} h", steps, stat_text(r.wall, fixed),
+                  stat_text(r.steps_per_s, fixed), stat_text(r.days_per_minute, fixed),
+                  f"{r.cells_final:,}", str(r.ctcs), *marks)
+    console.print(t)
+
+
+def _breakdown_note(cascade: dict) -> str:
+    b, main = cascade["breakdown"], cascade["main"]
+    same = ("its outcome (final cells, event counts, time series) is identical to the uninstrumented runs'"
+            if cascade["instrumented_matches"] else
+            "[bold red]its outcome DIFFERS from the uninstrumented runs' (digest "
+            f"{b.digest} vs {main.digest}): the shares below are not to be trusted[/]")
+    return (f"One instrumented run of {b.name} ({b.n_steps:,} steps"
+            + (f" of {b.full_n_steps:,}" if b.n_steps < b.full_n_steps else "")
+            + f", {b.threads} threads): {fixed(b.total_s)} s, against a median of "
+            f"{fixed(main.wall.median)} s uninstrumented (the timers cost a little; the rest is "
+            f"run-to-run noise); {same}. "
+            "Shares are of this run's simulate() wall time.")
+
+
+def compartment_table(console: Console, cascade: dict) -> None:
+    """Table 7b: share of the instrumented run's wall time by compartment (sites split by lattice)."""
+    b = cascade["breakdown"]
+    comp = b.by_compartment()
+    names = {c: [n for n, ph in b.slot_phase.items() if bc.compartment_of(bc.Phase[ph]) == c]
+             for c in bc.COMPARTMENTS}
+    per_site = sorted(bc.PER_SITE_SLOTS & set(b.site_s))
+    t = Table(title=f"7b. Where the {b.name} run goes, by compartment",
+              caption=_breakdown_note(cascade) + " Attribution: sites = every slot of the FIELDS, "
+                      "CELL_RULES, RESOLVE and INTRAVASATION phases, in every lattice site (the "
+                      "organs' lattices included: their field solve, cell rules and intravasation "
+                      "count here, not under organs); split by lattice site for the slots "
+                      f"{', '.join(per_site)}, each run once per site with sim.sites set to that site (a "
+                      "slot that is not a plain loop over the sites, e.g. death, would be shown as '(not "
+                      "split)'). circulation = CIRCULATION and ARREST slots. organs = ORGANS slots (organ-"
+                      "level rules: dormancy, extravasation, metastasis registry, angiogenic switch). "
+                      "recording & other = SYSTEMIC and RECORD slots, recorder.after_step (time series, "
+                      "snapshots), check_accounting, the step loop outside the slots, building the "
+                      "Simulation and simulate()'s result tables.",
+              caption_justify="left")
+    for col in ("compartment", "what is attributed", "s", "ms/step", "share of wall"):
+        t.add_column(col, justify="left" if col in ("compartment", "what is attributed") else "right")
+
+    def row(label: str, what: str, sec: float, bold: bool = False) -> None:
+        fmt = (lambda x: f"[bold]{x}[/]") if bold else str
+        t.add_row(fmt(label), what, fmt(f"{sec:.3f}"), fmt(f"{1e3 * sec / b.n_steps:.3f}"),
+                  fmt(f"{100 * b.share(sec):.1f} %"))
+
+    for c in bc.COMPARTMENTS:
+        what = ", ".join(names[c])
+        if c == "recording & other":
+            what = ", ".join([*names[c], "after_step, check_accounting, step loop, build, result tables"])
+        row(c, what, comp[c], bold=True)
+        if c == "sites":
+            for site, sec in b.by_site().items():
+                row(f"  ↳ {site}", "the per-site slots run on this site" if site != "(not split)"
+                    else "site slots not split by site", sec)
+    row("total", "simulate() wall time of the instrumented run", b.total_s, bold=True)
+    console.print(t)
+
+
+def slot_share_table(console: Console, cascade: dict) -> None:
+    """Table 7c: share of the instrumented run's wall time by phase and slot (and lattice site)."""
+    b = cascade["breakdown"]
+    t = Table(title=f"7c. Where the {b.name} run goes, by phase and slot (same run as 7b)",
+              caption="Each slot of sim.plan timed inside Simulation.step (the plan list of this Simulation "
+                      "is replaced by timed copies; src/ is not changed). Phase rows are the sum of their "
+                      "slots. Site columns: share of the wall time spent in the slot on that lattice site "
+                      "(only for the slots run once per site; see 7b). Rows in parentheses are outside the "
+                      "plan.",
+              caption_justify="left")
+    cols = ["phase / slot", "compartment", "s", "ms/step", "share of wall", *[f"{s} share" for s in b.sites]]
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("phase / slot", "compartment") else "right")
+    phases = b.by_phase()
+    blank = [""] * len(b.sites)
+    for ph, sec in phases.items():
+        t.add_row(f"[bold]{ph}[/]", bc.compartment_of(bc.Phase[ph]), f"[bold]{sec:.3f}[/]",
+                  f"[bold]{1e3 * sec / b.n_steps:.3f}[/]", f"[bold]{100 * b.share(sec):.1f} %[/]", *blank)
+        for name in (n for n, p in b.slot_phase.items() if p == ph):
+            sec = b.slot_s[name]
+            sites = ([f"{100 * b.share(b.site_s[name][s]):.1f} %" for s in b.sites]
+                     if name in b.site_s else blank)
+            t.add_row(f"  {name}", "", f"{sec:.3f}", f"{1e3 * sec / b.n_steps:.3f}",
+                      f"{100 * b.share(sec):.1f} %", *sites)
+    for comp, ph, name, sec in b.parts():
+        if ph == "-":
+            t.add_row(name, comp, f"{sec:.3f}", f"{1e3 * sec / b.n_steps:.3f}", f"{100 * b.share(sec):.1f} %",
+                      *blank)
+    t.add_row("[bold]total[/]", "", f"[bold]{b.total_s:.3f}[/]",
+              f"[bold]{1e3 * b.total_s / b.n_steps:.3f}[/]", "[bold]100 %[/]", *blank)
+    console.print(t)
+
+
 def breakdown_table(console: Console, results: dict[tuple[int, int], bc.CellResult], plan: Plan) -> None:
     """Section 1b: per-slot time at the largest size, 2-D and 3-D."""
     big = max(plan.cell_sizes)
@@ -381,22 +564,34 @@ def breakdown_table(console: Console, results: dict[tuple[int, int], bc.CellResu
             continue
         total = r.step_per_step.median
         t = Table(title=f"1b. Where a step goes: {ndim}-D, {cells_text(big)} cells, {r.threads} threads "
-                        f"(ms per step by schedule slot, from section 1)")
+                        f"(ms per step by schedule slot, from section 1)",
+                  caption="other phases = the slots after INTRAVASATION (circulation, arrest, organs, "
+                          "systemic), summed; they have nothing to do here (no organs, few CTCs).",
+                  caption_justify="left")
         for col in ("slot", "part", "ms/step", "share of whole step"):
             t.add_column(col, justify="left" if col in ("slot", "part") else "right")
+        others = []
         for name in r.slot_s:
-            part = "cell rules" if name in r.cell_slots else "fields" if name in r.field_slots else "-"
+            if name not in r.cell_slots and name not in r.field_slots:
+                others.append(name)
+                continue
+            part = "cell rules" if name in r.cell_slots else "fields"
             s = r.slot_per_step(name)
             t.add_row(name, part, stat_text(s, fixed, 1e3), f"{100 * s.median / total:.1f} %")
-        o = r.other_per_step
-        t.add_row("(step bookkeeping)", "-", stat_text(o, fixed, 1e3), f"{100 * o.median / total:.1f} %")
+        if others:
+            o = r.other_per_step
+            t.add_row(f"({len(others)} other slots)", "other phases", stat_text(o, fixed, 1e3),
+                      f"{100 * o.median / total:.1f} %")
+        b = r.bookkeeping_per_step
+        t.add_row("(step loop, outside slots)", "-", stat_text(b, fixed, 1e3),
+                  f"{100 * b.median / total:.1f} %")
         t.add_row("[bold]whole step[/]", "", stat_text(r.step_per_step, fixed, 1e3), "100 %")
         console.print(t)
 
 
 def summary_table(console: Console, plan: Plan, cells: dict[tuple[int, int], bc.CellResult],
                   ratios: list[dict], scenario: bc.ScenarioResult | None,
-                  threads: dict[int, bc.CellResult]) -> None:
+                  threads: dict[int, bc.CellResult], cascade: dict | None = None) -> None:
     """The targets at a glance (medians)."""
     t = Table(title="Summary against targets (medians)")
     for col in ("figure", "measured", "target", ""):
@@ -426,7 +621,33 @@ def summary_table(console: Console, plan: Plan, cells: dict[tuple[int, int], bc.
         sp = base.cell_per_step.median / top.cell_per_step.median
         t.add_row(f"cell rules speedup {max(threads)} threads vs {min(threads)}", f"{sp:.2f}x",
                   f"{max(threads) / min(threads):g}x ideal", "")
+    if cascade is not None:
+        summary_cascade_rows(t, cascade, scenario is None)
     console.print(t)
+
+
+def summary_cascade_rows(t: Table, cascade: dict, with_default: bool) -> None:
+    """Section 7's lines of the summary table."""
+    r, b = cascade["main"], cascade["breakdown"]
+    run = (f"{r.name} full run ({r.n_steps:,} steps)" if not r.shortened
+           else f"{r.name} SHORTENED to {r.n_steps:,} of {r.full_n_steps:,} steps (--quick)")
+    target, stretch = _cascade_marks(cascade)
+    t.add_row(f"{run}: wall s", fixed(r.wall.median), f"< {TARGET_CASCADE_S:g} s on 2 cores", target)
+    if not r.shortened:
+        t.add_row(f"{run}: wall s, stretch target", fixed(r.wall.median), f"< {STRETCH_CASCADE_S:g} s",
+                  stretch)
+    t.add_row(f"{r.name}: steps/s", fixed(r.steps_per_s.median), "-", "")
+    t.add_row(f"{r.name}: simulated days / wall minute", fixed(r.days_per_minute.median), "-", "")
+    comp = b.by_compartment()
+    t.add_row(f"{r.name}: share of wall, sites / circulation / organs / recording & other",
+              " / ".join(f"{100 * b.share(comp[c]):.0f}" for c in bc.COMPARTMENTS) + " %", "-", "")
+    sites = b.by_site()
+    t.add_row(f"{r.name}: share of wall by lattice site, {' / '.join(sites)}",
+              " / ".join(f"{100 * b.share(v):.0f}" for v in sites.values()) + " %", "-", "")
+    if with_default:
+        d = cascade["default"]
+        t.add_row("default scenario: wall s", fixed(d.wall.median), "-", "")
+        t.add_row("default scenario: simulated days / wall minute", fixed(d.days_per_minute.median), "-", "")
 
 
 def profile_case(console: Console, n: int = 1_000_000, ndim: int = 2, steps: int = 20, top: int = 25) -> str:
@@ -499,7 +720,12 @@ def main(argv: list[str] | None = None) -> int:
         with Section(console, "6. threads", load):
             threads = run_threads(console, plan)
         out["threads"] = {str(k): r.to_dict() for k, r in threads.items()}
-    summary_table(console, plan, cells, out.get("ratios", []), scenario, threads)
+    cascade = None
+    if "cascade" in sections:
+        with Section(console, "7. cascade", load):
+            cascade = run_cascade(console, plan, scenario)
+        out["cascade"] = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in cascade.items()}
+    summary_table(console, plan, cells, out.get("ratios", []), scenario, threads, cascade)
     if args.profile:
         out["profile"] = profile_case(console)
     share = whole.others_share(bc.CpuSnapshot.now())

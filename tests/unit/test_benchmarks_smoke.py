@@ -98,3 +98,58 @@ def test_tables_print_on_tiny_plan(run):
                   "4. Bytes of state", "6. Threads", "Summary against targets"):
         assert title in text
     assert len(ratios) == 1 and math.isfinite(ratios[0]["cell_rules"]["median"])
+
+
+#: franssen2019 shrunk for the smoke test: 45 steps of 40 s on small lattices.
+TINY_CASCADE = {
+    "duration_h": 0.5,
+    "primary.lattice.shape": [41, 41],
+    "primary.initial_tumour.cells": 40,
+    "primary.vessels.min_distance_um": 0.0,
+    "organs.site1.lattice.shape": [31, 31],
+    "organs.site2.lattice.shape": [31, 31],
+}
+
+
+def test_cascade_benchmark_tiny(run):
+    r = run.bc.cascade_benchmark("franssen2019", reps=2, overrides=TINY_CASCADE)
+    assert r.n_steps == 45 and r.full_n_steps == 45 and not r.shortened
+    assert _ok(r.wall) and _ok(r.steps_per_s) and _ok(r.days_per_minute)
+    assert r.cells_final > 0 and r.digest
+    short = run.bc.cascade_benchmark("franssen2019", reps=1, steps=20, overrides=TINY_CASCADE)
+    assert short.n_steps == 20 and short.full_n_steps == 45 and short.shortened
+    assert _ok(short.wall)
+
+
+def test_cascade_breakdown_tiny(run):
+    bc = run.bc
+    ref = bc.cascade_benchmark("franssen2019", reps=1, overrides=TINY_CASCADE)
+    b = bc.cascade_breakdown("franssen2019", overrides=TINY_CASCADE, warmup_h=0.1)
+    assert b.sites == ["primary", "site1", "site2"] and b.n_steps == 45
+    # the per-site split and the timers leave the run exactly as it was
+    assert b.digest == ref.digest and b.cells_final == ref.cells_final
+    assert math.isfinite(b.total_s) and b.total_s > 0
+    comp = b.by_compartment()
+    assert set(comp) == set(bc.COMPARTMENTS)
+    assert all(math.isfinite(v) and v >= 0 for v in comp.values())
+    assert comp["sites"] > 0 and comp["circulation"] > 0 and comp["organs"] > 0
+    assert math.isclose(sum(comp.values()), b.total_s, rel_tol=1e-6)
+    sites = b.by_site()
+    assert set(sites) == {"primary", "site1", "site2"} and all(v > 0 for v in sites.values())
+    assert sum(sites.values()) <= comp["sites"] * (1 + 1e-9)
+    assert {"fields", "movement", "resolve"} <= set(b.site_s)
+    assert all(math.isfinite(v) and v >= 0 for v in b.by_phase().values())
+
+
+def test_cascade_tables_print(run):
+    plan = run.Plan(cascade_reps=1, cascade_steps=20, scenario_reps=1)
+    default = run.bc.scenario_benchmark("default", reps=1, overrides={"duration_h": 0.5})
+    buf = io.StringIO()
+    console = Console(file=buf, width=200)
+    cascade = run.run_cascade(console, plan, default, overrides=TINY_CASCADE)
+    assert cascade["instrumented_matches"]
+    run.summary_table(console, plan, {}, [], None, {}, cascade)
+    text = buf.getvalue()
+    for title in ("7. Cascade scenarios", "SHORTENED", "7b. Where the franssen2019 run goes",
+                  "7c. Where the franssen2019 run goes", "Summary against targets", "not judged"):
+        assert title in text
