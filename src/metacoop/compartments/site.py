@@ -71,7 +71,7 @@ class Site:
         self.fields: dict[str, Field] = {}
         self.solvers: dict[str, FieldSolver] = {}
         for fname, fc in cfg.fields.items():
-            f = Field(fname, np.full(dims, fc.initial, dtype), np.zeros(dims, dtype))
+            f = Field(fname, np.full(dims, fc.initial, dtype), np.zeros(dims, dtype), zero=fc.initial == 0)
             self.fields[fname] = f
             self.solvers[fname] = make_solver(
                 f.values, fc.diffusion_um2_per_h, fc.decay_per_h, config.dt_h,

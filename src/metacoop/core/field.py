@@ -32,11 +32,15 @@ class Field:
         name: field name as in the scenario (``ecm``, ``mmp2``, ...).
         values: shape (nz, ny, nx); units as documented for the field.
         deltas: same shape; sources accumulated during the step, applied by the solver.
+        zero: True while every value and every delta is exactly 0 (an organ's MMP-2
+            before any cell arrives), so the solver has nothing to do. Whatever
+            writes to the deltas or the values must set it to False.
     """
 
     name: str
     values: np.ndarray
     deltas: np.ndarray
+    zero: bool = False
 
     @property
     def flat(self) -> np.ndarray:
@@ -82,7 +86,9 @@ class FieldSolver:
     scratch: np.ndarray
 
     def step(self, f: Field) -> None:
-        """Advance ``f`` by one base step in place."""
+        """Advance ``f`` by one base step in place (nothing to do for an all-zero field)."""
+        if f.zero:
+            return
         add_inplace(f.values, f.deltas)
         if self.r == 0.0:
             if self.decay != 1.0:

@@ -45,6 +45,8 @@ class EcmDegradation(Mechanism):
     def step(self, ctx: StepContext) -> None:
         p = self.params
         for site in ctx.sim.sites:
+            if site.cells.n == 0 and site.fields[p.mmp2_field].zero:
+                continue  # no cell and no protease: nothing degrades
             rate = self.rates[site.name]
             rate[:] = 0.0
             c = site.cells

@@ -40,7 +40,10 @@ class Mmp2Secretion(Mechanism):
             return
         for site in ctx.sim.sites:
             c = site.cells
+            if c.n == 0:
+                continue
             f = site.fields[self.params.field]
+            f.zero = False
             scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, self.table, f.flat_deltas)
 
     @classmethod
