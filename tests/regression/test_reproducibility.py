@@ -10,17 +10,9 @@ import pandas as pd
 import pytest
 
 import metacoop
+from helpers.scenarios import SHEDDING_2D
 
-SMALL_2D = {
-    "duration_h": 2.0,
-    "primary.lattice.shape": [41, 41],
-    "primary.initial_tumour.cells": 50,
-    "primary.vessels.normal": 300,
-    "primary.vessels.ruptured": 100,
-    "primary.vessels.min_distance_um": 0.0,
-    "output.snapshot_every_h": 1.0,
-    "output.record_every_h": 0.5,
-}
+SMALL_2D = SHEDDING_2D
 SMALL_3D = {
     "duration_h": 2.0,
     "primary.lattice.shape": [21, 21, 21],

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import metacoop
+from helpers.scenarios import SHEDDING_2D
 from metacoop.errors import RunDirectoryError
 from metacoop.io.atomic import (
     atomic_write,
@@ -19,15 +20,7 @@ from metacoop.io.atomic import (
 from metacoop.io.results import DATA_FILES
 from metacoop.io.rundir import FORMAT, MANIFEST, RunDirectory
 
-SMALL = {
-    "duration_h": 2.0,
-    "primary.lattice.shape": [41, 41],
-    "primary.initial_tumour.cells": 50,
-    "primary.vessels.normal": 300,
-    "primary.vessels.ruptured": 100,
-    "primary.vessels.min_distance_um": 0.0,
-    "output.snapshot_every_h": 1.0,
-}
+SMALL = SHEDDING_2D
 
 
 def small(**extra):
