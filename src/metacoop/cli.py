@@ -104,7 +104,10 @@ def run(
     seed: SeedOpt = None,
     set_: SetOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary")] = False,
-    check: Annotated[bool, typer.Option("--check", help="check cell accounting every step")] = False,
+    check: Annotated[bool, typer.Option("--check",
+                                        help="check cell accounting and fields every step")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the run's size and peak memory "
+                                                           "estimate, then stop")] = False,
 ) -> None:
     """Run a scenario and write its results to a directory."""
     from metacoop.api import simulate
@@ -112,6 +115,9 @@ def run(
 
     with friendly_errors():
         cfg = load_scenario(scenario, set_ or [], seed=seed)
+        if dry_run:
+            _dry_run(cfg)
+            return
         out_dir = out if out is not None else default_out_dir(cfg.name, cfg.seed)
         if not quiet:
             err_console.print(f"Running [bold]{escape(cfg.name)}[/] (seed {cfg.seed}, "
@@ -128,6 +134,19 @@ def run(
         if not quiet:
             _summary(result)
         out_console.print(f"Results written to {out_dir}", highlight=False, soft_wrap=True, markup=False)
+
+
+def _dry_run(cfg) -> None:
+    """Print what a run of ``cfg`` would do and need, without running it."""
+    from metacoop.config.checks import available_memory_bytes, estimate_memory_bytes
+
+    need, have = estimate_memory_bytes(cfg), available_memory_bytes()
+    sites = ", ".join(f"{name} {'x'.join(map(str, s.lattice.shape))}" for name, s in cfg.sites().items())
+    out_console.print(
+        f"{cfg.name}: {cfg.duration_h:g} h in {cfg.n_steps} steps of {cfg.dt_h:g} h; sites: {sites}; "
+        f"{len(cfg.injections)} injection(s)\n"
+        f"peak memory estimate {need / 2**30:.3g} GiB of {have / 2**30:.3g} GiB available",
+        highlight=False, markup=False, soft_wrap=True)
 
 
 @contextmanager

@@ -138,3 +138,28 @@ def test_the_same_engine_runs_in_3d():
     assert sim.primary.lattice.ndim == 3
     z = sim.primary.lattice.coords(sim.primary.cells.live("pos"))[2]
     assert len(np.unique(z)) > 1
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1e-3])
+def test_a_bad_field_value_stops_the_run_naming_field_site_point_and_time(bad):
+    sim = metacoop.Simulation(small(), check=True)
+    sim.step()
+    x, y = 7, 11
+    sim.primary.fields["mmp2"].values[0, y, x] = bad
+    sim.primary.fields["mmp2"].zero = False
+    with pytest.raises(metacoop.SimulationError) as err:
+        sim.check_fields()
+    text = str(err.value)
+    assert "mmp2" in text and "primary" in text and f"x={x}, y={y}" in text and "t = 0.1 h" in text
+
+
+def test_dry_run_prints_the_size_and_memory_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "metacoop", "run", "franssen2019", "--dry-run", "--out",
+                           str(out)], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "27600 steps" in proc.stdout and "peak memory estimate" in proc.stdout
+    assert not out.exists()

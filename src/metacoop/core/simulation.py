@@ -157,6 +157,7 @@ class Simulation:
         final = self.step_index == self.n_steps
         if self.check_every_step or self.step_index % self.recorder.record_every == 0 or final:
             self.check_accounting()
+            self.check_fields()
         self.recorder.after_step(self.step_index, self.time_h, final=final)
 
     def run(self, progress: Callable[[Progress], None] | None = None, every_s: float = 0.2) -> None:
@@ -169,6 +170,29 @@ class Simulation:
             if progress is not None and (now - last >= every_s or self.step_index == self.n_steps):
                 last = now
                 progress(Progress(self.step_index, self.n_steps, self.time_h, self.n_cells, now))
+
+    def check_fields(self) -> None:
+        """Raise :class:`~metacoop.errors.SimulationError` on a NaN, infinite or negative value.
+
+        Fields are concentrations and densities: a value that is not finite or
+        is below zero is a numerical failure, reported with the field, the
+        compartment, the lattice point and the time, never clamped.
+        """
+        for site in self.sites:
+            for name, f in site.fields.items():
+                if f.zero:
+                    continue
+                v = f.flat
+                bad = ~np.isfinite(v) | (v < 0)
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    x, y, z = (int(c[0]) for c in site.lattice.coords(np.array([i])))
+                    where = f"(x={x}, y={y})" if site.lattice.ndim == 2 else f"(x={x}, y={y}, z={z})"
+                    raise SimulationError(
+                        f"field {name} of {site.name} is {v[i]!r} at lattice point {where} at "
+                        f"t = {self.time_h:.4g} h ({int(bad.sum())} bad points); concentrations must be "
+                        "finite and non-negative"
+                    )
 
     def check_accounting(self) -> None:
         """Raise :class:`~metacoop.errors.SimulationError` if any cell is unaccounted for."""
