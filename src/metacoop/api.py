@@ -22,6 +22,7 @@ def simulate(
     out_dir: str | os.PathLike | None = None,
     progress: Callable[[Progress], None] | None = None,
     check: bool = False,
+    force: bool = False,
 ) -> Result:
     """Run one simulation of ``config``.
 
@@ -31,7 +32,8 @@ def simulate(
             (manifest, Parquet tables, Zarr snapshots), atomically.
         progress: called with a :class:`~metacoop.core.simulation.Progress`
             a few times per second.
-        check: verify the cell-accounting invariant after every step.
+        check: verify cell accounting and fields after every step.
+        force: replace a completed run already in ``out_dir``.
 
     Returns:
         The run's tables and field snapshots.
@@ -47,7 +49,7 @@ def simulate(
         "config": config.model_dump(mode="python"),
     }
     if rundir is not None:
-        rundir.prepare()
+        rundir.prepare(force=force)
         rundir.write_manifest(manifest)
     start = time.perf_counter()
     try:

@@ -108,6 +108,7 @@ def run(
                                         help="check cell accounting and fields every step")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the run's size and peak memory "
                                                            "estimate, then stop")] = False,
+    force: Annotated[bool, typer.Option("--force", help="replace a completed run in --out")] = False,
 ) -> None:
     """Run a scenario and write its results to a directory."""
     from metacoop.api import simulate
@@ -124,13 +125,13 @@ def run(
                               f"{cfg.duration_h:g} h, {cfg.n_steps} steps) -> {escape(str(out_dir))}",
                               highlight=False)
         if quiet:
-            result = simulate(cfg, out_dir, check=check)
+            result = simulate(cfg, out_dir, check=check, force=force)
         else:
             with _progress_bar(cfg.n_steps) as (bar, task):
                 def report(p):
                     bar.update(task, completed=p.step, sim=f"{p.time_h:8.1f} / {cfg.duration_h:g} h",
                                cells=f"{p.cells:,}")
-                result = simulate(cfg, out_dir, progress=report, check=check)
+                result = simulate(cfg, out_dir, progress=report, check=check, force=force)
         if not quiet:
             _summary(result)
         out_console.print(f"Results written to {out_dir}", highlight=False, soft_wrap=True, markup=False)
@@ -147,6 +148,20 @@ def _dry_run(cfg) -> None:
         f"{len(cfg.injections)} injection(s)\n"
         f"peak memory estimate {need / 2**30:.3g} GiB of {have / 2**30:.3g} GiB available",
         highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+def verify(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """Check a run directory against its manifest (status, sizes, SHA-256 of every file)."""
+    from metacoop.io.rundir import RunDirectory
+
+    with friendly_errors():
+        problems = RunDirectory(run_dir).verify()
+    if problems:
+        for p in problems:
+            err_console.print(f"[bold red]damaged:[/] {escape(p)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    out_console.print(f"{run_dir}: complete and intact", highlight=False, markup=False)
 
 
 @contextmanager

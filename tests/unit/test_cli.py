@@ -394,7 +394,7 @@ def test_run_into_the_same_directory_again_is_refused(cli_run):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "--out = " in proc.stderr and str(out) in proc.stderr
-    assert "already holds a run (status completed)" in proc.stderr
+    assert "already holds a completed run; use --force" in proc.stderr
     assert {p.name: sha256_path(p) for p in out.iterdir()} == before, "the old run was touched"
 
 
@@ -423,3 +423,11 @@ def test_output_directory_with_brackets(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert str(out) in squash(proc.stdout)
     assert (out / "manifest.json").exists()
+
+
+def test_verify_reports_intact_and_damaged_runs(cli_run):
+    out, _ = cli_run
+    ok = cli("verify", out)
+    assert ok.returncode == 0 and "complete and intact" in ok.stdout
+    missing = cli("verify", out / "nope")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr

@@ -231,7 +231,7 @@ def test_prepare_refuses_a_directory_holding_a_run(tmp_path):
     atomic_write_json(tmp_path / MANIFEST, {"format": FORMAT, "status": "failed"})
     with pytest.raises(RunDirectoryError) as ei:
         RunDirectory(tmp_path).prepare()
-    assert "already holds a run (status failed)" in str(ei.value)
+    assert "holds an incomplete run (status failed)" in str(ei.value)
 
 
 @pytest.mark.parametrize("content, text", [
@@ -334,7 +334,7 @@ def test_simulate_refuses_a_directory_holding_a_run(written):
     before = sha256_path(out)
     with pytest.raises(RunDirectoryError) as ei:
         metacoop.simulate(small(), out)
-    assert "already holds a run (status completed)" in str(ei.value)
+    assert "already holds a completed run; use --force" in str(ei.value)
     assert sha256_path(out) == before
 
 
@@ -363,3 +363,21 @@ def test_simulate_without_out_dir_writes_nothing(tmp_path, monkeypatch):
     assert result.path is None
     assert result.manifest["status"] == "completed" and "files" not in result.manifest
     assert list(tmp_path.iterdir()) == []
+
+
+def test_force_replaces_a_completed_run_and_verify_checks_it(tmp_path):
+    cfg = metacoop.load_scenario("default", overrides=SMALL)
+    out = tmp_path / "run"
+    metacoop.simulate(cfg, out)
+    assert RunDirectory(out).verify() == []
+    with pytest.raises(RunDirectoryError):
+        metacoop.simulate(cfg, out)
+    again = metacoop.simulate(cfg.model_copy(update={"seed": cfg.seed + 1}), out, force=True)
+    assert again.manifest["seed"] == cfg.seed + 1
+    assert RunDirectory(out).verify() == []
+    # Damage one file: verify names it.
+    with open(out / "events.parquet", "ab") as fh:
+        fh.write(b"x")
+    assert any(p.startswith("events.parquet") for p in RunDirectory(out).verify())
+    (out / "timeseries.parquet").unlink()
+    assert "timeseries.parquet: missing" in RunDirectory(out).verify()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -62,8 +63,13 @@ class RunDirectory:
         self.path = Path(path)
         self.manifest_path = self.path / MANIFEST
 
-    def prepare(self) -> None:
-        """Create the directory and make sure it can hold a new run; raise otherwise."""
+    def prepare(self, force: bool = False) -> None:
+        """Create the directory and make sure it can hold a new run; raise otherwise.
+
+        A directory holding a completed run is refused unless ``force``, which
+        deletes that run's files (those its manifest lists, and the manifest)
+        first; a directory holding an incomplete run is always refused.
+        """
         where = "--out"
         if self.path.exists() and not self.path.is_dir():
             raise RunDirectoryError([Problem(where, str(self.path), "exists and is not a directory")])
@@ -75,10 +81,17 @@ class RunDirectory:
         if not self.path.is_dir():
             raise RunDirectoryError([Problem(where, str(self.path), "exists and is not a directory")])
         if self.manifest_path.exists():
-            status = self.read_manifest(require_complete=False).get("status", "unknown")
-            raise RunDirectoryError([Problem(where, str(self.path),
-                                             f"already holds a run (status {status}); "
-                                             "choose another output directory")])
+            manifest = self.read_manifest(require_complete=False)
+            status = manifest.get("status", "unknown")
+            if status != "completed":
+                raise RunDirectoryError([Problem(where, str(self.path),
+                                                 f"holds an incomplete run (status {status}); "
+                                                 "remove it or choose another output directory")])
+            if not force:
+                raise RunDirectoryError([Problem(where, str(self.path),
+                                                 "already holds a completed run; use --force to "
+                                                 "replace it, or choose another output directory")])
+            self._delete_run(manifest)
         if any(self.path.iterdir()):
             raise RunDirectoryError([Problem(where, str(self.path),
                                              "is not empty; choose a new or empty directory")])
@@ -88,6 +101,38 @@ class RunDirectory:
         except OSError as exc:
             raise RunDirectoryError([Problem(where, str(self.path),
                                              f"is not writable: {exc.strerror or exc}")]) from None
+
+    def _delete_run(self, manifest: dict[str, Any]) -> None:
+        for name in manifest.get("files", {}):
+            p = self.path / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+        self.manifest_path.unlink()
+
+    def verify(self) -> list[str]:
+        """Check the directory against its manifest; return the problems found (none: intact).
+
+        A completed run's every listed file must exist with the recorded size
+        and SHA-256.
+        """
+        manifest = self.read_manifest(require_complete=True)
+        files = manifest.get("files", {})
+        problems = []
+        if not files:
+            problems.append("the manifest lists no data files")
+        for name, info in files.items():
+            p = self.path / name
+            if not p.exists():
+                problems.append(f"{name}: missing")
+                continue
+            got = self.checksums([name])[name]
+            if got["bytes"] != info.get("bytes"):
+                problems.append(f"{name}: {got['bytes']} bytes, manifest says {info.get('bytes')}")
+            elif got["sha256"] != info.get("sha256"):
+                problems.append(f"{name}: SHA-256 differs from the manifest")
+        return problems
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Write the manifest atomically."""
