@@ -35,10 +35,13 @@ ARRESTED = 1
 @njit(cache=True, inline="always")
 def _neighbour(p, d, nx, ny, nz, ndim):
     """Flat index of neighbour ``d`` (0:-x 1:+x 2:-y 3:+y 4:-z 5:+z) or -1 at the edge."""
-    x = p % nx
     rest = p // nx
-    y = rest % ny
-    z = rest // ny
+    return _neighbour_at(p, d, p % nx, rest % ny, rest // ny, nx, ny, nz, ndim)
+
+
+@njit(cache=True, inline="always")
+def _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim):
+    """As :func:`_neighbour`, for a point whose coordinates ``(x, y, z)`` are known."""
     if d == 0:
         return p - 1 if x > 0 else -1
     if d == 1:
@@ -129,11 +132,13 @@ def decide_moves(
         if pd == 0.0 and ph_ == 0.0:
             continue
         p = pos[i]
+        rest = p // nx
+        x, y, z = p % nx, rest % ny, rest // ny
         w0 = ecm[p]
         u = uniform(key, stream, step, uid[i], 0)
         acc = 0.0
         for d in range(nd):
-            nb = _neighbour(p, d, nx, ny, nz, ndim)
+            nb = _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim)
             if nb < 0:
                 continue
             if upwind:
@@ -141,7 +146,7 @@ def decide_moves(
                 if g < 0.0:
                     g = 0.0
             else:
-                other = _neighbour(p, d ^ 1, nx, ny, nz, ndim)
+                other = _neighbour_at(p, d ^ 1, x, y, z, nx, ny, nz, ndim)
                 w_other = ecm[other] if other >= 0 else w0
                 g = 0.25 * (ecm[nb] - w_other)
             acc += pd + ph_ * g
