@@ -101,10 +101,6 @@ class FieldSolver:
         if a is not f.values:
             f.values[...] = a
 
-    def voxel_updates(self, f: Field) -> int:
-        """Voxel updates one call to :meth:`step` performs (for benchmarks)."""
-        return f.values.size * (self.substeps if self.r else 1)
-
 
 def make_solver(
     values: np.ndarray,

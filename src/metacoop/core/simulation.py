@@ -133,14 +133,15 @@ class Simulation:
     def metastases_rows(self) -> list[dict]:
         """One dict per founded metastasis, with its current clone composition."""
         reg = self.metastases
-        composition: dict[int, dict[str, int]] = {}
+        k = len(self.clones)
+        counts = np.zeros(reg.n * k, np.int64)
         for organ in self.organs:
-            c = organ.cells
-            sel = c.live("met") >= 0
-            for m, clone in zip(c.live("met")[sel].tolist(), c.live("clone")[sel].tolist(), strict=True):
-                per = composition.setdefault(m, {})
-                name = self.clones.names[clone]
-                per[name] = per.get(name, 0) + 1
+            met = organ.cells.live("met").astype(np.int64)
+            sel = met >= 0
+            counts += np.bincount(met[sel] * k + organ.cells.live("clone")[sel], minlength=reg.n * k)
+        counts = counts.reshape(reg.n, k)
+        composition = {int(m): {self.clones.names[c]: int(counts[m, c]) for c in np.flatnonzero(counts[m])}
+                       for m in np.flatnonzero(counts.sum(axis=1))}
         return reg.table([o.name for o in self.organs], self.clones.names, composition)
 
     def describe_schedule(self) -> str:
