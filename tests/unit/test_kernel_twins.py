@@ -132,7 +132,7 @@ def test_bernoulli_flag_matches_twin():
     p = np.random.default_rng(11).uniform(0, 1, (3, 3, 2))
     flags = c["flags"].copy()
     hits = bernoulli_flag(n, c["uid"], c["clone"], c["phen"], c["state"], p, KEY, STREAM, STEP, flags,
-                          np.uint8(2))
+                          np.uint8(2), c["pos"], np.zeros(0))
     live = (c["flags"] & DEAD) == 0
     expect_hit = live & (_draws(c["uid"]) < p[c["state"], c["clone"], c["phen"]])
     np.testing.assert_array_equal((flags & 2) != 0, expect_hit)
@@ -165,7 +165,7 @@ def test_advance_cycle_and_scatter_add_match_twins():
     room = np.array([5, 0, 3, -1], np.int64)  # metastases 1 and 3 have no room left
     cycles = ((c["flags"] & DEAD) == 0) & (c["state"] == 0) & ~((met >= 0) & (room[met] <= 0))
     expect_cycle = np.where(cycles, (cycle - 0.1).astype(np.float32), cycle)
-    due = advance_cycle(n, cycle, c["state"], met, c["flags"], room, 0.1)
+    due = advance_cycle(n, cycle, c["state"], met, c["flags"], room, 0.1, c["pos"], np.zeros(0))
     np.testing.assert_allclose(cycle, expect_cycle, rtol=0, atol=1e-7)
     assert due == int(((expect_cycle <= 0) & cycles).sum())
     table = rng.uniform(0, 1, (3, 2))
@@ -206,7 +206,8 @@ def test_decide_moves_matches_twin(ndim, upwind):
         4 * p_diff, np.array([[0.15, 0.08], [0.0, 0.2], [0.2, 0.0]]))
     target = np.full(n, -7, np.int64)
     k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
-                     ecm, np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target)
+                     ecm, np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target,
+                     np.zeros(0), np.zeros((0, n_points)), np.zeros((0, 3, 2)))
     u = _draws(c["uid"])
     expect = np.full(n, -1, np.int64)
     for i in range(n):
@@ -274,7 +275,7 @@ def test_select_on_vessels_matches_twin():
     for p_enter in (0.3, 1.0):
         out = np.full(n, 9, np.uint8)
         k = select_on_vessels(n, c["uid"], c["pos"], c["phen"], c["state"], c["flags"], vessel, p_enter,
-                              KEY, STREAM, STEP, out)
+                              KEY, STREAM, STEP, out, np.zeros(0, np.uint8))
         v = vessel[c["pos"]]
         eligible = (((c["flags"] & DEAD) == 0) & (c["state"] == 0)
                     & ((v == 2) | (v == 3) | ((v == 1) & (c["phen"] == 1))))
@@ -304,7 +305,8 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
         target = np.empty(n, np.int64)
         getattr(decide_moves, build)(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"],
                                      p_diff, p_hapt, ecm, np.asarray(u.shape, np.int64), 3, True, KEY,
-                                     STREAM, STEP, target)
+                                     STREAM, STEP, target, 1.0 + ecm, ecm[None, ::-1].copy(),
+                                     np.full((1, 3, 2), 0.02))
         return out, target
 
     before = numba.get_num_threads()

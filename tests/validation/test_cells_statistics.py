@@ -19,6 +19,7 @@ import pytest
 from scipy import integrate, optimize, stats
 
 import metacoop
+from metacoop.mechanisms import REGISTRY
 from metacoop.core.clones import cycle_gamma
 
 pytestmark = pytest.mark.validation
@@ -349,6 +350,8 @@ TWO_CLONES = [
         "emt_rate_per_h": 0.02, "met_rate_per_h": 0.02,
         "death_rate_per_h": {"epithelial": 0.01, "mesenchymal": 0.02},
         "doubling_time_h": {"epithelial": 20.0, "mesenchymal": 15.0},
+        "leader": True, "csf1_secretion_per_h": 0.01,
+        "egf_chemotaxis_um2_per_h": {"epithelial": 20.0, "mesenchymal": 40.0},
     },
     {
         "name": "helper",
@@ -357,6 +360,7 @@ TWO_CLONES = [
         "doubling_time_h": {"epithelial": 12.0, "mesenchymal": 18.0},
         "cycle_cv": 0.5,
         "mmp2_secretion_per_h": {"epithelial": 0.01, "mesenchymal": 0.03},
+        "gf_secretion_per_h": 0.01,
     },
 ]
 
@@ -369,13 +373,15 @@ def test_cell_accounting_holds_every_step_with_every_mechanism_on(ndim):
     # compartments: initial + born - died == cells in primary + cells in circulation.
     source = "default" if ndim == 2 else "invasion3d"
     overrides = {
-        "seed": 4, "duration_h": 24.0,
+        "seed": 4, "duration_h": 24.0, "dt_h": 0.03,
         "clones": TWO_CLONES,
         "primary.initial_tumour.clone_fractions": {"tumour": 0.7, "helper": 0.3},
         "primary.lattice.shape": [61, 61] if ndim == 2 else [41, 41, 41],
         "primary.vessels.normal": 600 if ndim == 2 else 3000,
         "primary.vessels.ruptured": 200 if ndim == 2 else 1000,
         "primary.vessels.min_distance_um": 60.0 if ndim == 2 else 40.0,
+        "mechanisms.shedding_waves.waves_h": [[0.0, 12.0], [18.0, 24.0]],
+        **{f"mechanisms.{name}.enabled": True for name in REGISTRY},
     }
     config = metacoop.load_scenario(source, overrides=overrides)
     assert all(getattr(config.mechanisms, name).enabled for name in type(config.mechanisms).model_fields)

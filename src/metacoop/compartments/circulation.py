@@ -105,6 +105,17 @@ class Circulation:
                 self.route_cdf[r] = np.cumsum(fractions) / fractions.sum()
                 self.route_empty[r] = False
         self._n_clones = n_clones
+        #: CTC hazard modifiers: (name, provider(ctx) -> factor per live CTC), multiplied together.
+        self.hazard_modifiers: list[tuple[str, object]] = []
+
+    def hazard_factor(self, ctx) -> np.ndarray | None:
+        """Product of the registered CTC death-hazard factors per live CTC, or ``None``."""
+        if not self.hazard_modifiers:
+            return None
+        out = np.array(self.hazard_modifiers[0][1](ctx), dtype=np.float64, copy=True)
+        for _, p in self.hazard_modifiers[1:]:
+            out *= p(ctx)
+        return out
 
     # -- entry ----------------------------------------------------------------
     def route_index(self, name: str) -> int:

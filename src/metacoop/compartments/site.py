@@ -19,8 +19,9 @@ from metacoop.config.schema import OrganConfig, PrimaryConfig, SimulationConfig,
 from metacoop.core.clones import CloneTable, stable_residual_cycles
 from metacoop.core.field import Field, FieldSolver, make_solver
 from metacoop.core.lattice import Lattice
+from metacoop.core.modifiers import Modifiers
 from metacoop.core.rng import CompartmentStreams
-from metacoop.core.state import ACTIVE, CellArrays
+from metacoop.core.state import ACTIVE, CellArrays, StromalArrays
 from metacoop.core.vessels import LYMPHATIC_VESSEL, NORMAL_VESSEL, RUPTURED_VESSEL
 from metacoop.errors import SimulationError
 from metacoop.kernels.cells import DEAD
@@ -47,6 +48,9 @@ class Site:
         cells: the cells.
         counters: per-clone int64 counters, keys :data:`COUNTERS`.
         streams: random sources of this compartment.
+        modifiers: effects of cooperating mechanisms on this site's rules.
+        arrivals_pos, arrivals_clone: lattice points and clones of the cells that
+            arrived (immigrated) during the current step.
     """
 
     def __init__(
@@ -87,6 +91,11 @@ class Site:
         #: exposure to organ hazards in this step); emptied by the extravasation rule.
         self.arrival_exposure_h: dict[int, float] = {}
         self.cells = CellArrays(0)
+        self.modifiers = Modifiers()
+        #: stromal agents by kind (``macrophages``), added by the mechanisms that use them
+        self.agents: dict[str, StromalArrays] = {}
+        self.arrivals_pos: list[np.ndarray] = []
+        self.arrivals_clone: list[np.ndarray] = []
         self.counters = {k: np.zeros(len(clones), np.int64) for k in COUNTERS}
         self._n_clones = len(clones)
         self._int_scratch = np.empty(0, np.int64)
@@ -205,6 +214,8 @@ class Site:
         slots = self.cells.append(cells)
         np.add.at(self.occ, pos, 1)
         self.count("immigrated", cells["clone"])
+        self.arrivals_pos.append(pos)
+        self.arrivals_clone.append(np.asarray(cells["clone"]))
         return slots
 
     def _free_slots_near(self, near: int, k: int) -> np.ndarray:

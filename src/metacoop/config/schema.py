@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import Field, create_model
+from pydantic import Field, create_model, model_validator
 
 from metacoop.config.base import (
     NonNegative,
@@ -91,6 +91,26 @@ class CloneConfig(StrictModel):
     )
     dormant_death_rate_per_h: RatePerHour = Field(0.0, description="hazard of death of dormant cells, 1/h")
     wake_rate_per_h: RatePerHour = Field(0.0, description="hazard of leaving dormancy, 1/h")
+    leader: bool = Field(
+        False, description="mesenchymal cells of this clone are leader cells that followers track "
+        "(collective_migration)",
+    )
+    gf_secretion_per_h: NonNegative = Field(
+        0.0, description="growth factor secreted per cell, normalised concentration per h "
+        "(growth_factor; producers raise the division rate of every nearby cell)",
+    )
+    csf1_secretion_per_h: NonNegative = Field(
+        0.0, description="CSF-1 secreted per cell, normalised concentration per h (paracrine: "
+        "attracts macrophages)",
+    )
+    egf_chemotaxis_um2_per_h: PerPhenotype = _per_phen(
+        0.0, 0.0, "chemotactic sensitivity to macrophage EGF, µm²/h per unit receptor occupancy "
+        "(paracrine)"
+    )
+    eselectin_induction: NonNegative = Field(
+        0.0, description="cytokine (TNF-alpha/IL-1) response triggered per cell arriving in an "
+        "organ, normalised (adhesion_induction; 0: none, as non-metastatic M-27 in Khatib 1999)",
+    )
 
 
 class LatticeConfig(StrictModel):
@@ -323,6 +343,31 @@ class SimulationConfig(StrictModel):
     circulation: CirculationConfig = Field(default_factory=CirculationConfig)
     injections: list[InjectionConfig] = Field(default_factory=list, description="cells injected into vessels")
     mechanisms: MechanismsConfig = Field(default_factory=MechanismsConfig)  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _add_mechanism_needs(self) -> SimulationConfig:
+        """Give sites the fields, and the circulation the factors, of every enabled mechanism.
+
+        A field or factor the scenario defines itself is kept as written, so a
+        scenario can change, say, the growth factor's diffusion coefficient.
+        """
+        for name, mech in REGISTRY.items():
+            params = getattr(self.mechanisms, name)
+            if not params.enabled:
+                continue
+            for kind, fields in mech.site_fields(params).items():
+                if kind == "primary":
+                    sites = [self.primary] if self.primary is not None else []
+                else:
+                    sites = list(self.organs.values())
+                for site in sites:
+                    for fname, settings in fields.items():
+                        if fname not in site.fields:
+                            site.fields[fname] = FieldConfig(**settings)
+            for fname, settings in mech.systemic_factors(params).items():
+                if fname not in self.circulation.factors:
+                    self.circulation.factors[fname] = SystemicFactorConfig(**settings)
+        return self
 
     @property
     def n_steps(self) -> int:

@@ -45,7 +45,10 @@ class CloneTable:
         cycle_scale_h: Gamma scale of cycle durations, h ``[clone, phenotype]``.
         emt_rate_per_h, met_rate_per_h: float64 ``[clone]``.
         anoikis_resistance, cohesion, extravasation_competence, dormancy_probability,
-        dormant_death_rate_per_h, wake_rate_per_h: float64 ``[clone]``.
+        dormant_death_rate_per_h, wake_rate_per_h, gf_secretion_per_h, csf1_secretion_per_h,
+        eselectin_induction: float64 ``[clone]``.
+        egf_chemotaxis_um2_per_h: float64 ``[clone, phenotype]``.
+        leader: bool ``[clone]``.
     """
 
     names: tuple[str, ...]
@@ -65,6 +68,11 @@ class CloneTable:
     dormancy_probability: np.ndarray
     dormant_death_rate_per_h: np.ndarray
     wake_rate_per_h: np.ndarray
+    leader: np.ndarray
+    gf_secretion_per_h: np.ndarray
+    csf1_secretion_per_h: np.ndarray
+    egf_chemotaxis_um2_per_h: np.ndarray
+    eselectin_induction: np.ndarray
 
     @classmethod
     def from_config(cls, clones) -> CloneTable:
@@ -100,6 +108,11 @@ class CloneTable:
             dormancy_probability=per_clone("dormancy_probability"),
             dormant_death_rate_per_h=per_clone("dormant_death_rate_per_h"),
             wake_rate_per_h=per_clone("wake_rate_per_h"),
+            leader=np.array([c.leader for c in clones], dtype=bool),
+            gf_secretion_per_h=per_clone("gf_secretion_per_h"),
+            csf1_secretion_per_h=per_clone("csf1_secretion_per_h"),
+            egf_chemotaxis_um2_per_h=per_phen("egf_chemotaxis_um2_per_h"),
+            eselectin_induction=per_clone("eselectin_induction"),
         )
 
     def __len__(self) -> int:

@@ -73,3 +73,30 @@ class Lattice:
         c = self.centre_um()
         d = np.stack([x, y, z], axis=1) * self.spacing_um - c
         return np.sqrt((d**2).sum(axis=1))
+
+    def neighbours(self, points: np.ndarray) -> np.ndarray:
+        """Flat indices of the ``2 ndim`` von Neumann neighbours of ``points``, -1 past an edge.
+
+        Columns are in the kernels' order: -x, +x, -y, +y (, -z, +z).
+        """
+        nz, ny, nx = self.dims
+        p = np.asarray(points, dtype=np.int64)
+        x, y, z = self.coords(p)
+        cols = [np.where(x > 0, p - 1, -1), np.where(x < nx - 1, p + 1, -1),
+                np.where(y > 0, p - nx, -1), np.where(y < ny - 1, p + nx, -1)]
+        if self.ndim == 3:
+            cols += [np.where(z > 0, p - nx * ny, -1), np.where(z < nz - 1, p + nx * ny, -1)]
+        return np.stack(cols, axis=1)
+
+    def dilate(self, mask: np.ndarray) -> np.ndarray:
+        """Flat bool mask of the points in ``mask`` or next to one (von Neumann neighbourhood)."""
+        grid = np.asarray(mask, dtype=bool).reshape(self.dims)
+        out = grid.copy()
+        axes = (2, 1, 0) if self.ndim == 3 else (2, 1)
+        for axis in axes:
+            lo = [slice(None)] * 3
+            hi = [slice(None)] * 3
+            lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+            out[tuple(lo)] |= grid[tuple(hi)]
+            out[tuple(hi)] |= grid[tuple(lo)]
+        return out.ravel()

@@ -151,6 +151,9 @@ class Simulation:
     def step(self) -> None:
         """Advance the simulation by one base step."""
         ctx = StepContext(self, self.step_index, self.time_h, self.dt_h)
+        for site in self.sites:
+            site.arrivals_pos.clear()
+            site.arrivals_clone.clear()
         for slot in self.plan:
             if self.step_index % slot.every == 0:
                 slot.run(ctx)

@@ -114,6 +114,17 @@ class AgentArrays:
         self.n = k
 
 
+class StromalArrays(AgentArrays):
+    """Stromal agents of one kind in a lattice site (e.g. macrophages): id and position only."""
+
+    COLUMNS = {
+        "uid": (np.int64, "agent id, unique within its kind and site; keys its random draws"),
+        "pos": (np.int32, "flat lattice index x + nx*(y + ny*z)"),
+    }
+    uid: np.ndarray
+    pos: np.ndarray
+
+
 class CellArrays(AgentArrays):
     """Every cell of one lattice compartment; :data:`CELL_COLUMNS` gives dtypes and units."""
 

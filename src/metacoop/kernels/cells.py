@@ -19,6 +19,8 @@ Conventions shared by every kernel here:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -58,16 +60,26 @@ def _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim):
 
 
 @sized_kernel(first_arg)
-def bernoulli_flag(n, uid, clone, phen, state, p_table, key, stream, step, flags, flag):
+def bernoulli_flag(n, uid, clone, phen, state, p_table, key, stream, step, flags, flag, pos, factor):
     """Set ``flag`` on each live cell with probability ``p_table[state, clone, phen]``.
+
+    ``factor`` (per lattice point, or empty) multiplies the hazard behind the
+    probability of cells that are not active (arrested or dormant):
+    ``p -> 1 - (1 - p)**factor[pos]``; a factor of exactly 1 leaves ``p`` as is.
 
     Returns the number of cells flagged.
     """
     hit = np.zeros(n, dtype=np.int64)
+    scaled = factor.shape[0] > 0
     for i in prange(n):
         if flags[i] & DEAD:
             continue
-        if uniform(key, stream, step, uid[i], 0) < p_table[state[i], clone[i], phen[i]]:
+        p = p_table[state[i], clone[i], phen[i]]
+        if scaled and state[i] != ACTIVE:
+            f = factor[pos[i]]
+            if f != 1.0 and p < 1.0:
+                p = -math.expm1(f * math.log1p(-p))
+        if uniform(key, stream, step, uid[i], 0) < p:
             flags[i] |= flag
             hit[i] = 1
     return hit.sum()
@@ -101,7 +113,7 @@ def switch_phenotype(n, uid, clone, phen, state, flags, p_emt, p_met, key, strea
 @sized_kernel(first_arg)
 def decide_moves(
     n, uid, pos, clone, phen, state, flags, p_diff, p_hapt, ecm, dims, ndim, upwind,
-    key, stream, step, target,
+    key, stream, step, target, boost, cues, cue_sens,
 ):
     """Choose each cell's move from the diffusion-haptotaxis probabilities.
 
@@ -113,6 +125,10 @@ def decide_moves(
     ``+-(w_plus - w_minus) / 4`` along the move's axis. A missing neighbour
     (no-flux edge) has probability 0; its mass stays with the cell.
 
+    Modifiers (see :mod:`metacoop.core.modifiers`): ``boost`` (per point, or
+    empty) multiplies ``p_diff`` at the cell's point; each cue ``k`` adds
+    ``cue_sens[k, clone, phen] * max(0, cues[k, nb] - cues[k, here])``.
+
     Args:
         target: output, int64 per cell: destination flat index or -1 to stay.
 
@@ -120,6 +136,8 @@ def decide_moves(
     """
     nz, ny, nx = dims[0], dims[1], dims[2]
     nd = 2 * ndim
+    ncue = cues.shape[0]
+    boosted = boost.shape[0] > 0
     movers = np.zeros(n, dtype=np.int64)
     for i in prange(n):
         target[i] = -1
@@ -127,11 +145,17 @@ def decide_moves(
             continue
         c = clone[i]
         ph = phen[i]
-        pd = p_diff[c, ph]
-        ph_ = p_hapt[c, ph]
-        if pd == 0.0 and ph_ == 0.0:
-            continue
         p = pos[i]
+        pd = p_diff[c, ph]
+        if boosted:
+            pd *= boost[p]
+        ph_ = p_hapt[c, ph]
+        cued = False
+        for k in range(ncue):
+            if cue_sens[k, c, ph] != 0.0:
+                cued = True
+        if pd == 0.0 and ph_ == 0.0 and not cued:
+            continue
         rest = p // nx
         x, y, z = p % nx, rest % ny, rest // ny
         w0 = ecm[p]
@@ -150,6 +174,11 @@ def decide_moves(
                 w_other = ecm[other] if other >= 0 else w0
                 g = 0.25 * (ecm[nb] - w_other)
             acc += pd + ph_ * g
+            if cued:
+                for k in range(ncue):
+                    gk = cues[k, nb] - cues[k, p]
+                    if gk > 0.0:
+                        acc += cue_sens[k, c, ph] * gk
             if u < acc:
                 target[i] = nb
                 movers[i] = 1
@@ -183,17 +212,22 @@ def _blocked(met, i, met_room):
 
 
 @sized_kernel(first_arg)
-def advance_cycle(n, cycle_h, state, met, flags, met_room, dt):
+def advance_cycle(n, cycle_h, state, met, flags, met_room, dt, pos, speed):
     """Advance the cycle clock of every live active cell by ``dt``; return how many are due.
 
     Cells of a metastasis with no room left (``met_room[met] <= 0``: an
-    avascular micrometastasis at its size limit) do not advance.
+    avascular micrometastasis at its size limit) do not advance. ``speed``
+    (per lattice point, or empty) multiplies the clock's rate at the cell's point.
     """
     due = np.zeros(n, dtype=np.int64)
+    sped = speed.shape[0] > 0
     for i in prange(n):
         if flags[i] & DEAD or state[i] != ACTIVE or _blocked(met, i, met_room):
             continue
-        cycle_h[i] -= dt
+        if sped:
+            cycle_h[i] -= dt * speed[pos[i]]
+        else:
+            cycle_h[i] -= dt
         if cycle_h[i] <= 0.0:
             due[i] = 1
     return due.sum()
@@ -280,12 +314,13 @@ def scatter_add(n, pos, clone, phen, state, flags, table, out):
 
 
 @sized_kernel(first_arg)
-def select_on_vessels(n, uid, pos, phen, state, flags, vessel, p_enter, key, stream, step, out):
+def select_on_vessels(n, uid, pos, phen, state, flags, vessel, p_enter, key, stream, step, out, doorway):
     """Mark live active cells on a vessel point that enter it this step (Franssen 2019).
 
     Mesenchymal cells may enter any vessel point (``vessel == 1`` normal,
     ``2`` ruptured or ``3`` lymphatic); epithelial cells only ruptured and
-    lymphatic ones. Each eligible cell enters with probability ``p_enter``.
+    lymphatic ones, and normal points marked in ``doorway`` (per point, or
+    empty). Each eligible cell enters with probability ``p_enter``.
 
     Returns the number of cells marked in ``out`` (uint8 per cell).
     """
@@ -295,7 +330,9 @@ def select_on_vessels(n, uid, pos, phen, state, flags, vessel, p_enter, key, str
         if flags[i] & DEAD or state[i] != ACTIVE:
             continue
         v = vessel[pos[i]]
-        if v == 0 or (v == 1 and phen[i] != MESENCHYMAL):
+        if v == 0:
+            continue
+        if v == 1 and phen[i] != MESENCHYMAL and (doorway.shape[0] == 0 or doorway[pos[i]] == 0):
             continue
         if p_enter >= 1.0 or uniform(key, stream, step, uid[i], 0) < p_enter:
             out[i] = 1
@@ -311,3 +348,36 @@ def fresh_cycles(slots, uid, clone, phen, cycle_h, shape, scale, key, stream, st
         c = clone[i]
         ph = phen[i]
         cycle_h[i] = gamma_variate(shape[c, ph], scale[c, ph], key, stream, step, uid[i], 2)
+
+
+@sized_kernel(first_arg)
+def random_walk(n, uid, pos, p_diff, p_chem, cue, dims, ndim, key, stream, step):
+    """Move agents that do not compete for space (stromal cells) by diffusion and chemotaxis.
+
+    An agent moves to neighbour ``nb`` with probability ``p_diff + p_chem *
+    max(0, cue[nb] - cue[here])`` (as :func:`decide_moves`, without capacity).
+
+    Returns the number of agents that moved.
+    """
+    nz, ny, nx = dims[0], dims[1], dims[2]
+    nd = 2 * ndim
+    moved = np.zeros(n, dtype=np.int64)
+    for i in prange(n):
+        p = pos[i]
+        rest = p // nx
+        x, y, z = p % nx, rest % ny, rest // ny
+        u = uniform(key, stream, step, uid[i], 0)
+        acc = 0.0
+        for d in range(nd):
+            nb = _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim)
+            if nb < 0:
+                continue
+            g = cue[nb] - cue[p]
+            if g < 0.0:
+                g = 0.0
+            acc += p_diff + p_chem * g
+            if u < acc:
+                pos[i] = nb
+                moved[i] = 1
+                break
+    return moved.sum()

@@ -3,7 +3,9 @@
 Until its switch a metastasis cannot grow beyond its organ's
 ``avascular_max_cells``. A founded metastasis of ``s >= angiogenic_min_cells``
 cells switches at hazard ``angiogenic_switch_rate_per_h * s /
-angiogenic_min_cells`` (size- and rate-dependent; infinite rate: at once).
+angiogenic_min_cells`` (size- and rate-dependent; infinite rate: at once),
+times the mean ``angiogenesis`` modifier at its cells' points (endothelial
+precursors recruited by a niche).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 
 from metacoop.compartments.metastases import EXTINCT, S_DORMANT
 from metacoop.core.schedule import Phase
+from metacoop.core.state import ARRESTED
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -44,6 +47,15 @@ class AngiogenicSwitch(Mechanism):
             if cand.size == 0:
                 continue
             hazard = o.angiogenic_switch_rate_per_h * reg.size[cand] / o.angiogenic_min_cells
+            factor = site.modifiers.factor("angiogenesis", ctx)
+            if factor is not None:
+                c = site.cells
+                tissue = (c.live("met") >= 0) & (c.live("state") != ARRESTED)
+                met = c.live("met")[tissue].astype(np.int64)
+                total = np.bincount(met, factor[c.live("pos")[tissue]], minlength=n)
+                count = np.bincount(met, minlength=n)
+                f = np.where(count[cand] > 0, total[cand] / np.maximum(count[cand], 1), 1.0)
+                hazard = np.where(f == 1.0, hazard, hazard * f)
             p = -np.expm1(-hazard * ctx.dt_h)
             u = uniforms(site.streams.key, self.stream, ctx.step, cand.astype(np.int64), 0,
                          np.empty(cand.size))

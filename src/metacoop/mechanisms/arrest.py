@@ -7,13 +7,15 @@ arrested, at and around a random blood-vessel point of the organ. If a
 founded metastasis has a cell within the organ's ``join_radius_um`` of that
 point, the arrested cells will join it; otherwise they open a new (pending)
 metastasis whose founders they are. CTCs that do not arrest pass on (engine
-task ``pass_through``).
+task ``pass_through``). ``arrest`` modifiers of the organ (a niche, induced
+E-selectin) multiply the arrest hazard at the vessel point the CTC reaches.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from metacoop.core.modifiers import hazard_scaled
 from metacoop.core.schedule import Phase
 from metacoop.core.state import ARRESTED
 from metacoop.kernels.random import uniforms
@@ -38,9 +40,26 @@ class Arrest(Mechanism):
         self.p_arrest = np.array([o.organ.arrest_probability for o in sim.organs])
         self.restriction = np.array([o.organ.size_restriction_cells for o in sim.organs])
 
-    def arrest_probability(self, ctx: StepContext, organ: np.ndarray, size: np.ndarray) -> np.ndarray:
-        """Probability that each arriving CTC arrests (hook for adhesion mechanisms)."""
-        return np.where(size >= self.restriction[organ], 1.0, self.p_arrest[organ])
+    def arrest_probability(self, ctx: StepContext, organ: np.ndarray, size: np.ndarray,
+                           point: np.ndarray) -> np.ndarray:
+        """Probability that each arriving CTC arrests at vessel point ``point`` of its organ."""
+        p = np.where(size >= self.restriction[organ], 1.0, self.p_arrest[organ])
+        for site in self.organs:
+            here = organ == site.organ_index
+            if not here.any():
+                continue
+            factor = site.modifiers.factor("arrest", ctx)
+            if factor is not None:
+                p[here] = hazard_scaled(p[here], factor[point[here]])
+        return p
+
+    def arrival_points(self, organ: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """The blood-vessel point each arriving CTC reaches, from its uniform draw ``v``."""
+        point = np.empty(organ.size, np.int64)
+        for j in range(organ.size):
+            points = self.organs[organ[j]].blood_points
+            point[j] = points[min(int(v[j] * points.size), points.size - 1)]
+        return point
 
     def step(self, ctx: StepContext) -> None:
         sim = ctx.sim
@@ -52,10 +71,11 @@ class Arrest(Mechanism):
         size = circ.ctcs.size[slots]
         ids = circ.ctcs.id[slots]
         u = uniforms(circ.key, self.stream, ctx.step, ids, 0, np.empty(slots.size))
-        arrest = u < self.arrest_probability(ctx, organ, size)
+        v = uniforms(circ.key, self.stream, ctx.step, ids, 1, np.empty(slots.size))
+        arrival = self.arrival_points(organ, v)
+        arrest = u < self.arrest_probability(ctx, organ, size, arrival)
         if not arrest.any():
             return
-        v = uniforms(circ.key, self.stream, ctx.step, ids, 1, np.empty(slots.size))
         t = ctx.time_h + ctx.dt_h
         order, bounds = circ.members_by_slot()
         nearby = {}
@@ -64,8 +84,7 @@ class Arrest(Mechanism):
         for j in np.flatnonzero(arrest):
             slot = int(slots[j])
             site = self.organs[organ[j]]
-            points = site.blood_points
-            point = int(points[min(int(v[j] * points.size), points.size - 1)])
+            point = int(arrival[j])
             if site.name not in nearby:
                 nearby[site.name] = founded_cells(site, sim.metastases)
             met = join_target(site, nearby[site.name], point)

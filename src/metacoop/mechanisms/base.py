@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
 from metacoop.config.base import MechanismParams
 from metacoop.core.rng import stream_id
 from metacoop.core.schedule import Phase
@@ -68,6 +70,30 @@ class Mechanism(ABC):
         """Problems with this mechanism's settings in ``config`` (run before the run)."""
         return []
 
+    @classmethod
+    def site_fields(cls, params: MechanismParams) -> dict[str, dict[str, dict]]:
+        """Fields this mechanism needs, added to sites that do not define them.
+
+        Returns ``{"primary" | "organs": {field name: FieldConfig keys}}``; the
+        scenario may define a field of the same name to change its settings.
+        """
+        return {}
+
+    @classmethod
+    def systemic_factors(cls, params: MechanismParams) -> dict[str, dict]:
+        """Systemic factors this mechanism needs, added to ``circulation.factors`` if missing."""
+        return {}
+
+    @classmethod
+    def motility_terms(cls, params: MechanismParams, config: SimulationConfig, site: str):
+        """What this mechanism adds to movement at ``site``, for the stability check.
+
+        Returns ``(boost, sensitivity)``: the largest factor it multiplies the
+        random motility by, and the cue sensitivities it adds ``[clone,
+        phenotype]`` in µm²/h (cue signals are in [0, 1]); ``(1.0, None)`` for none.
+        """
+        return 1.0, None
+
     def describe(self) -> str:
         """Plain-English description with parameters (units in their names) and sources."""
         lines = [f"{self.name}: {self.summary}"]
@@ -77,3 +103,8 @@ class Mechanism(ABC):
         for src in self.sources:
             lines.append(f"    source: {src}")
         return "\n".join(lines)
+
+
+#: Empty modifier arrays passed to kernels when nothing is registered.
+NO_FACTOR = np.zeros(0, np.float64)
+NO_MASK = np.zeros(0, np.uint8)

@@ -11,20 +11,25 @@ from metacoop.mechanisms.base import Mechanism, StepContext
 CAUSES = ("shear", "immune", "anoikis")
 
 
-def ctc_hazards(circ_cfg, clones, size, mean_resistance, mean_cohesion) -> np.ndarray:
+def ctc_hazards(circ_cfg, size, mean_resistance, factor: np.ndarray | None) -> np.ndarray:
     """Death hazards ``[ctc, cause]`` (shear, immune, anoikis), 1/h.
 
-    A CTC of ``s`` cells has its single-cell hazards scaled by
-    ``g = 1 - cohesion * (1 - cluster_hazard_factor[s])``; the anoikis hazard is
-    further scaled by ``1 - mean anoikis_resistance`` of its cells.
+    Single-cell hazards; the anoikis hazard is scaled by ``1 - mean
+    anoikis_resistance`` of the CTC's cells, and every hazard by ``factor``
+    (the product of the circulation's CTC hazard modifiers, e.g. emboli
+    protection of clusters), when there is one.
     """
-    table = np.asarray(circ_cfg.cluster_hazard_factor, dtype=np.float64)
-    f = table[np.minimum(size, table.size) - 1]
-    g = 1.0 - mean_cohesion * (1.0 - f)
+    n = size.shape[0]
+    if factor is None:
+        return np.stack([
+            np.full(n, circ_cfg.shear_death_rate_per_h),
+            np.full(n, circ_cfg.immune_death_rate_per_h),
+            circ_cfg.anoikis_death_rate_per_h * (1.0 - mean_resistance),
+        ], axis=1)
     return np.stack([
-        circ_cfg.shear_death_rate_per_h * g,
-        circ_cfg.immune_death_rate_per_h * g,
-        circ_cfg.anoikis_death_rate_per_h * (1.0 - mean_resistance) * g,
+        circ_cfg.shear_death_rate_per_h * factor,
+        circ_cfg.immune_death_rate_per_h * factor,
+        circ_cfg.anoikis_death_rate_per_h * (1.0 - mean_resistance) * factor,
     ], axis=1)
 
 
@@ -39,9 +44,9 @@ class CirculationDeath(Mechanism):
     phase = Phase.CIRCULATION
     order = 10
     summary = (
-        "a CTC dies at the sum of shear, immune and anoikis hazards of a single cell, reduced "
-        "for clusters by cluster_hazard_factor (scaled by the cells' cohesion) and for anoikis "
-        "by the cells' anoikis_resistance (multicellular resistance)"
+        "a CTC dies at the sum of shear, immune and anoikis hazards of a single cell, the anoikis "
+        "hazard reduced by the cells' anoikis_resistance; clusters are protected only through "
+        "emboli_protection"
     )
     sources = (
         "Franssen et al. 2019 Bull Math Biol 81:1965 (single-cell and cluster survival)",
@@ -61,8 +66,7 @@ class CirculationDeath(Mechanism):
         clone = circ.cells.live("clone")
         size = circ.ctcs.live("size")
         res = np.bincount(slots, self.clones.anoikis_resistance[clone], minlength=n) / size
-        coh = np.bincount(slots, self.clones.cohesion[clone], minlength=n) / size
-        hazards = ctc_hazards(self.cfg, self.clones, size, res, coh)
+        hazards = ctc_hazards(self.cfg, size, res, circ.hazard_factor(ctx))
         total = hazards.sum(axis=1)
         ids = circ.ctcs.live("id")
         u = uniforms(circ.key, self.stream, ctx.step, ids, 0, np.empty(n))

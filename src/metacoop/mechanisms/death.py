@@ -5,7 +5,8 @@ dormant cells at the clone's ``dormant_death_rate_per_h``, and cells arrested
 in an organ's capillaries at the organ's ``arrested_death_rate_per_h``.
 Active cells of an organ's metastases that have not passed their angiogenic
 switch die at the organ's ``avascular_death_rate_per_h`` on top (a second,
-independent draw).
+independent draw). ``death`` modifiers (a niche) scale the hazard of arrested
+and dormant cells at their point.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from metacoop.core.schedule import Phase
 from metacoop.core.state import ACTIVE, ARRESTED, DORMANT
 from metacoop.kernels.cells import DEAD, bernoulli_flag
 from metacoop.kernels.random import uniforms
-from metacoop.mechanisms.base import Mechanism, StepContext
+from metacoop.mechanisms.base import NO_FACTOR, Mechanism, StepContext
 
 
 def death_table(clones, dt_h: float, arrested_rate_per_h: float) -> np.ndarray:
@@ -59,9 +60,10 @@ class Death(Mechanism):
             if table is None:
                 continue
             c = site.cells
+            factor = site.modifiers.factor("death", ctx)
             bernoulli_flag(
                 c.n, c.uid, c.clone, c.phen, c.state, table, site.streams.key, self.stream,
-                ctx.step, c.flags, DEAD,
+                ctx.step, c.flags, DEAD, c.pos, NO_FACTOR if factor is None else factor,
             )
         for name, p in self.avascular.items():
             self._avascular_death(ctx, ctx.sim.site(name), float(p))

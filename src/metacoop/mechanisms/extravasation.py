@@ -6,7 +6,9 @@ times its clone's ``extravasation_competence`` (death while arrested is the
 organ says so, then becomes a solitary dormant cell with its clone's
 ``dormancy_probability`` or starts cycling. The first founder to
 extravasate founds its metastasis; cells extravasating into a founded
-metastasis they did not found are recorded as joiners.
+metastasis they did not found are recorded as joiners. ``extravasation``
+modifiers of the organ (a niche, induced E-selectin) multiply the hazard at
+the cell's point.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ class Extravasation(Mechanism):
                 exposure = np.array([fresh.get(int(i), ctx.dt_h) for i in uid])
                 fresh.clear()
             rate = self.rate[site.name][c.clone[arrested]]
+            factor = site.modifiers.factor("extravasation", ctx)
+            if factor is not None:
+                f = factor[c.pos[arrested]]
+                rate = np.where(f == 1.0, rate, rate * f)
             with np.errstate(invalid="ignore"):
                 p = np.where(np.isinf(rate), 1.0, -np.expm1(-rate * exposure))
             u = uniforms(site.streams.key, self.stream, ctx.step, uid, 0, np.empty(arrested.size))

@@ -8,6 +8,11 @@ one step form one CTC entity: a single cell or a cluster. CTCs from blood
 vessels of the primary site follow its ``blood_route``, those from lymphatic
 points its ``lymph_route``; cells leaving an organ (where it allows re-entry)
 follow the organ's ``drains_to`` route.
+
+Modifiers of the site (see :mod:`metacoop.core.modifiers`): gates close
+intravasation outside shedding waves; doorways open normal vessel points to
+epithelial cells (macrophage-assisted entry); escorts add neighbours of the
+entering cells to their group (collective detachment).
 """
 
 from __future__ import annotations
@@ -67,16 +72,23 @@ class Intravasation(Mechanism):
             if not site.allows_intravasation:
                 continue
             c = site.cells
+            mods = site.modifiers
+            if c.n == 0 or not mods.open(ctx.time_h):
+                continue
             mask = site.scratch_mask(c.n)
             k = select_on_vessels(
                 c.n, c.uid, c.pos, c.phen, c.state, c.flags, site.vessel, self.p_enter,
                 site.streams.key, self.stream, ctx.step, mask,
+                mods.doorway_mask(ctx, site.lattice.n_points),
             )
             if not k:
                 continue
             leaving_mask = mask[: c.n].astype(bool)
+            group_point = np.where(leaving_mask, c.pos[: c.n], -1).astype(np.int64)
+            for _, escort in mods.escorts:
+                escort(ctx, site, leaving_mask, group_point)
             slots = np.flatnonzero(leaving_mask)
-            points = c.pos[slots].astype(np.int64)
+            points = group_point[slots]
             leaving = c.take(slots)
             site.emigrate(leaving_mask)
             uniq = np.unique(points)

@@ -14,6 +14,11 @@ clone traits per phenotype. Two discretisations of the gradient ``g``:
 
 A move into a point already holding ``capacity`` cells is cancelled; moves are
 applied in cell order (decided in parallel, applied serially).
+
+Other mechanisms change movement through the site's modifiers (see
+:mod:`metacoop.core.modifiers`): ``motility`` factors multiply ``D`` at a
+point (the protease public good) and cues add climbing terms (tracks, leader
+signals, EGF). The stability check adds up every enabled mechanism's terms.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from metacoop.config.base import MechanismParams
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
 from metacoop.kernels.cells import apply_moves, decide_moves
-from metacoop.mechanisms.base import Mechanism, StepContext
+from metacoop.mechanisms.base import NO_FACTOR, Mechanism, StepContext
 
 
 class MovementParams(MechanismParams):
@@ -69,23 +74,42 @@ class Movement(Mechanism):
         }
 
     def step(self, ctx: StepContext) -> None:
+        n_clones = len(ctx.sim.clones)
         for site in ctx.sim.sites:
             c = site.cells
+            if c.n == 0:
+                continue
             p_diff, p_hapt = self.tables[site.name]
+            mods = site.modifiers
+            boost = mods.factor("motility", ctx)
+            cues, sens = mods.cue_arrays(ctx, site.lattice.n_points, n_clones)
             target = site.scratch_int(c.n)
             wanting = decide_moves(
                 c.n, c.uid, c.pos, c.clone, c.phen, c.state, c.flags, p_diff, p_hapt,
                 site.fields[self.params.ecm_field].flat, site.lattice.dims_array,
                 site.lattice.ndim, self.upwind, site.streams.key, self.stream, ctx.step, target,
+                NO_FACTOR if boost is None else boost, cues, sens,
             )
             if wanting:
                 apply_moves(c.n, c.pos, target, site.occ, site.capacity)
 
     @classmethod
     def check(cls, params: MovementParams, config) -> list[Problem]:
+        from metacoop.mechanisms import REGISTRY
+
         problems = []
         clones = config.clone_table()
         for site_name, site in config.sites().items():
+            boost, extra, adding = 1.0, np.zeros((len(clones), 2)), []
+            for name, mech in REGISTRY.items():
+                mp = getattr(config.mechanisms, name)
+                if mp.enabled and name != cls.name:
+                    b, s = mech.motility_terms(mp, config, site_name)
+                    boost *= b
+                    if s is not None:
+                        extra = extra + s
+                    if b != 1.0 or (s is not None and np.any(s)):
+                        adding.append(name)
             if params.ecm_field not in site.fields:
                 problems.append(Problem(
                     "mechanisms.movement.ecm_field", params.ecm_field,
@@ -94,13 +118,17 @@ class Movement(Mechanism):
                 continue
             ndim = len(site.lattice.shape)
             p_diff, p_hapt = move_probabilities(clones, config.dt_h, site.lattice.spacing_um)
+            p_cue = extra * config.dt_h / site.lattice.spacing_um**2
             for i, clone in enumerate(clones.names):
                 for j, phen in enumerate(("epithelial", "mesenchymal")):
-                    d, h = p_diff[i, j], p_hapt[i, j]
+                    d, h = p_diff[i, j] * boost, p_hapt[i, j] + p_cue[i, j]
                     where = f"clones.{clone}.diffusion_um2_per_h.{phen}"
                     if cls._unstable(params.scheme, ndim, d, h):
-                        problems.append(Problem(where, float(clones.diffusion_um2_per_h[i, j]),
-                                                cls._bound_text(params.scheme, ndim, d, h, config.dt_h)))
+                        text = cls._bound_text(params.scheme, ndim, d, h, config.dt_h)
+                        if adding:
+                            text += (f" (D and Phi here include what {', '.join(adding)} add at "
+                                     f"{site_name}: their largest motility factor and cue sensitivities)")
+                        problems.append(Problem(where, float(clones.diffusion_um2_per_h[i, j]), text))
         return problems
 
     @staticmethod

@@ -8,13 +8,14 @@ room the division waits (contact inhibition). The daughter inherits clone,
 phenotype, lineage and metastasis; its ``parent`` is the mother's uid.
 Only active cells cycle; cells of an avascular micrometastasis at its
 organ's ``avascular_max_cells`` wait until its angiogenic switch.
+``cycle_speed`` modifiers (a growth factor) speed up the clock at a point.
 """
 
 from __future__ import annotations
 
 from metacoop.core.schedule import Phase
 from metacoop.kernels.cells import advance_cycle, divide
-from metacoop.mechanisms.base import Mechanism, StepContext
+from metacoop.mechanisms.base import NO_FACTOR, Mechanism, StepContext
 
 
 class Proliferation(Mechanism):
@@ -36,7 +37,9 @@ class Proliferation(Mechanism):
         sim = ctx.sim
         for site in sim.sites:
             c = site.cells
-            due = advance_cycle(c.n, c.cycle_h, c.state, c.met, c.flags, site.met_room, ctx.dt_h)
+            speed = site.modifiers.factor("cycle_speed", ctx)
+            due = advance_cycle(c.n, c.cycle_h, c.state, c.met, c.flags, site.met_room, ctx.dt_h,
+                                c.pos, NO_FACTOR if speed is None else speed)
             if not due:
                 continue
             c.reserve(int(due))

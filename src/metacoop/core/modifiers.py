@@ -1,0 +1,126 @@
+"""Modifiers: how one mechanism changes the rates of another without branching on it.
+
+Cooperation works through the microenvironment: degraded ECM makes every
+nearby cell more motile, a growth factor speeds up every nearby cell's cycle,
+a niche raises arrest and extravasation. Each such effect is a *modifier*
+that the cooperating mechanism registers on a site when it binds; the rule it
+modifies (movement, proliferation, arrest, ...) multiplies the registered
+factors in. A mechanism switched off registers nothing, so the rule runs
+exactly as without it, and its random draws are untouched.
+
+Kinds of per-point factors (arrays over the lattice, flat, float64; each
+factor must be >= 0):
+
+``motility``       multiplies the random motility ``D`` of cells at a point
+``cycle_speed``    multiplies the speed of the cell-cycle clock at a point
+``arrest``         multiplies the arrest hazard of a CTC arriving at a vessel point
+``extravasation``  multiplies the extravasation hazard of an arrested cell
+``death``          multiplies the death hazard of arrested and dormant cells
+``angiogenesis``   multiplies a metastasis' angiogenic-switch hazard (at its cells)
+
+Besides factors, a site holds *cues* (per-point signals in [0, 1] that cells
+climb, with a sensitivity per clone and phenotype), *doorways* (normal vessel
+points that epithelial cells may enter too), *escorts* (rules adding cells to
+a group entering a vessel) and *gates* (whether intravasation is open now).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Kinds of per-point multiplicative factors a mechanism may register.
+FACTOR_KINDS = ("motility", "cycle_speed", "arrest", "extravasation", "death", "angiogenesis")
+
+#: A per-point provider: called with the step context, returns a flat float64 array over the lattice.
+PointProvider = Callable[[object], np.ndarray]
+
+
+@dataclass
+class Cue:
+    """A signal cells climb: moves up its gradient are more likely.
+
+    Attributes:
+        name: the registering mechanism and signal, for descriptions.
+        values: provider of the signal per point, each in [0, 1].
+        sensitivity: per-step probability scale ``[clone, phenotype]``: the
+            probability of moving to a neighbour rises by ``sensitivity * g``
+            with ``g = max(0, s_neighbour - s_here)``.
+    """
+
+    name: str
+    values: PointProvider
+    sensitivity: np.ndarray
+
+
+@dataclass
+class Modifiers:
+    """The modifiers registered on one site (see the module docstring)."""
+
+    factors: dict[str, list[tuple[str, PointProvider]]] = field(
+        default_factory=lambda: {k: [] for k in FACTOR_KINDS})
+    cues: list[Cue] = field(default_factory=list)
+    doorways: list[tuple[str, PointProvider]] = field(default_factory=list)
+    escorts: list[tuple[str, Callable]] = field(default_factory=list)
+    gates: list[tuple[str, Callable[[float], bool]]] = field(default_factory=list)
+
+    def add_factor(self, kind: str, name: str, provider: PointProvider) -> None:
+        """Register a per-point factor of ``kind`` (one of :data:`FACTOR_KINDS`)."""
+        if kind not in self.factors:
+            raise ValueError(f"unknown modifier kind {kind!r}; kinds: {', '.join(FACTOR_KINDS)}")
+        self.factors[kind].append((name, provider))
+
+    def factor(self, kind: str, ctx) -> np.ndarray | None:
+        """The product of every factor of ``kind`` per point, or ``None`` when none is registered."""
+        providers = self.factors[kind]
+        if not providers:
+            return None
+        out = np.array(providers[0][1](ctx), dtype=np.float64, copy=True)
+        for _, p in providers[1:]:
+            out *= p(ctx)
+        return out
+
+    def cue_arrays(self, ctx, n_points: int, n_clones: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stacked cue values ``(k, n_points)`` and sensitivities ``(k, n_clones, 2)`` for kernels."""
+        k = len(self.cues)
+        values = np.empty((k, n_points))
+        sens = np.empty((k, n_clones, 2))
+        for i, cue in enumerate(self.cues):
+            values[i] = cue.values(ctx)
+            sens[i] = cue.sensitivity
+        return values, sens
+
+    def doorway_mask(self, ctx, n_points: int) -> np.ndarray:
+        """Per point, 1 where some mechanism opens a normal vessel point to epithelial cells."""
+        if not self.doorways:
+            return np.zeros(0, np.uint8)
+        out = np.zeros(n_points, np.uint8)
+        for _, p in self.doorways:
+            out |= p(ctx).astype(np.uint8)
+        return out
+
+    def open(self, time_h: float) -> bool:
+        """Whether every registered gate lets cells intravasate at ``time_h``."""
+        return all(g(time_h) for _, g in self.gates)
+
+
+def hazard_scaled(p: np.ndarray, factor: np.ndarray | None) -> np.ndarray:
+    """Per-step probability ``p`` of a constant hazard, with the hazard multiplied by ``factor``.
+
+    ``1 - (1 - p)**factor``; where ``factor`` is exactly 1 (or no factor is
+    given) ``p`` is returned unchanged, bit for bit, so a modifier of zero
+    strength changes nothing.
+    """
+    if factor is None:
+        return p
+    p = np.broadcast_to(np.asarray(p, np.float64), factor.shape).copy()
+    scaled = factor != 1.0
+    if scaled.any():
+        f, q = factor[scaled], p[scaled]
+        with np.errstate(divide="ignore"):
+            out = -np.expm1(f * np.log1p(-q))
+        out[q >= 1.0] = np.where(f[q >= 1.0] > 0, 1.0, 0.0)
+        p[scaled] = out
+    return p

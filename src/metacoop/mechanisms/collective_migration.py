@@ -1,0 +1,166 @@
+"""Collective migration: leaders open tracks, followers use them, groups detach together.
+
+Leader cells are the mesenchymal cells of clones with ``leader = true``
+(high protease, high motility). Leaders degrade the ECM as every cell does
+(``ecm_degradation``) and mark where they are with a short-range signal
+(``leader_field``, secreted at ``leader_signal_per_h``). Every other cell is
+a follower: besides its own diffusion and haptotaxis it climbs two cues,
+
+* tracks: ``1 - w`` (degraded ECM), sensitivity ``track_following_um2_per_h``;
+* leaders: the signal's receptor occupancy ``s / (K + s)``, sensitivity
+  ``leader_attraction_um2_per_h``.
+
+Groups detach together: when cells enter a vessel point, each active cell on
+a neighbouring point joins their CTC with probability ``escort_probability``
+times its clone's cohesion, so clusters leave through vessels as groups.
+Tracks persist and refill slowly: the ECM relaxes back towards its initial
+density at ``track_recovery_per_h``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import Field
+
+from metacoop.config.base import MechanismParams, NonNegative, Positive, Probability, RatePerHour
+from metacoop.core.modifiers import Cue
+from metacoop.core.schedule import Phase
+from metacoop.core.state import ACTIVE
+from metacoop.errors import Problem
+from metacoop.kernels.cells import DEAD, scatter_add
+from metacoop.kernels.random import uniforms
+from metacoop.mechanisms.base import Mechanism, StepContext
+
+
+class CollectiveParams(MechanismParams):
+    """Parameters of :class:`CollectiveMigration`."""
+
+    enabled: bool = Field(False, description="include this mechanism in the schedule")
+    ecm_field: str = Field("ecm", description="ECM field whose degraded tracks followers use")
+    leader_field: str = Field("leader_signal", description="field of the leaders' short-range signal")
+    leader_signal_per_h: NonNegative = Field(
+        0.5, description="signal secreted per leader cell, normalised concentration per h"
+    )
+    leader_half_saturation: Positive = Field(0.05, description="signal giving half receptor occupancy")
+    track_following_um2_per_h: NonNegative = Field(
+        60.0, description="followers' sensitivity to degraded-ECM tracks, µm²/h per unit track depth "
+        "(same order as haptotaxis; assumption)",
+    )
+    leader_attraction_um2_per_h: NonNegative = Field(
+        60.0, description="followers' sensitivity to the leader signal, µm²/h per unit occupancy (assumption)"
+    )
+    escort_probability: Probability = Field(
+        0.5, description="probability that a cell next to a vessel point cells are entering joins "
+        "them, times its clone's cohesion",
+    )
+    track_recovery_per_h: RatePerHour = Field(
+        0.002, description="rate at which degraded ECM relaxes back to its initial density, 1/h "
+        "(tracks last weeks; assumption)",
+    )
+
+
+class CollectiveMigration(Mechanism):
+    """Leader signal, follower cues, escorts at intravasation and track recovery."""
+
+    name = "collective_migration"
+    phase = Phase.CELL_RULES
+    order = 28
+    Params = CollectiveParams
+    summary = (
+        "mesenchymal cells of leader clones open ECM tracks and emit a short-range signal; other "
+        "cells climb tracks (1 - ECM) and the signal; cells next to a vessel point that cells "
+        "enter join them with escort_probability * cohesion, so groups leave together"
+    )
+    sources = (
+        "Friedl et al. 1995 Cancer Res 55:4557 (coordinated cluster migration)",
+        "Gaggioli et al. 2007 Nat Cell Biol 9:1392 (leader cells make tracks for followers)",
+        "Cheung et al. 2013 Cell 155:1639 (leader cells in collective invasion)",
+    )
+
+    @classmethod
+    def site_fields(cls, params: CollectiveParams) -> dict[str, dict[str, dict]]:
+        return {"primary": {params.leader_field: {
+            "description": "short-range signal of leader cells, normalised",
+            "diffusion_um2_per_h": 360.0, "decay_per_h": 0.5}}}
+
+    @classmethod
+    def motility_terms(cls, params: CollectiveParams, config, site: str):
+        if site != "primary":
+            return 1.0, None
+        follow = params.track_following_um2_per_h + params.leader_attraction_um2_per_h
+        return 1.0, np.full((len(config.clones), 2), follow)
+
+    def bind(self, sim) -> None:
+        p = self.params
+        clones = sim.clones
+        leader = np.zeros((len(clones), 2), bool)
+        leader[:, 1] = clones.leader
+        f = sim.dt_h
+        self.secretion = np.where(leader, p.leader_signal_per_h * f, 0.0)
+        self.active = bool(self.secretion.any())
+        self.recover = -math.expm1(-p.track_recovery_per_h * sim.dt_h)
+        self.cohesion = clones.cohesion
+        self.sites = [sim.primary] if sim.primary is not None else []
+        self.initial_ecm = {}
+        for site in self.sites:
+            scale = sim.dt_h / site.lattice.spacing_um**2
+            ecm = site.fields[p.ecm_field]
+            signal = site.fields[p.leader_field]
+            self.initial_ecm[site.name] = ecm.flat.copy()
+
+            def track(ctx, ecm=ecm):
+                return np.clip(1.0 - ecm.flat, 0.0, 1.0)
+
+            def occupancy(ctx, signal=signal):
+                s = signal.flat
+                return s / (p.leader_half_saturation + s)
+
+            site.modifiers.cues.append(Cue(f"{self.name}.tracks", track,
+                                           np.where(leader, 0.0, p.track_following_um2_per_h * scale)))
+            site.modifiers.cues.append(Cue(f"{self.name}.leaders", occupancy,
+                                           np.where(leader, 0.0, p.leader_attraction_um2_per_h * scale)))
+            site.modifiers.escorts.append((self.name, self.escort))
+
+    def step(self, ctx: StepContext) -> None:
+        p = self.params
+        for site in self.sites:
+            if self.recover > 0:
+                w = site.fields[p.ecm_field].flat
+                w += (self.initial_ecm[site.name] - w) * self.recover
+            c = site.cells
+            if self.active and c.n:
+                f = site.fields[p.leader_field]
+                f.zero = False
+                scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, self.secretion, f.flat_deltas)
+
+    def escort(self, ctx: StepContext, site, leaving: np.ndarray, group_point: np.ndarray) -> None:
+        """Add cells next to an entering group to it (in place: ``leaving`` and ``group_point``)."""
+        c = site.cells
+        entry = np.unique(group_point[leaving])
+        if entry.size == 0 or self.params.escort_probability == 0.0:
+            return
+        near = np.full(site.lattice.n_points, -1, np.int64)
+        nb = site.lattice.neighbours(entry)
+        for d in range(nb.shape[1] - 1, -1, -1):  # the first neighbour direction wins ties
+            ok = nb[:, d] >= 0
+            near[nb[ok, d]] = entry[ok]
+        near[entry] = -1  # cells on the vessel point itself decided already
+        pos = c.pos[: c.n]
+        cand = np.flatnonzero((near[pos] >= 0) & ~leaving & (c.state[: c.n] == ACTIVE)
+                              & ((c.flags[: c.n] & DEAD) == 0))
+        if cand.size == 0:
+            return
+        u = uniforms(site.streams.key, self.stream, ctx.step, c.uid[cand], 0, np.empty(cand.size))
+        go = cand[u < self.params.escort_probability * self.cohesion[c.clone[cand]]]
+        leaving[go] = True
+        group_point[go] = near[pos[go]]
+
+    @classmethod
+    def check(cls, params: CollectiveParams, config) -> list[Problem]:
+        problems = []
+        if config.primary is not None and params.ecm_field not in config.primary.fields:
+            problems.append(Problem(f"mechanisms.{cls.name}.ecm_field", params.ecm_field,
+                                    f"must name a field of primary: {', '.join(config.primary.fields)}"))
+        return problems

@@ -1,0 +1,117 @@
+"""Vessel disruption: sustained protease activity and tumour pressure rupture normal vessels.
+
+Each normal blood-vessel point of a site that sheds cells carries a damage
+level ``D`` in [0, 1] that relaxes towards the local stimulus
+``s = (1 - pressure_weight) * m / (K + m) + pressure_weight * crowding`` with
+time constant ``memory_h`` (so only *sustained* activity counts), where
+``m`` is the MMP-2 concentration at the point and ``crowding`` the cells on
+the point and its neighbours over their capacity. A damaged point ruptures at
+hazard ``rupture_rate_per_h * D``; a ruptured point lets epithelial cells and
+whole groups in ("pushed" rather than "crawled"). Points ruptured this way
+are repaired at ``repair_rate_per_h``, so the conditioning of the route
+decays between shedding waves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import Field
+
+from metacoop.config.base import MechanismParams, Positive, Probability, RatePerHour
+from metacoop.core.schedule import Phase
+from metacoop.core.vessels import NORMAL_VESSEL, RUPTURED_VESSEL
+from metacoop.errors import Problem
+from metacoop.kernels.random import uniforms
+from metacoop.mechanisms.base import Mechanism, StepContext
+
+
+class DisruptionParams(MechanismParams):
+    """Parameters of :class:`VesselDisruption`."""
+
+    enabled: bool = Field(False, description="include this mechanism in the schedule")
+    mmp2_field: str = Field("mmp2", description="protease field (normalised concentration)")
+    mmp2_half_saturation: Positive = Field(0.02, description="MMP-2 giving half the protease stimulus, normalised")
+    pressure_weight: Probability = Field(
+        0.5, description="share of the stimulus due to crowding (tumour pressure), dimensionless"
+    )
+    memory_h: Positive = Field(24.0, description="time constant over which damage follows the stimulus, h")
+    rupture_rate_per_h: RatePerHour = Field(
+        0.02, description="hazard of rupture of a fully damaged vessel point, 1/h (assumption)"
+    )
+    repair_rate_per_h: RatePerHour = Field(
+        0.01, description="hazard that a point ruptured by this mechanism is repaired, 1/h "
+        "(about 4 days; assumption)",
+    )
+
+
+class VesselDisruption(Mechanism):
+    """Damage, rupture and repair of normal vessel points."""
+
+    name = "vessel_disruption"
+    phase = Phase.INTRAVASATION
+    order = 5
+    Params = DisruptionParams
+    summary = (
+        "normal vessel points exposed to sustained MMP-2 and crowding accumulate damage (time "
+        "constant memory_h) and rupture at rupture_rate_per_h * damage, letting epithelial cells "
+        "and groups in; disrupted points are repaired at repair_rate_per_h"
+    )
+    sources = (
+        "Bidard et al. 2008 Cancer Metastasis Rev 27:5 (vessel disruption; 'pushed' intravasation)",
+        "Sugino et al. 2002 Am J Pathol 160:1973 (intravasation of cancer-cell clusters)",
+    )
+
+    def bind(self, sim) -> None:
+        self.sites = [s for s in sim.sites if s.allows_intravasation]
+        self.points = {}
+        self.damage = {}
+        self.disrupted = {}
+        for site in self.sites:
+            pts = site.blood_points
+            self.points[site.name] = pts
+            self.damage[site.name] = np.zeros(pts.size)
+            self.disrupted[site.name] = np.zeros(pts.size, bool)
+        p = self.params
+        self.relax = -math.expm1(-sim.dt_h / p.memory_h)
+
+    def step(self, ctx: StepContext) -> None:
+        p = self.params
+        t = ctx.time_h + ctx.dt_h
+        for site in self.sites:
+            pts = self.points[site.name]
+            if pts.size == 0:
+                continue
+            m = site.fields[p.mmp2_field].flat[pts]
+            nb = site.lattice.neighbours(pts)
+            occ = site.occ[pts].astype(np.float64) + np.where(nb >= 0, site.occ[np.maximum(nb, 0)], 0).sum(axis=1)
+            crowding = occ / (site.capacity * (1 + (nb >= 0).sum(axis=1)))
+            stimulus = (1.0 - p.pressure_weight) * m / (p.mmp2_half_saturation + m) + p.pressure_weight * crowding
+            damage = self.damage[site.name]
+            damage += (stimulus - damage) * self.relax
+            disrupted = self.disrupted[site.name]
+            u = uniforms(site.streams.key, self.stream, ctx.step, pts, 0, np.empty(pts.size))
+            normal = site.vessel[pts] == NORMAL_VESSEL
+            rupture = normal & (u < -np.expm1(-p.rupture_rate_per_h * damage * ctx.dt_h))
+            repair = disrupted & (site.vessel[pts] == RUPTURED_VESSEL) & (
+                u < -math.expm1(-p.repair_rate_per_h * ctx.dt_h))
+            for kind, sel, code in (("vessel_rupture", rupture, RUPTURED_VESSEL),
+                                    ("vessel_repair", repair, NORMAL_VESSEL)):
+                if not sel.any():
+                    continue
+                site.vessel[pts[sel]] = code
+                disrupted[sel] = code == RUPTURED_VESSEL
+                x, y, z = site.lattice.coords(pts[sel])
+                for j in range(int(sel.sum())):
+                    ctx.sim.events.append({"time_h": t, "step": ctx.step, "event": kind,
+                                           "compartment": site.name, "x": int(x[j]), "y": int(y[j]),
+                                           "z": int(z[j])})
+
+    @classmethod
+    def check(cls, params: DisruptionParams, config) -> list[Problem]:
+        return [
+            Problem(f"mechanisms.{cls.name}.mmp2_field", params.mmp2_field,
+                    f"must name a field of {name}: {', '.join(site.fields) or 'none defined'}")
+            for name, site in config.sites().items() if params.mmp2_field not in site.fields
+        ]
