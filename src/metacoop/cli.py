@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from metacoop.errors import InputError, SimulationError
+from metacoop.errors import InputError, Problem, SimulationError
 
 STATUS_COLUMNS = ("dormant", "solitary", "micro", "macro", "extinct")
 
@@ -84,6 +84,31 @@ def config_cmd(scenario: ScenarioArg = None, set_: SetOpt = None, seed: SeedOpt 
     with friendly_errors():
         cfg = load_scenario(scenario, set_ or [], seed=seed)
         sys.stdout.write(to_toml(cfg))
+
+
+@app.command()
+def describe(
+    scenario: ScenarioArg = None,
+    set_: SetOpt = None,
+    odd: Annotated[bool, typer.Option("--odd", help="write the scenario as an ODD protocol (Markdown)")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of the terminal")] = None,
+) -> None:
+    """Print the resolved schedule and every enabled mechanism, or an ODD protocol with --odd."""
+    from metacoop.config.loader import load_scenario
+    from metacoop.describe import describe_scenario, odd_protocol
+    from metacoop.io.atomic import atomic_write_bytes
+
+    with friendly_errors():
+        cfg = load_scenario(scenario, set_ or [])
+        text = odd_protocol(cfg) if odd else describe_scenario(cfg) + "\n"
+        if out is None:
+            sys.stdout.write(text)
+            return
+        try:
+            atomic_write_bytes(Path(out), text.encode("utf-8"))
+        except OSError as exc:
+            raise InputError([Problem("--out", str(out), f"cannot be written: {exc.strerror or exc}")]) from None
+    out_console.print(f"Written to {out}", highlight=False, markup=False)
 
 
 def default_out_dir(name: str, seed: int) -> Path:
@@ -202,9 +227,27 @@ def _summary(result) -> None:
             table.add_row(escape(str(organ)), str(len(grp)), *(str(counts.get(s, 0)) for s in STATUS_COLUMNS),
                           str(int(grp["founded_by_cluster"].sum())))
         err_console.print(table)
+        _clone_shares(result)
     ev = result.events["event"].value_counts() if len(result.events) else {}
     err_console.print(f"{ev.get('intravasation', 0)} intravasations, {ev.get('arrest', 0)} arrests; "
                       f"wall time {result.manifest['wall_s']:.1f} s", highlight=False)
+
+
+def _clone_shares(result) -> None:
+    """Print which clones the metastases hold: the class action's outcome."""
+    from metacoop.observables import clone_shares
+
+    shares = clone_shares(result)
+    table = Table("clone", "metastases", "fraction", "cells", "share", "founded", "joined", box=None,
+                  header_style="bold",
+                  title="clones in metastases: metastases holding the clone (fraction of all), its "
+                  "cells in them (share of all), metastases it founded or joined",
+                  title_justify="left", title_style="")
+    for name, s in shares.items():
+        table.add_row(escape(name), f"{s['metastases_with']:.0f}", f"{s['fraction_with']:.2f}",
+                      f"{s['cells']:,.0f}", f"{s['share_of_cells']:.3f}", f"{s['founded']:.0f}",
+                      f"{s['joined']:.0f}")
+    err_console.print(table)
 
 
 def main() -> None:

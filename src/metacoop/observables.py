@@ -83,3 +83,38 @@ def _sizes_at(sizes, t: float):
         return sizes.groupby("met_id")["cells"].sum()
     at = sizes[sizes["time_h"] == _nearest(times, t)]
     return at.groupby("met_id")["cells"].sum()
+
+
+def clone_shares(result: Result) -> dict[str, dict[str, float]]:
+    """Where each clone ends up in the metastases at the end of a run (the class action's outcome).
+
+    Returns, per clone name:
+
+    * ``metastases_with``: metastases holding at least one live cell of the clone
+      (founders still arrested count; extinct metastases do not);
+    * ``fraction_with``: that count over the metastases holding any live cell;
+    * ``cells``: the clone's cells in metastases;
+    * ``share_of_cells``: that count over all cells in metastases;
+    * ``founded``: metastases the clone helped found (a founder of the clone);
+    * ``joined``: metastases the clone joined later (a joiner of the clone).
+    """
+    import json
+
+    mets = result.metastases
+    names = [c.name for c in result.config.clones]
+    comps = [json.loads(c) if isinstance(c, str) else {} for c in mets["composition"]] if len(mets) else []
+    alive = [c for c in comps if sum(c.values()) > 0]
+    total_cells = sum(sum(c.values()) for c in alive)
+    out = {}
+    for name in names:
+        with_clone = sum(1 for c in alive if c.get(name, 0) > 0)
+        cells = sum(c.get(name, 0) for c in alive)
+        out[name] = {
+            "metastases_with": float(with_clone),
+            "fraction_with": with_clone / len(alive) if alive else 0.0,
+            "cells": float(cells),
+            "share_of_cells": cells / total_cells if total_cells else 0.0,
+            "founded": float(sum(name in list(f) for f in mets["founder_clones"])) if len(mets) else 0.0,
+            "joined": float(sum(name in list(j) for j in mets["joiner_clones"])) if len(mets) else 0.0,
+        }
+    return out

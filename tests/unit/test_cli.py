@@ -200,6 +200,31 @@ def _case_absurd_duration(tmp):
             ["1e+308"], False)
 
 
+def _case_unknown_mechanism(tmp):
+    return (["run", "classaction", "--set", "mechanisms.nich.enabled=true"],
+            ["mechanisms.nich = ", "unknown key", "niche", "adhesion_induction", "collective_migration"])
+
+
+def _case_parameter_of_another_mechanism(tmp):
+    return (["run", "classaction", "--set", "mechanisms.niche.escort_probability=0.5"],
+            ["mechanisms.niche.escort_probability = 0.5", "unknown key", "vegfr1_blockade", "tropism"])
+
+
+def _case_tropism_unknown_organ(tmp):
+    return (["run", "classaction", "--set", "mechanisms.niche.tropism={brain=1.0}"],
+            ["mechanisms.niche.tropism.brain = 1.0", "no organ is called 'brain'", "lung", "liver"])
+
+
+def _case_wave_ends_before_it_starts(tmp):
+    return (["run", "classaction", "--set", "mechanisms.shedding_waves.waves_h=[[5.0,1.0]]"],
+            ["mechanisms.shedding_waves.waves_h.0 = [5.0, 1.0]", "end > start"])
+
+
+def _case_describe_unknown_mechanism(tmp):
+    return (["describe", "classaction", "--set", "mechanisms.paracrin.enabled=false"],
+            ["mechanisms.paracrin = ", "unknown key", "paracrine"])
+
+
 CASES = {name[len("_case_"):]: fn for name, fn in sorted(globals().items()) if name.startswith("_case_")}
 
 

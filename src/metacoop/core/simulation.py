@@ -40,6 +40,19 @@ from metacoop.mechanisms import REGISTRY, Mechanism, StepContext
 from metacoop.observers.recorder import Recorder
 
 
+#: The engine's own tasks in the schedule: (phase, order, name, what it does).
+ENGINE_TASKS = (
+    (Phase.FIELDS, 0, "fields", "every field applies last step's sources, then diffuses and decays"),
+    (Phase.RESOLVE, 0, "resolve", "cells whose death was requested this step are removed"),
+    (Phase.CIRCULATION, 0, "inject", "scheduled injections put cells into the blood"),
+    (Phase.CIRCULATION, 5, "transit", "CTCs travel towards their next capillary bed"),
+    (Phase.ARREST, 0, "arrivals", "CTCs reaching an organ's capillary bed are counted"),
+    (Phase.ARREST, 100, "pass_through", "CTCs that did not arrest pass on along the organ's drainage"),
+    (Phase.ORGANS, 25, "metastases", "metastasis sizes and statuses are brought up to date"),
+    (Phase.SYSTEMIC, 0, "systemic", "systemic factor levels follow the primary burden"),
+)
+
+
 @dataclass(frozen=True)
 class Progress:
     """What a progress callback is told.
@@ -97,16 +110,8 @@ class Simulation:
             for name, mech in REGISTRY.items()
             if (params := getattr(config.mechanisms, name)).enabled
         ]
-        slots = [
-            Slot(Phase.FIELDS, 0, "fields", 1, self._solve_fields),
-            Slot(Phase.RESOLVE, 0, "resolve", 1, self._resolve),
-            Slot(Phase.CIRCULATION, 0, "inject", 1, self._inject),
-            Slot(Phase.CIRCULATION, 5, "transit", 1, self._transit),
-            Slot(Phase.ARREST, 0, "arrivals", 1, self._arrivals),
-            Slot(Phase.ARREST, 100, "pass_through", 1, self._pass_through),
-            Slot(Phase.ORGANS, 25, "metastases", 1, self._update_metastases),
-            Slot(Phase.SYSTEMIC, 0, "systemic", 1, self._systemic),
-        ]
+        slots = [Slot(phase, order, name, 1, getattr(self, f"_{name}_task"))
+                 for phase, order, name, _ in ENGINE_TASKS]
         slots += [Slot(m.phase, m.order, m.name, 1, m.step) for m in self.mechanisms]
         self.plan = build_plan(slots)
         self.recorder = Recorder(self)
@@ -216,16 +221,16 @@ class Simulation:
                 )
 
     # -- engine tasks -------------------------------------------------------
-    def _solve_fields(self, ctx: StepContext) -> None:
+    def _fields_task(self, ctx: StepContext) -> None:
         for site in self.sites:
             for name, f in site.fields.items():
                 site.solvers[name].step(f)
 
-    def _resolve(self, ctx: StepContext) -> None:
+    def _resolve_task(self, ctx: StepContext) -> None:
         for site in self.sites:
             site.resolve_deaths()
 
-    def _inject(self, ctx: StepContext) -> None:
+    def _inject_task(self, ctx: StepContext) -> None:
         for inj in self.config.injections:
             if round(inj.time_h / self.dt_h) != ctx.step:
                 continue
@@ -263,10 +268,10 @@ class Simulation:
             "composition": _json({self.clones.names[i]: int(v) for i, v in enumerate(per) if v}),
         })
 
-    def _transit(self, ctx: StepContext) -> None:
+    def _transit_task(self, ctx: StepContext) -> None:
         self.circulation.advance(ctx.time_h, ctx.dt_h)
 
-    def _arrivals(self, ctx: StepContext) -> None:
+    def _arrivals_task(self, ctx: StepContext) -> None:
         circ = self.circulation
         slots = circ.arrived()
         if slots.size == 0:
@@ -278,7 +283,7 @@ class Simulation:
         for organ in self.organs:
             organ.count("arrived", clone[organ_of_cell == organ.organ_index])
 
-    def _pass_through(self, ctx: StepContext) -> None:
+    def _pass_through_task(self, ctx: StepContext) -> None:
         circ = self.circulation
         slots = circ.arrived()
         if slots.size == 0:
@@ -286,7 +291,7 @@ class Simulation:
         drains = np.array([circ.route_index(o.organ.drains_to) for o in self.organs], np.int16)
         circ.reroute(slots, drains[circ.ctcs.dest[slots]], ctx.step)
 
-    def _update_metastases(self, ctx: StepContext) -> None:
+    def _metastases_task(self, ctx: StepContext) -> None:
         reg = self.metastases
         if reg.n == 0:
             return
@@ -303,7 +308,7 @@ class Simulation:
             room[avascular] = cap - reg.size[: reg.n][avascular]
             organ.met_room = room
 
-    def _systemic(self, ctx: StepContext) -> None:
+    def _systemic_task(self, ctx: StepContext) -> None:
         circ = self.circulation
         if not circ.levels:
             return

@@ -96,11 +96,18 @@ class Mechanism(ABC):
 
     def describe(self) -> str:
         """Plain-English description with parameters (units in their names) and sources."""
-        lines = [f"{self.name}: {self.summary}"]
-        for key, value in self.params.model_dump().items():
+        return self.description(self.params)
+
+    @classmethod
+    def description(cls, params: MechanismParams) -> str:
+        """What :meth:`describe` prints, for given parameters (no simulation needed)."""
+        lines = [f"{cls.name}: {cls.summary}"]
+        fields = type(params).model_fields
+        for key, value in params.model_dump().items():
             if key != "enabled":
-                lines.append(f"    {key} = {value!r}")
-        for src in self.sources:
+                unit = fields[key].description or ""
+                lines.append(f"    {key} = {value!r}" + (f"  ({unit})" if unit else ""))
+        for src in cls.sources:
             lines.append(f"    source: {src}")
         return "\n".join(lines)
 
