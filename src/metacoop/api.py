@@ -62,6 +62,7 @@ def simulate(
             "metastases": metastases_table(sim.metastases_rows()),
             "metastasis_sizes": sim.recorder.metastasis_sizes(),
             "funnel": funnel(timeseries, [o.name for o in sim.organs], config.output.funnel_times_h),
+            "clones": sim.clones_table(),
         }
         fields = sim.recorder.fields()
         manifest.update({

@@ -213,8 +213,11 @@ def _summary(result) -> None:
     last = ts[ts["time_h"] == ts["time_h"].max()]
     table = Table("compartment", "clone", "epithelial", "mesenchymal", box=None, header_style="bold")
     cells = last[last["quantity"] == "cells"]
+    configured = {c.name for c in result.config.clones}
     for (comp, clone), grp in cells.groupby(["compartment", "clone"], sort=False, observed=True):
         by = dict(zip(grp["phenotype"], grp["value"], strict=True))
+        if not any(by.values()) and clone not in configured:
+            continue  # a clone created during the run with no cells here
         table.add_row(escape(str(comp)), escape(str(clone)), f"{by.get('epithelial', 0):,.0f}",
                       f"{by.get('mesenchymal', 0):,.0f}")
     err_console.print(table)
@@ -243,7 +246,10 @@ def _clone_shares(result) -> None:
                   title="clones in metastases: metastases holding the clone (fraction of all), its "
                   "cells in them (share of all), metastases it founded or joined",
                   title_justify="left", title_style="")
+    configured = {c.name for c in result.config.clones}
     for name, s in shares.items():
+        if name not in configured and not s["metastases_with"]:
+            continue
         table.add_row(escape(name), f"{s['metastases_with']:.0f}", f"{s['fraction_with']:.2f}",
                       f"{s['cells']:,.0f}", f"{s['share_of_cells']:.3f}", f"{s['founded']:.0f}",
                       f"{s['joined']:.0f}")

@@ -101,7 +101,7 @@ def clone_shares(result: Result) -> dict[str, dict[str, float]]:
     import json
 
     mets = result.metastases
-    names = [c.name for c in result.config.clones]
+    names = list(result.clones["clone"]) if len(result.clones) else [c.name for c in result.config.clones]
     comps = [json.loads(c) if isinstance(c, str) else {} for c in mets["composition"]] if len(mets) else []
     alive = [c for c in comps if sum(c.values()) > 0]
     total_cells = sum(sum(c.values()) for c in alive)

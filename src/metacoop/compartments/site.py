@@ -129,7 +129,7 @@ class Site:
             region = order[dist[order] <= init.radius_um]
         slots = np.repeat(region, self.capacity)
         pos = np.sort(rng.choice(slots, size=k, replace=False))
-        clone = np.repeat(np.arange(len(clones), dtype=np.int16),
+        clone = np.repeat(np.arange(clones.n_existing, dtype=np.int16),
                           exact_counts(fractions_of(init.clone_fractions, clones), k))
         rng.shuffle(clone)
         phen = np.zeros(k, np.int8)
@@ -267,7 +267,7 @@ class Site:
 def fractions_of(fractions: dict[str, float], clones: CloneTable) -> np.ndarray:
     """Fractions per clone row from a name -> fraction table (empty: all of the first clone)."""
     if not fractions:
-        out = np.zeros(len(clones))
+        out = np.zeros(clones.n_existing)
         out[0] = 1.0
         return out
     return np.array([fractions.get(name, 0.0) for name in clones.names])

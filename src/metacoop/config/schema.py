@@ -381,5 +381,7 @@ class SimulationConfig(StrictModel):
         return out
 
     def clone_table(self) -> CloneTable:
-        """The clone trait table as arrays."""
-        return CloneTable.from_config(self.clones)
+        """The clone trait table as arrays, with room for the clones diversification may create."""
+        div = getattr(self.mechanisms, "diversification", None)
+        extra = div.max_new_clones if div is not None and div.enabled else 0
+        return CloneTable.from_config(self.clones, capacity=len(self.clones) + extra)

@@ -17,7 +17,7 @@ with ``lambda = ln 2 / doubling_time_h``. The population then grows as
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -33,9 +33,28 @@ def cycle_gamma(doubling_time_h: float, cycle_cv: float) -> tuple[float, float]:
     return (k, math.expm1(math.log(2.0) / k) / lam)
 
 
-@dataclass(frozen=True)
+#: Traits that phenotypic diversification may vary, with how they vary: ``rate`` traits
+#: (non-negative) are multiplied by a log-normal factor, ``probability`` traits are shifted on
+#: the logit scale. Per-phenotype traits vary by one factor for both phenotypes. Motility
+#: traits (diffusion, haptotaxis, chemotaxis) do not vary: the movement rule's stability was
+#: checked for the scenario's clones before the run.
+VARIABLE_TRAITS = {
+    "doubling_time_h": "rate", "death_rate_per_h": "rate", "mmp2_secretion_per_h": "rate",
+    "mt1mmp_degradation_per_h": "rate", "emt_rate_per_h": "rate", "met_rate_per_h": "rate",
+    "extravasation_competence": "rate", "dormant_death_rate_per_h": "rate", "wake_rate_per_h": "rate",
+    "gf_secretion_per_h": "rate", "csf1_secretion_per_h": "rate", "eselectin_induction": "rate",
+    "anoikis_resistance": "probability", "cohesion": "probability", "dormancy_probability": "probability",
+}
+
+
+@dataclass
 class CloneTable:
-    """Traits of every clone as arrays.
+    """Traits of every clone as arrays, with room for clones created during the run.
+
+    Rows ``0..len(names)-1`` are the clones that exist; the arrays have
+    ``len(table)`` rows (the capacity), so kernels and per-clone counters can
+    index clones created later by phenotypic diversification without
+    reallocation. Unused rows are zero.
 
     Attributes:
         names: clone names, row order.
@@ -49,9 +68,12 @@ class CloneTable:
         eselectin_induction: float64 ``[clone]``.
         egf_chemotaxis_um2_per_h: float64 ``[clone, phenotype]``.
         leader: bool ``[clone]``.
+        cycle_cv: coefficient of variation of cycle durations ``[clone]``.
+        parent: the clone each clone arose from, -1 for the scenario's clones ``[clone]``.
+        created_h: time each clone arose, h (0 for the scenario's clones) ``[clone]``.
     """
 
-    names: tuple[str, ...]
+    names: list[str]
     doubling_time_h: np.ndarray
     cycle_shape: np.ndarray
     cycle_scale_h: np.ndarray
@@ -73,10 +95,13 @@ class CloneTable:
     csf1_secretion_per_h: np.ndarray
     egf_chemotaxis_um2_per_h: np.ndarray
     eselectin_induction: np.ndarray
+    cycle_cv: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    parent: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    created_h: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
-    def from_config(cls, clones) -> CloneTable:
-        """Build the table from the ``clones`` list of a scenario."""
+    def from_config(cls, clones, capacity: int | None = None) -> CloneTable:
+        """Build the table from the ``clones`` list of a scenario, with room for ``capacity`` clones."""
 
         def per_phen(attr: str) -> np.ndarray:
             return np.array([getattr(c, attr).as_tuple() for c in clones], dtype=np.float64)
@@ -90,8 +115,8 @@ class CloneTable:
         for i, c in enumerate(clones):
             for j in range(2):
                 shape[i, j], scale[i, j] = cycle_gamma(td[i, j], c.cycle_cv)
-        return cls(
-            names=tuple(c.name for c in clones),
+        table = cls(
+            names=[c.name for c in clones],
             doubling_time_h=td,
             cycle_shape=shape,
             cycle_scale_h=scale,
@@ -113,10 +138,60 @@ class CloneTable:
             csf1_secretion_per_h=per_clone("csf1_secretion_per_h"),
             egf_chemotaxis_um2_per_h=per_phen("egf_chemotaxis_um2_per_h"),
             eselectin_induction=per_clone("eselectin_induction"),
+            cycle_cv=per_clone("cycle_cv"),
+            parent=np.full(len(clones), -1, np.int32),
+            created_h=np.zeros(len(clones)),
         )
+        if capacity is not None and capacity > len(clones):
+            table._grow(capacity)
+        return table
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "names"}
+
+    def _grow(self, capacity: int) -> None:
+        for name, arr in self._arrays().items():
+            grown = np.zeros((capacity, *arr.shape[1:]), arr.dtype)
+            grown[: arr.shape[0]] = arr
+            setattr(self, name, grown)
+        self.parent[len(self.names):] = -1
 
     def __len__(self) -> int:
+        """Rows of the table (its capacity): clones that exist plus room for new ones."""
+        return int(self.doubling_time_h.shape[0])
+
+    @property
+    def n_existing(self) -> int:
+        """Clones that exist (rows ``0..n_existing-1``)."""
         return len(self.names)
+
+    def add(self, parent: int, name: str, created_h: float, factors: dict[str, float]) -> int:
+        """Create a clone from ``parent`` with traits changed by ``factors``; return its row.
+
+        ``factors`` maps trait names of :data:`VARIABLE_TRAITS` to a standard-normal
+        shift times the spread: ``rate`` traits are multiplied by ``exp(shift)``,
+        ``probability`` traits moved by ``shift`` on the logit scale. The cycle
+        Gamma follows the new doubling time. Raises ``IndexError`` when full.
+        """
+        row = len(self.names)
+        if row >= len(self):
+            raise IndexError("the clone table is full")
+        for arr in self._arrays().values():
+            arr[row] = arr[parent]
+        for trait, shift in factors.items():
+            arr = getattr(self, trait)
+            if VARIABLE_TRAITS[trait] == "rate":
+                arr[row] = arr[parent] * math.exp(shift)
+            elif 0.0 < arr[parent] < 1.0:  # 0 and 1 are kept: no logit exists there
+                p = float(arr[parent])
+                arr[row] = 1.0 / (1.0 + math.exp(-(math.log(p / (1.0 - p)) + shift)))
+        for j in range(2):
+            self.cycle_shape[row, j], self.cycle_scale_h[row, j] = cycle_gamma(
+                float(self.doubling_time_h[row, j]), float(self.cycle_cv[row]))
+        self.parent[row] = parent
+        self.created_h[row] = created_h
+        self.names.append(name)
+        return row
 
     def index(self, name: str) -> int:
         """Row of the clone called ``name``."""

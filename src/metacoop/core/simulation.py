@@ -28,11 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from metacoop.compartments.circulation import Circulation
 from metacoop.compartments.metastases import STATUS, MetastasisRegistry
 from metacoop.compartments.site import Site, exact_counts, fractions_of
 from metacoop.config.schema import SimulationConfig
+from metacoop.core.clones import PHENOTYPES, VARIABLE_TRAITS
 from metacoop.core.rng import compartment_streams
 from metacoop.core.schedule import Phase, Slot, build_plan, describe
 from metacoop.errors import SimulationError
@@ -88,6 +90,8 @@ class Simulation:
         self.n_steps = config.n_steps
         self.clones = config.clone_table()
         self.step_index = 0
+        #: the first uid issued during the current step (cells with larger uids are newborn)
+        self.step_first_uid = 0
         self.events: list[dict] = []
         self.next_uid = 0
         self.sites: list[Site] = []
@@ -149,6 +153,28 @@ class Simulation:
                        for m in np.flatnonzero(counts.sum(axis=1))}
         return reg.table([o.name for o in self.organs], self.clones.names, composition)
 
+    def refresh_clones(self) -> None:
+        """Tell every mechanism that the clone trait table changed (a clone was added)."""
+        for mech in self.mechanisms:
+            mech.refresh(self)
+
+    def clones_table(self) -> pd.DataFrame:
+        """One row per clone that exists: name, parent clone, time it arose and every trait."""
+        t = self.clones
+        n = t.n_existing
+        names = list(t.names)
+        data = {"clone": names, "parent_clone": [names[p] if p >= 0 else None for p in t.parent[:n]],
+                "created_h": t.created_h[:n].copy()}
+        for trait in (*VARIABLE_TRAITS, "leader", "cycle_cv"):
+            arr = getattr(t, trait)[:n]
+            if arr.ndim == 2:
+                for j, phen in enumerate(PHENOTYPES):
+                    data[f"{trait}.{phen}"] = arr[:, j].copy()
+            else:
+                data[trait] = arr.copy()
+        df = pd.DataFrame(data)
+        return df.astype({"clone": "string", "parent_clone": "string"})
+
     def describe_schedule(self) -> str:
         """The resolved plan: phases, tasks in order and their time steps."""
         return describe(self.plan, self.dt_h)
@@ -156,6 +182,7 @@ class Simulation:
     def step(self) -> None:
         """Advance the simulation by one base step."""
         ctx = StepContext(self, self.step_index, self.time_h, self.dt_h)
+        self.step_first_uid = self.next_uid
         for site in self.sites:
             site.arrivals_pos.clear()
             site.arrivals_clone.clear()
@@ -239,7 +266,7 @@ class Simulation:
     def _inject_one(self, inj, ctx: StepContext) -> None:
         rng = self._injection_rng
         k = inj.cells
-        clone = np.repeat(np.arange(len(self.clones), dtype=np.int16),
+        clone = np.repeat(np.arange(self.clones.n_existing, dtype=np.int16),
                           exact_counts(fractions_of(inj.clone_fractions, self.clones), k))
         rng.shuffle(clone)
         phen = np.zeros(k, np.int8)

@@ -22,7 +22,7 @@ from metacoop.io.atomic import atomic_write, atomic_write_dir
 from metacoop.io.rundir import RunDirectory
 
 DATA_FILES = ["timeseries.parquet", "events.parquet", "metastases.parquet", "metastasis_sizes.parquet",
-              "funnel.parquet", "fields.zarr"]
+              "funnel.parquet", "clones.parquet", "fields.zarr"]
 
 #: Columns of ``events.parquet`` (every event kind fills the ones that apply).
 EVENT_SCHEMA = pa.schema([
@@ -49,6 +49,8 @@ EVENT_SCHEMA = pa.schema([
     ("status_to", pa.string()),
     ("n_dormant", pa.int64()),
     ("shed_ctc_ids", pa.list_(pa.int64())),
+    ("clone", pa.string()),
+    ("parent_clone", pa.string()),
 ])
 
 #: Columns of ``metastases.parquet``: one row per founded metastasis.
@@ -82,6 +84,8 @@ class Result:
         metastases: one row per founded metastasis; columns of :data:`METASTASIS_SCHEMA`.
         metastasis_sizes: cells per metastasis and clone at every snapshot time.
         funnel: the cascade funnel per organ and clone (see :mod:`metacoop.observers.funnel`).
+        clones: one row per clone at the end of the run (name, parent clone, time it
+            arose, traits), including clones created by diversification.
         fields: field snapshots, one node per compartment (dims time, [z,] y, x).
         manifest: provenance (versions, seed, times, status, checksums).
         path: the run directory, if the run was written to disk.
@@ -93,6 +97,7 @@ class Result:
     metastases: pd.DataFrame
     metastasis_sizes: pd.DataFrame
     funnel: pd.DataFrame
+    clones: pd.DataFrame
     fields: xr.DataTree
     manifest: dict[str, Any]
     path: Path | None = None
@@ -138,7 +143,8 @@ def open_run(path: str | Path) -> Result:
     manifest = rundir.read_manifest(require_complete=True)
     try:
         tables = {stem: pd.read_parquet(rundir.path / f"{stem}.parquet")
-                  for stem in ("timeseries", "events", "metastases", "metastasis_sizes", "funnel")}
+                  for stem in ("timeseries", "events", "metastases", "metastasis_sizes", "funnel",
+                               "clones")}
         fields = xr.open_datatree(rundir.path / "fields.zarr", engine="zarr", consolidated=False)
     except Exception as exc:  # any reader error means a damaged run directory
         raise RunDirectoryError([Problem("run", str(path), f"cannot be read: {exc}")]) from None

@@ -5,6 +5,10 @@ Layout::
     manifest.json        version, resolved config, seed, times, status, checksums
     timeseries.parquet   tidy time series (see metacoop.observers.recorder)
     events.parquet       one row per event (intravasations, ...)
+    metastases.parquet   one row per metastasis (founders, joiners, status, composition)
+    metastasis_sizes.parquet  cells per metastasis and clone at every snapshot
+    funnel.parquet       the cascade funnel per organ and clone
+    clones.parquet       one row per clone (parent clone, time it arose, traits)
     fields.zarr/         field and occupancy snapshots, one group per compartment
 
 The manifest is written first with status ``running`` and last with status

@@ -13,6 +13,7 @@ from metacoop.mechanisms.circulation_death import CirculationDeath
 from metacoop.mechanisms.collective_migration import CollectiveMigration
 from metacoop.mechanisms.death import Death
 from metacoop.mechanisms.disaggregation import Disaggregation
+from metacoop.mechanisms.diversification import Diversification
 from metacoop.mechanisms.dormancy import Dormancy
 from metacoop.mechanisms.emboli_protection import EmboliProtection
 from metacoop.mechanisms.ecm_degradation import EcmDegradation
@@ -55,11 +56,12 @@ REGISTRY: dict[str, type[Mechanism]] = {
         Niche,
         AdhesionInduction,
         SheddingWaves,
+        Diversification,
     )
 }
 
 #: The cooperation mechanisms of the class action (Bidard et al. 2008), in DESIGN order.
 COOPERATION = ("collective_migration", "protease_public_good", "vessel_disruption", "emboli_protection",
-               "niche", "adhesion_induction", "shedding_waves", "paracrine", "growth_factor")
+               "niche", "adhesion_induction", "shedding_waves", "paracrine", "growth_factor", "diversification")
 
 __all__ = ["COOPERATION", "REGISTRY", "Mechanism", "StepContext"]

@@ -61,6 +61,9 @@ class Mechanism(ABC):
     def bind(self, sim: Simulation) -> None:  # noqa: B027 - optional hook
         """Precompute per-step tables from the configuration (optional)."""
 
+    def refresh(self, sim: Simulation) -> None:  # noqa: B027 - optional hook
+        """Recompute tables derived from the clone trait table (a clone was added to it)."""
+
     @abstractmethod
     def step(self, ctx: StepContext) -> None:
         """Apply the rule for one step."""

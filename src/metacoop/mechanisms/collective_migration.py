@@ -94,18 +94,12 @@ class CollectiveMigration(Mechanism):
 
     def bind(self, sim) -> None:
         p = self.params
-        clones = sim.clones
-        leader = np.zeros((len(clones), 2), bool)
-        leader[:, 1] = clones.leader
-        f = sim.dt_h
-        self.secretion = np.where(leader, p.leader_signal_per_h * f, 0.0)
-        self.active = bool(self.secretion.any())
         self.recover = -math.expm1(-p.track_recovery_per_h * sim.dt_h)
-        self.cohesion = clones.cohesion
+        self.cohesion = sim.clones.cohesion
         self.sites = [sim.primary] if sim.primary is not None else []
         self.initial_ecm = {}
+        self.cues = []
         for site in self.sites:
-            scale = sim.dt_h / site.lattice.spacing_um**2
             ecm = site.fields[p.ecm_field]
             signal = site.fields[p.leader_field]
             self.initial_ecm[site.name] = ecm.flat.copy()
@@ -117,11 +111,23 @@ class CollectiveMigration(Mechanism):
                 s = signal.flat
                 return s / (p.leader_half_saturation + s)
 
-            site.modifiers.cues.append(Cue(f"{self.name}.tracks", track,
-                                           np.where(leader, 0.0, p.track_following_um2_per_h * scale)))
-            site.modifiers.cues.append(Cue(f"{self.name}.leaders", occupancy,
-                                           np.where(leader, 0.0, p.leader_attraction_um2_per_h * scale)))
+            scale = sim.dt_h / site.lattice.spacing_um**2
+            tracks = Cue(f"{self.name}.tracks", track, np.zeros(0))
+            leaders = Cue(f"{self.name}.leaders", occupancy, np.zeros(0))
+            site.modifiers.cues += [tracks, leaders]
+            self.cues.append((tracks, leaders, scale))
             site.modifiers.escorts.append((self.name, self.escort))
+        self.refresh(sim)
+
+    def refresh(self, sim) -> None:
+        p = self.params
+        leader = np.zeros((len(sim.clones), 2), bool)
+        leader[:, 1] = sim.clones.leader
+        self.secretion = np.where(leader, p.leader_signal_per_h * sim.dt_h, 0.0)
+        self.active = bool(self.secretion.any())
+        for tracks, leaders, scale in self.cues:
+            tracks.sensitivity = np.where(leader, 0.0, p.track_following_um2_per_h * scale)
+            leaders.sensitivity = np.where(leader, 0.0, p.leader_attraction_um2_per_h * scale)
 
     def step(self, ctx: StepContext) -> None:
         p = self.params

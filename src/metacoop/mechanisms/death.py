@@ -54,6 +54,8 @@ class Death(Mechanism):
             if (table > 0).any():
                 self.tables[site.name] = table
 
+    refresh = bind  # bind only derives tables from the clone traits
+
     def step(self, ctx: StepContext) -> None:
         for site in ctx.sim.sites:
             table = self.tables.get(site.name)

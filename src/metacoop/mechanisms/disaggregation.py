@@ -27,6 +27,8 @@ class Disaggregation(Mechanism):
         self.active = bool((self.rate > 0).any())
         self.names = sim.clones.names
 
+    refresh = bind  # bind only derives tables from the clone traits
+
     def step(self, ctx: StepContext) -> None:
         circ = ctx.sim.circulation
         if not self.active or circ.cells.n == 0:

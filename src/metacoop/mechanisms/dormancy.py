@@ -29,6 +29,8 @@ class Dormancy(Mechanism):
         self.active = bool((self.p > 0).any())
         self.clones = sim.clones
 
+    refresh = bind  # bind only derives tables from the clone traits
+
     def step(self, ctx: StepContext) -> None:
         if not self.active:
             return

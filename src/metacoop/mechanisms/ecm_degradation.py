@@ -42,6 +42,8 @@ class EcmDegradation(Mechanism):
         self.cells_active = bool(np.any(self.cell_table > 0))
         self.rates = {site.name: np.zeros(site.lattice.n_points) for site in sim.sites}
 
+    refresh = bind  # bind only derives tables from the clone traits
+
     def step(self, ctx: StepContext) -> None:
         p = self.params
         for site in ctx.sim.sites:

@@ -48,6 +48,8 @@ class Extravasation(Mechanism):
                      for o in sim.organs}
         self.clones = sim.clones
 
+    refresh = bind  # bind only derives tables from the clone traits
+
     def step(self, ctx: StepContext) -> None:
         sim = ctx.sim
         reg = sim.metastases

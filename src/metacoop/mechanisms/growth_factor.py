@@ -60,8 +60,7 @@ class GrowthFactor(Mechanism):
 
     def bind(self, sim) -> None:
         p = self.params
-        self.table = np.repeat(sim.clones.gf_secretion_per_h[:, None] * sim.dt_h, 2, axis=1)
-        self.active = bool(np.any(self.table > 0))
+        self.refresh(sim)
         for site in sim.sites:
             gf = site.fields[p.field]
 
@@ -70,6 +69,10 @@ class GrowthFactor(Mechanism):
                 return 1.0 + p.max_speedup * (g / (p.half_saturation + g))
 
             site.modifiers.add_factor("cycle_speed", self.name, speed)
+
+    def refresh(self, sim) -> None:
+        self.table = np.repeat(sim.clones.gf_secretion_per_h[:, None] * sim.dt_h, 2, axis=1)
+        self.active = bool(np.any(self.table > 0))
 
     def step(self, ctx: StepContext) -> None:
         if not self.active:

@@ -35,6 +35,8 @@ class Mmp2Secretion(Mechanism):
         self.table = sim.clones.mmp2_secretion_per_h * sim.dt_h
         self.active = bool(np.any(self.table > 0))
 
+    refresh = bind  # bind only derives tables from the clone traits
+
     def step(self, ctx: StepContext) -> None:
         if not self.active:
             return

@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import Field
 
 from metacoop.config.base import MechanismParams
+from metacoop.core.clones import CloneTable
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
 from metacoop.kernels.cells import apply_moves, decide_moves
@@ -73,6 +74,8 @@ class Movement(Mechanism):
             for site in sim.sites
         }
 
+    refresh = bind  # bind only derives tables from the clone traits
+
     def step(self, ctx: StepContext) -> None:
         n_clones = len(ctx.sim.clones)
         for site in ctx.sim.sites:
@@ -98,7 +101,7 @@ class Movement(Mechanism):
         from metacoop.mechanisms import REGISTRY
 
         problems = []
-        clones = config.clone_table()
+        clones = CloneTable.from_config(config.clones)
         for site_name, site in config.sites().items():
             boost, extra, adding = 1.0, np.zeros((len(clones), 2)), []
             for name, mech in REGISTRY.items():

@@ -99,19 +99,25 @@ class Paracrine(Mechanism):
         scale = sim.dt_h / site.lattice.spacing_um**2
         self.p_diff = p.macrophage_diffusion_um2_per_h * scale
         self.p_chem = p.macrophage_chemotaxis_um2_per_h * scale
-        self.csf1_table = np.repeat(sim.clones.csf1_secretion_per_h[:, None] * sim.dt_h, 2, axis=1)
-        self.secreting = bool(self.csf1_table.any())
         csf1, egf = site.fields[p.csf1_field], site.fields[p.egf_field]
 
         def egf_occupancy(ctx):
             e = egf.flat
             return e / (p.egf_half_saturation + e)
 
-        sens = sim.clones.egf_chemotaxis_um2_per_h * scale
-        if sens.any():
-            site.modifiers.cues.append(Cue(f"{self.name}.egf", egf_occupancy, sens))
+        self.scale = scale
+        self.cue = Cue(f"{self.name}.egf", egf_occupancy, np.zeros(0))
+        site.modifiers.cues.append(self.cue)
         site.modifiers.doorways.append((self.name, self.doorways))
         self.csf1, self.egf = csf1, egf
+        self.refresh(sim)
+
+    def refresh(self, sim) -> None:
+        if self.site is None:
+            return
+        self.csf1_table = np.repeat(sim.clones.csf1_secretion_per_h[:, None] * sim.dt_h, 2, axis=1)
+        self.secreting = bool(self.csf1_table.any())
+        self.cue.sensitivity = sim.clones.egf_chemotaxis_um2_per_h * self.scale
 
     def doorways(self, ctx) -> np.ndarray:
         """Normal vessel points with a macrophage on them or next to them."""

@@ -27,6 +27,8 @@ class PhenotypeSwitch(Mechanism):
         self.p_met = per_step_probability(sim.clones.met_rate_per_h, sim.dt_h)
         self.active = bool(np.any(self.p_emt > 0) or np.any(self.p_met > 0))
 
+    refresh = bind  # bind only derives tables from the clone traits
+
     def step(self, ctx: StepContext) -> None:
         if not self.active:
             return
