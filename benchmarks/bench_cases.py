@@ -154,7 +154,7 @@ def cell_scenario(n_cells: int, ndim: int, overrides: dict | None = None) -> met
         "output.snapshot_every_h": long_h,
     }
     o.update(overrides or {})
-    return metacoop.load_scenario("default", overrides=o)
+    return metacoop.load_scenario("invasion2d", overrides=o)
 
 
 @dataclass

@@ -10,12 +10,12 @@ from metacoop.mechanisms import REGISTRY
 
 @pytest.fixture
 def scenario():
-    """Return ``build(on, overrides, source="default")``: a checked config with only ``on`` enabled.
+    """Return ``build(on, overrides, source="invasion2d")``: a checked config with only ``on`` enabled.
 
     ``overrides`` is a mapping of dotted keys, as accepted by :func:`metacoop.load_scenario`.
     """
 
-    def build(on=(), overrides=None, source="default"):
+    def build(on=(), overrides=None, source="invasion2d"):
         unknown = set(on) - set(REGISTRY)
         assert not unknown, f"unknown mechanisms {unknown}"
         ov = {f"mechanisms.{name}.enabled": name in on for name in REGISTRY}

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import metacoop
 from metacoop.errors import InputError
 
-DEFAULT = metacoop.load_scenario("default")
+DEFAULT = metacoop.load_scenario("invasion2d")
 RESOLVED = tomllib.loads(metacoop.to_toml(DEFAULT))
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -164,7 +164,7 @@ def garbage_overrides(draw):
 @given(overrides=garbage_overrides())
 def test_garbage_gives_an_input_error_or_a_valid_config(overrides):
     try:
-        cfg = metacoop.load_scenario("default", overrides)
+        cfg = metacoop.load_scenario("invasion2d", overrides)
     except InputError as exc:
         assert exc.problems or str(exc)
         for p in exc.problems:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 import metacoop
 from metacoop.cli import app
 
-BASE = metacoop.to_toml(metacoop.load_scenario("default", overrides={
+BASE = metacoop.to_toml(metacoop.load_scenario("invasion2d", overrides={
     "duration_h": 0.3, "primary.lattice.shape": [21, 21], "primary.initial_tumour.cells": 20,
     "primary.vessels.min_distance_um": 0.0, "output.snapshot_every_h": 0.3, "output.record_every_h": 0.3,
 }))

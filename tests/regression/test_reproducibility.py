@@ -49,7 +49,7 @@ def run_twice_and_once_more(tmp: Path, scenario: str, overrides: dict, seed: int
 
 @pytest.fixture(scope="module")
 def runs_2d(tmp_path_factory):
-    return run_twice_and_once_more(tmp_path_factory.mktemp("r2d"), "default", SMALL_2D, SEED, OTHER_SEED)
+    return run_twice_and_once_more(tmp_path_factory.mktemp("r2d"), "invasion2d", SMALL_2D, SEED, OTHER_SEED)
 
 
 @pytest.fixture(scope="module")
@@ -120,13 +120,13 @@ def test_same_seed_through_the_command_line_is_bit_identical(tmp_path):
     outs = []
     for label in ("x", "y"):
         out = tmp_path / label
-        args = [sys.executable, "-m", "metacoop", "run", *sets, "--seed", str(SEED), "--out", out, "--quiet"]
+        args = [sys.executable, "-m", "metacoop", "run", "invasion2d", *sets, "--seed", str(SEED), "--out", out, "--quiet"]
         proc = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 0, proc.stderr
         outs.append(out)
     assert files_of(outs[0]) == files_of(outs[1])
     # and equal to the same run through the API
-    cfg = metacoop.load_scenario("default", SMALL_2D, seed=SEED)
+    cfg = metacoop.load_scenario("invasion2d", SMALL_2D, seed=SEED)
     metacoop.simulate(cfg, tmp_path / "api")
     assert files_of(tmp_path / "api") == files_of(outs[0])
 
@@ -138,7 +138,7 @@ _HISTORY_SCRIPT = textwrap.dedent("""
     out = {}
     for seed in json.loads(sys.argv[2]):
         try:
-            r = metacoop.simulate(metacoop.load_scenario("default", overrides, seed=seed))
+            r = metacoop.simulate(metacoop.load_scenario("invasion2d", overrides, seed=seed))
         except Exception as exc:
             out[seed] = f"{type(exc).__name__}: {exc}"
             continue

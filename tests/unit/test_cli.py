@@ -21,7 +21,7 @@ import metacoop
 from metacoop.io.atomic import sha256_path
 from metacoop.io.results import DATA_FILES
 
-SMALL_SET = ["--set", "duration_h=2", "--set", "primary.lattice.shape=[41,41]",
+SMALL_SET = ["invasion2d", "--set", "duration_h=2", "--set", "primary.lattice.shape=[41,41]",
              "--set", "primary.initial_tumour.cells=50"]
 SMALL = {"duration_h": 2.0, "primary.lattice.shape": [41, 41], "primary.initial_tumour.cells": 50}
 TIMEOUT_S = 120
@@ -57,37 +57,37 @@ def _file(tmp: Path, name: str, data: bytes) -> Path:
 
 
 def _case_unknown_top(tmp):
-    return ["run", "--set", "durationn_h=2"], ["durationn_h = 2", "unknown key", "duration_h", "dt_h"]
+    return ["run", "invasion2d", "--set", "durationn_h=2"], ["durationn_h = 2", "unknown key", "duration_h", "dt_h"]
 
 
 def _case_unknown_nested(tmp):
-    return (["run", "--set", "primary.lattice.shapee=[41,41]"],
+    return (["run", "invasion2d", "--set", "primary.lattice.shapee=[41,41]"],
             ["primary.lattice.shapee = [41, 41]", "unknown key", "shape", "spacing_um",
              "capacity_cells_per_point"])
 
 
 def _case_unknown_in_file(tmp):
-    text = metacoop.to_toml(metacoop.load_scenario("default")).replace("[primary.lattice]\n",
+    text = metacoop.to_toml(metacoop.load_scenario("invasion2d")).replace("[primary.lattice]\n",
                                                                        "[primary.lattice]\nshapee = 3\n")
     path = _file(tmp, "typo.toml", text.encode())
     return ["run", path], ["primary.lattice.shapee = 3", "unknown key", "spacing_um"]
 
 
 def _case_wrong_type(tmp):
-    return ["run", "--set", 'duration_h="ten"'], ["duration_h = 'ten'", "valid number"]
+    return ["run", "invasion2d", "--set", 'duration_h="ten"'], ["duration_h = 'ten'", "valid number"]
 
 
 def _case_wrong_type_bare_word(tmp):
-    return ["run", "--set", "duration_h=ten"], ["duration_h = 'ten'", "valid number"]
+    return ["run", "invasion2d", "--set", "duration_h=ten"], ["duration_h = 'ten'", "valid number"]
 
 
 def _case_negative_rate(tmp):
-    return (["run", "--set", "clones.tumour.death_rate_per_h.epithelial=-1"],
+    return (["run", "invasion2d", "--set", "clones.tumour.death_rate_per_h.epithelial=-1"],
             ["clones.tumour.death_rate_per_h.epithelial = -1", "greater than or equal to 0"])
 
 
 def _case_probability_above_one(tmp):
-    return (["run", "--set", "primary.initial_tumour.mesenchymal_fraction=1.5"],
+    return (["run", "invasion2d", "--set", "primary.initial_tumour.mesenchymal_fraction=1.5"],
             ["primary.initial_tumour.mesenchymal_fraction = 1.5", "less than or equal to 1"])
 
 
@@ -97,12 +97,12 @@ def _case_lattice_too_large(tmp):
 
 
 def _case_lattice_too_large_2d(tmp):
-    return (["run", "--set", "primary.lattice.shape=[100000,100000]"],
+    return (["run", "invasion2d", "--set", "primary.lattice.shape=[100000,100000]"],
             ["primary.lattice.shape = [100000, 100000]", "memory", "smaller lattice"])
 
 
 def _case_unstable_field(tmp):
-    return (["run", "--set", "primary.fields.mmp2.substeps=1",
+    return (["run", "invasion2d", "--set", "primary.fields.mmp2.substeps=1",
              "--set", "primary.fields.mmp2.diffusion_um2_per_h=1e6"],
             ["primary.fields.mmp2.substeps = 1", "unstable", "substeps >="])
 
@@ -157,11 +157,11 @@ def _case_out_not_empty(tmp):
 
 
 def _case_set_without_equals(tmp):
-    return ["run", "--set", "duration_h"], ["--set = 'duration_h'", "dotted.key=value"]
+    return ["run", "invasion2d", "--set", "duration_h"], ["--set = 'duration_h'", "dotted.key=value"]
 
 
 def _case_set_unknown_clone(tmp):
-    return (["run", "--set", "clones.nope.emt_rate_per_h=1"],
+    return (["run", "invasion2d", "--set", "clones.nope.emt_rate_per_h=1"],
             ["clones.nope.emt_rate_per_h", "'nope'", "no entry", "tumour"])
 
 
@@ -186,17 +186,17 @@ def _case_config_command(tmp):
 
 def _case_markup_closing_tag(tmp):
     # BUG: rich markup in user values: cli.friendly_errors prints str(problem) as markup.
-    return ["run", "--set", "name=[/foo]"], ["name = '[/foo]'", "pattern"]
+    return ["run", "invasion2d", "--set", "name=[/foo]"], ["name = '[/foo]'", "pattern"]
 
 
 def _case_markup_style_tag(tmp):
     # BUG: same cause; "[red]" is swallowed, so the message shows the wrong value 'x'.
-    return ["run", "--set", "name=[red]x"], ["name = '[red]x'"]
+    return ["run", "invasion2d", "--set", "name=[red]x"], ["name = '[red]x'"]
 
 
 def _case_absurd_duration(tmp):
     # BUG: OverflowError in checks.estimate_memory_bytes (math.ceil of inf).
-    return (["run", "--set", "duration_h=1e308", "--set", "output.snapshot_every_h=0.1"],
+    return (["run", "invasion2d", "--set", "duration_h=1e308", "--set", "output.snapshot_every_h=0.1"],
             ["1e+308"], False)
 
 
@@ -276,7 +276,7 @@ def test_bad_input_exits_2_with_a_clear_message(bad_runs, case):
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can read a chmod 000 file")
 def test_unreadable_scenario_file(tmp_path):
     path = tmp_path / "secret.toml"
-    path.write_text(metacoop.to_toml(metacoop.load_scenario("default")))
+    path.write_text(metacoop.to_toml(metacoop.load_scenario("invasion2d")))
     path.chmod(0)
     proc = cli("run", path, "--out", tmp_path / "out", "--quiet")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -325,7 +325,7 @@ def test_config_without_scenario_is_default():
 
 
 def test_config_reflects_set_and_seed(tmp_path):
-    proc = cli("config", "default", "--set", "duration_h=5", "--set", "clones.tumour.emt_rate_per_h=0.25",
+    proc = cli("config", "invasion2d", "--set", "duration_h=5", "--set", "clones.tumour.emt_rate_per_h=0.25",
                "--set", "primary.lattice.shape=[41,41]", "--seed", "42")
     assert proc.returncode == 0, proc.stderr
     parsed = tomllib.loads(proc.stdout)
@@ -335,7 +335,7 @@ def test_config_reflects_set_and_seed(tmp_path):
     assert parsed["primary"]["lattice"]["shape"] == [41, 41]
     path = tmp_path / "c.toml"
     path.write_text(proc.stdout, encoding="utf-8")
-    expected = metacoop.load_scenario("default", ["duration_h=5", "clones.tumour.emt_rate_per_h=0.25",
+    expected = metacoop.load_scenario("invasion2d", ["duration_h=5", "clones.tumour.emt_rate_per_h=0.25",
                                                   "primary.lattice.shape=[41,41]"], seed=42)
     assert metacoop.load_scenario(path).model_dump() == expected.model_dump()
 
@@ -371,11 +371,11 @@ def test_run_writes_a_complete_run_directory(cli_run):
 def test_run_manifest_describes_the_run(cli_run):
     out, _ = cli_run
     manifest = json.loads((out / "manifest.json").read_text())
-    cfg = metacoop.load_scenario("default", EVENTFUL, seed=7)
+    cfg = metacoop.load_scenario("invasion2d", EVENTFUL, seed=7)
     assert manifest["format"] == "metacoop-run/1"
     assert manifest["status"] == "completed"
     assert manifest["seed"] == 7
-    assert manifest["scenario"] == "default"
+    assert manifest["scenario"] == "invasion2d"
     assert manifest["environment"]["metacoop"] == metacoop.__version__
     assert manifest["n_steps"] == cfg.n_steps
     assert manifest["time_h"] == pytest.approx(cfg.duration_h)
@@ -398,7 +398,7 @@ def test_run_checksums_match_the_files(cli_run):
 def test_open_run_returns_the_tables_of_simulate(cli_run):
     out, _ = cli_run
     opened = metacoop.open_run(out)
-    cfg = metacoop.load_scenario("default", EVENTFUL, seed=7)
+    cfg = metacoop.load_scenario("invasion2d", EVENTFUL, seed=7)
     mem = metacoop.simulate(cfg)
     assert opened.path == out
     assert opened.config.model_dump() == cfg.model_dump()
@@ -430,9 +430,9 @@ def test_default_output_directory_is_named_on_screen(tmp_path):
     runs = list((tmp_path / "metacoop-runs").iterdir())
     assert len(runs) == 1
     rel = Path("metacoop-runs") / runs[0].name
-    assert re.fullmatch(r"default-seed1-\d{8}-\d{6}", runs[0].name)
+    assert re.fullmatch(r"invasion2d-seed1-\d{8}-\d{6}", runs[0].name)
     assert f"Results written to {rel}" in squash(proc.stdout)
-    assert "Running default (seed 1" in proc.stderr and str(rel) in squash(proc.stderr)
+    assert "Running invasion2d (seed 1" in proc.stderr and str(rel) in squash(proc.stderr)
     assert "intravasations" in proc.stderr  # the summary
     assert metacoop.open_run(runs[0]).manifest["status"] == "completed"
 

@@ -47,7 +47,7 @@ def test_builtin_scenarios_have_descriptions():
         assert desc.strip(), f"built-in scenario {name!r} has no description"
 
 
-@pytest.mark.parametrize("name", ["default", "invasion3d"])
+@pytest.mark.parametrize("name", sorted(metacoop.builtin_scenarios()))
 def test_presets_validate_and_pass_checks(name):
     cfg = metacoop.load_scenario(name)
     assert cfg.name == name
@@ -73,7 +73,7 @@ def test_to_toml_round_trips_through_a_file(tmp_path, name):
 
 
 def test_to_toml_writes_every_default():
-    parsed = tomllib.loads(metacoop.to_toml(metacoop.load_scenario("default")))
+    parsed = tomllib.loads(metacoop.to_toml(metacoop.load_scenario("invasion2d")))
     clone = parsed["clones"][0]
     assert clone["doubling_time_h"] == {"epithelial": 33.3, "mesenchymal": 22.2}
     assert set(parsed["mechanisms"]) >= {"movement", "proliferation", "intravasation"}
@@ -84,9 +84,9 @@ def test_to_toml_writes_every_default():
 
 
 def test_string_and_mapping_overrides_agree():
-    a = metacoop.load_scenario("default", ["duration_h=2", "primary.lattice.shape=[41, 41]",
+    a = metacoop.load_scenario("invasion2d", ["duration_h=2", "primary.lattice.shape=[41, 41]",
                                            "primary.initial_tumour.cells=50"])
-    b = metacoop.load_scenario("default", SMALL)
+    b = metacoop.load_scenario("invasion2d", SMALL)
     assert a.model_dump() == b.model_dump()
     assert a.duration_h == 2.0 and a.primary.lattice.shape == [41, 41]
 
@@ -95,25 +95,25 @@ def test_override_value_that_is_not_toml_is_a_string():
     assert parse_override("name=abc") == ("name", "abc")
     assert parse_override(" duration_h = 2.5 ") == ("duration_h", 2.5)
     assert parse_override("primary.lattice.shape=[3,4]") == ("primary.lattice.shape", [3, 4])
-    cfg = metacoop.load_scenario("default", ["name=renamed"])
+    cfg = metacoop.load_scenario("invasion2d", ["name=renamed"])
     assert cfg.name == "renamed"
 
 
 def test_list_entries_are_addressed_by_name_or_index():
-    by_name = metacoop.load_scenario("default", ["clones.tumour.emt_rate_per_h=0.5"])
-    by_index = metacoop.load_scenario("default", ["clones.0.emt_rate_per_h=0.5"])
+    by_name = metacoop.load_scenario("invasion2d", ["clones.tumour.emt_rate_per_h=0.5"])
+    by_index = metacoop.load_scenario("invasion2d", ["clones.0.emt_rate_per_h=0.5"])
     assert by_name.clones[0].emt_rate_per_h == 0.5
     assert by_name.model_dump() == by_index.model_dump()
 
 
 def test_seed_argument_replaces_the_scenario_seed():
-    assert metacoop.load_scenario("default", seed=1234).seed == 1234
+    assert metacoop.load_scenario("invasion2d", seed=1234).seed == 1234
     # --seed wins over a --set of the seed
-    assert metacoop.load_scenario("default", ["seed=5"], seed=7).seed == 7
+    assert metacoop.load_scenario("invasion2d", ["seed=5"], seed=7).seed == 7
 
 
 def test_overrides_do_not_touch_the_source_mapping():
-    raw = tomllib.loads(metacoop.to_toml(metacoop.load_scenario("default")))
+    raw = tomllib.loads(metacoop.to_toml(metacoop.load_scenario("invasion2d")))
     before = repr(raw)
     metacoop.load_scenario(raw, {"primary.lattice.shape": [41, 41], "clones.tumour.cycle_cv": 0.5})
     assert repr(raw) == before
@@ -126,9 +126,9 @@ def test_override_of_one_phenotype_keeps_the_other_default():
     but ``--set clones.tumour.diffusion_um2_per_h.epithelial=5`` fails with
     "mesenchymal = '<missing>': this key is required".
     """
-    cfg = metacoop.load_scenario("default", ["clones.tumour.diffusion_um2_per_h.epithelial=5"])
+    cfg = metacoop.load_scenario("invasion2d", ["clones.tumour.diffusion_um2_per_h.epithelial=5"])
     assert cfg.clones[0].diffusion_um2_per_h.as_tuple() == (5.0, 36.0)
-    cfg = metacoop.load_scenario("default", ["clones.tumour.doubling_time_h.mesenchymal=10"])
+    cfg = metacoop.load_scenario("invasion2d", ["clones.tumour.doubling_time_h.mesenchymal=10"])
     assert cfg.clones[0].doubling_time_h.as_tuple() == (33.3, 10.0)
 
 
@@ -142,7 +142,7 @@ def test_config_error_is_an_input_error():
 
 def test_unknown_top_level_key_lists_allowed_keys():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", ["duration=3"])
+        metacoop.load_scenario("invasion2d", ["duration=3"])
     p = one_problem(ei, "duration")
     assert p.value == 3
     assert "unknown key" in p.allowed
@@ -152,7 +152,7 @@ def test_unknown_top_level_key_lists_allowed_keys():
 
 def test_unknown_nested_key_lists_allowed_keys():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", ["primary.lattice.shapee=[41,41]"])
+        metacoop.load_scenario("invasion2d", ["primary.lattice.shapee=[41,41]"])
     p = one_problem(ei, "primary.lattice.shapee")
     assert p.value == [41, 41]
     assert "shape" in p.allowed and "spacing_um" in p.allowed and "capacity_cells_per_point" in p.allowed
@@ -160,21 +160,21 @@ def test_unknown_nested_key_lists_allowed_keys():
 
 def test_unknown_key_in_a_named_list_entry_is_shown_by_name():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", ["clones.tumour.emt_rate=1"])
+        metacoop.load_scenario("invasion2d", ["clones.tumour.emt_rate=1"])
     p = one_problem(ei, "clones.tumour.emt_rate")
     assert "emt_rate_per_h" in p.allowed
 
 
 def test_unknown_key_in_a_field_table_lists_field_keys():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", ["primary.fields.mmp2.diffusion=1"])
+        metacoop.load_scenario("invasion2d", ["primary.fields.mmp2.diffusion=1"])
     p = one_problem(ei, "primary.fields.mmp2.diffusion")
     assert "diffusion_um2_per_h" in p.allowed and "substeps" in p.allowed
 
 
 def test_wrong_type_names_key_and_value():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", ['duration_h="ten"'])
+        metacoop.load_scenario("invasion2d", ['duration_h="ten"'])
     p = one_problem(ei, "duration_h")
     assert p.value == "ten"
     assert "number" in p.allowed
@@ -182,7 +182,7 @@ def test_wrong_type_names_key_and_value():
 
 
 def test_missing_required_key_is_named(tmp_path):
-    raw = tomllib.loads(metacoop.to_toml(metacoop.load_scenario("default")))
+    raw = tomllib.loads(metacoop.to_toml(metacoop.load_scenario("invasion2d")))
     del raw["duration_h"]
     with pytest.raises(ConfigError) as ei:
         metacoop.load_scenario(raw)
@@ -191,7 +191,7 @@ def test_missing_required_key_is_named(tmp_path):
 
 def test_negative_rate_is_refused():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", ["clones.tumour.death_rate_per_h.epithelial=-1"])
+        metacoop.load_scenario("invasion2d", ["clones.tumour.death_rate_per_h.epithelial=-1"])
     p = one_problem(ei, "clones.tumour.death_rate_per_h.epithelial")
     assert p.value == -1
     assert "greater than or equal to 0" in p.allowed
@@ -199,7 +199,7 @@ def test_negative_rate_is_refused():
 
 def test_probability_above_one_is_refused():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", ["primary.initial_tumour.mesenchymal_fraction=1.5"])
+        metacoop.load_scenario("invasion2d", ["primary.initial_tumour.mesenchymal_fraction=1.5"])
     p = one_problem(ei, "primary.initial_tumour.mesenchymal_fraction")
     assert p.value == 1.5
     assert "less than or equal to 1" in p.allowed
@@ -208,25 +208,25 @@ def test_probability_above_one_is_refused():
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_non_finite_rates_are_refused(value):
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", [f"clones.tumour.emt_rate_per_h={value}"])
+        metacoop.load_scenario("invasion2d", [f"clones.tumour.emt_rate_per_h={value}"])
     assert paths_of(ei) == ["clones.tumour.emt_rate_per_h"]
 
 
 def test_lattice_with_wrong_dimension_is_refused():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", ["primary.lattice.shape=[41,41,41,41]"])
+        metacoop.load_scenario("invasion2d", ["primary.lattice.shape=[41,41,41,41]"])
     assert "primary.lattice.shape" in paths_of(ei)
 
 
 def test_bad_field_name_is_refused():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", ["primary.fields.1bad.initial=1"])
+        metacoop.load_scenario("invasion2d", ["primary.fields.1bad.initial=1"])
     assert any(p.startswith("primary.fields.1bad") for p in paths_of(ei))
 
 
 def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", ["duration_h=-1", "primary.initial_tumour.mesenchymal_fraction=2",
+        metacoop.load_scenario("invasion2d", ["duration_h=-1", "primary.initial_tumour.mesenchymal_fraction=2",
                                            "clones.tumour.cycle_cv=0"])
     assert set(paths_of(ei)) == {"duration_h", "primary.initial_tumour.mesenchymal_fraction",
                                  "clones.tumour.cycle_cv"}
@@ -238,7 +238,7 @@ def test_every_problem_is_reported_at_once():
 @pytest.mark.parametrize("text", ["duration_h", "=3", "  =  ", ""])
 def test_set_without_key_or_equals_is_refused(text):
     with pytest.raises(InputError) as ei:
-        metacoop.load_scenario("default", [text])
+        metacoop.load_scenario("invasion2d", [text])
     p = one_problem(ei, "--set")
     assert p.value == text
     assert "dotted.key=value" in p.allowed
@@ -246,7 +246,7 @@ def test_set_without_key_or_equals_is_refused(text):
 
 def test_set_on_an_unknown_clone_lists_the_clones():
     with pytest.raises(InputError) as ei:
-        metacoop.load_scenario("default", ["clones.nope.emt_rate_per_h=1"])
+        metacoop.load_scenario("invasion2d", ["clones.nope.emt_rate_per_h=1"])
     p = one_problem(ei, "clones.nope.emt_rate_per_h")
     assert p.value == "nope"
     assert "tumour" in p.allowed
@@ -254,13 +254,13 @@ def test_set_on_an_unknown_clone_lists_the_clones():
 
 def test_set_on_a_list_index_out_of_range_is_refused():
     with pytest.raises(InputError) as ei:
-        metacoop.load_scenario("default", ["clones.3.emt_rate_per_h=1"])
+        metacoop.load_scenario("invasion2d", ["clones.3.emt_rate_per_h=1"])
     assert "tumour" in one_problem(ei, "clones.3.emt_rate_per_h").allowed
 
 
 def test_set_below_a_value_is_refused():
     with pytest.raises(InputError) as ei:
-        metacoop.load_scenario("default", ["duration_h.x=1"])
+        metacoop.load_scenario("invasion2d", ["duration_h.x=1"])
     p = one_problem(ei, "duration_h.x")
     assert "not a table" in p.allowed
 
@@ -272,7 +272,7 @@ def test_set_below_a_list_element_value_is_an_input_error():
     ``node[last] = value`` then fails with "'int' object does not support item assignment".
     """
     with pytest.raises(InputError) as ei:
-        metacoop.load_scenario("default", ["primary.lattice.shape.0.x=1"])
+        metacoop.load_scenario("invasion2d", ["primary.lattice.shape.0.x=1"])
     assert ei.value.problems and ei.value.problems[0].path == "primary.lattice.shape.0.x"
 
 
@@ -281,7 +281,7 @@ def test_set_below_a_list_element_value_is_an_input_error():
 
 def test_clone_fractions_naming_an_unknown_clone():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", {**SMALL, "primary.initial_tumour.clone_fractions": {"nope": 1.0}})
+        metacoop.load_scenario("invasion2d", {**SMALL, "primary.initial_tumour.clone_fractions": {"nope": 1.0}})
     p = one_problem(ei, "primary.initial_tumour.clone_fractions.nope")
     assert p.value == 1.0
     assert "tumour" in p.allowed
@@ -289,7 +289,7 @@ def test_clone_fractions_naming_an_unknown_clone():
 
 def test_clone_fractions_must_sum_to_one():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", {**SMALL,
+        metacoop.load_scenario("invasion2d", {**SMALL,
                                            "primary.initial_tumour.clone_fractions": {"tumour": 0.5}})
     p = one_problem(ei, "primary.initial_tumour.clone_fractions")
     assert p.value == {"tumour": 0.5}
@@ -297,7 +297,7 @@ def test_clone_fractions_must_sum_to_one():
 
 
 def _two_clones():
-    base = tomllib.loads(metacoop.to_toml(metacoop.load_scenario("default", SMALL)))
+    base = tomllib.loads(metacoop.to_toml(metacoop.load_scenario("invasion2d", SMALL)))
     second = dict(base["clones"][0], name="helper")
     base["clones"].append(second)
     return base
@@ -323,7 +323,7 @@ def test_duplicate_clone_names_are_refused():
 
 def test_unstable_fixed_field_substeps_are_refused():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", {**SMALL, "primary.fields.mmp2.substeps": 1,
+        metacoop.load_scenario("invasion2d", {**SMALL, "primary.fields.mmp2.substeps": 1,
                                            "primary.fields.mmp2.diffusion_um2_per_h": 1e6})
     p = one_problem(ei, "primary.fields.mmp2.substeps")
     assert p.value == 1
@@ -331,13 +331,13 @@ def test_unstable_fixed_field_substeps_are_refused():
 
 
 def test_automatic_substeps_accept_large_diffusion():
-    cfg = metacoop.load_scenario("default", {**SMALL, "primary.fields.mmp2.diffusion_um2_per_h": 1e4})
+    cfg = metacoop.load_scenario("invasion2d", {**SMALL, "primary.fields.mmp2.diffusion_um2_per_h": 1e4})
     assert cfg.primary.fields["mmp2"].substeps is None
 
 
 def test_unstable_movement_time_step_is_refused():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", {**SMALL, "dt_h": 50.0})
+        metacoop.load_scenario("invasion2d", {**SMALL, "dt_h": 50.0})
     p = one_problem(ei, "clones.tumour.diffusion_um2_per_h.mesenchymal")
     assert "dt_h" in p.allowed and "reduce" in p.allowed
     assert "output.record_every_h" in paths_of(ei)
@@ -350,7 +350,7 @@ def test_problem_values_are_plain_numbers():
     (mechanisms/movement.py, ``Movement.check``: ``clones.diffusion_um2_per_h[i, j]``).
     """
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", {**SMALL, "dt_h": 50.0})
+        metacoop.load_scenario("invasion2d", {**SMALL, "dt_h": 50.0})
     p = one_problem(ei, "clones.tumour.diffusion_um2_per_h.epithelial")
     assert type(p.value) is float and p.value == 18.0
     assert "np.float64" not in str(ei.value)
@@ -358,19 +358,19 @@ def test_problem_values_are_plain_numbers():
 
 def test_too_many_initial_cells_are_refused():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", {**SMALL, "primary.initial_tumour.cells": 41 * 41 * 4 + 1})
+        metacoop.load_scenario("invasion2d", {**SMALL, "primary.initial_tumour.cells": 41 * 41 * 4 + 1})
     assert "at most 6724" in one_problem(ei, "primary.initial_tumour.cells").allowed
 
 
 def test_too_small_seeding_radius_is_refused():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", {**SMALL, "primary.initial_tumour.radius_um": 10.0})
+        metacoop.load_scenario("invasion2d", {**SMALL, "primary.initial_tumour.radius_um": 10.0})
     assert "larger radius" in one_problem(ei, "primary.initial_tumour.radius_um").allowed
 
 
 def test_too_many_vessels_are_refused():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", {**SMALL, "primary.vessels.min_distance_um": 1000.0})
+        metacoop.load_scenario("invasion2d", {**SMALL, "primary.vessels.min_distance_um": 1000.0})
     assert "µm from the centre" in one_problem(ei, "primary.vessels").allowed
 
 
@@ -393,7 +393,7 @@ def test_memory_problem_is_reported_with_the_others():
     (checks.py, ``if not problems:`` before the memory estimate).
     """
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", {"primary.lattice.shape": [100000, 100000, 100]})
+        metacoop.load_scenario("invasion2d", {"primary.lattice.shape": [100000, 100000, 100]})
     assert "primary.lattice.shape" in paths_of(ei)
     assert "memory" in one_problem(ei, "primary.lattice.shape").allowed
 
@@ -411,7 +411,7 @@ def test_memory_check_of_a_large_lattice_uses_little_memory(monkeypatch):
     tracemalloc.start()
     try:
         with pytest.raises(ConfigError) as ei:
-            metacoop.load_scenario("default", {"primary.lattice.shape": [2000, 2000],
+            metacoop.load_scenario("invasion2d", {"primary.lattice.shape": [2000, 2000],
                                                "primary.initial_tumour.radius_um": 100.0})
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -431,7 +431,7 @@ def test_absurd_duration_is_a_config_error(overrides):
     is ``math.ceil(inf)``; the CLI prints a traceback.
     """
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("default", overrides)
+        metacoop.load_scenario("invasion2d", overrides)
     assert ei.value.problems
 
 
@@ -445,7 +445,7 @@ def test_tiny_cycle_cv_is_refused_or_handled(cv):
     ``ge=1e-3``) and ``math.expm1(math.log(2) / k)`` in ``cycle_gamma``.
     """
     try:
-        cfg = metacoop.load_scenario("default", {"clones.tumour.cycle_cv": cv})
+        cfg = metacoop.load_scenario("invasion2d", {"clones.tumour.cycle_cv": cv})
     except ConfigError as exc:
         assert [p.path for p in exc.problems] == ["clones.tumour.cycle_cv"]
         return
@@ -498,7 +498,7 @@ def test_invalid_toml_names_file_and_line(tmp_path):
 
 def test_scenario_file_with_a_schema_error(tmp_path):
     path = tmp_path / "s.toml"
-    text = metacoop.to_toml(metacoop.load_scenario("default")).replace("spacing_um = 10.0",
+    text = metacoop.to_toml(metacoop.load_scenario("invasion2d")).replace("spacing_um = 10.0",
                                                                          "spacing_um = -10.0")
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as ei:
@@ -520,3 +520,41 @@ def test_every_builtin_scenario_round_trips_through_its_resolved_toml(tmp_path, 
     path = tmp_path / f"{name}.toml"
     path.write_text(metacoop.to_toml(cfg))
     assert metacoop.load_scenario(path).model_dump() == cfg.model_dump()
+
+
+def test_default_is_the_full_cascade_with_two_clones_and_every_mechanism_on():
+    cfg = metacoop.load_scenario(None)
+    assert len(cfg.clones) == 2 and len(cfg.organs) >= 2
+    off = [name for name in type(cfg.mechanisms).model_fields if not getattr(cfg.mechanisms, name).enabled]
+    assert off == ["diversification"]  # every cooperation mechanism on; clones stay as configured
+
+
+def test_extends_merges_tables_key_by_key_and_replaces_other_values(tmp_path):
+    (tmp_path / "base.toml").write_text('extends = "classaction"\nduration_h = 12.0\n'
+                                        '[organs.lung]\narrest_probability = 0.9\n', encoding="utf-8")
+    child = tmp_path / "sub" / "child.toml"
+    child.parent.mkdir()
+    child.write_text('extends = "../base.toml"\nname = "child"\n[organs.lung]\njoin_radius_um = 5.0\n'
+                     '[mechanisms.shedding_waves]\nwaves_h = [[1.0, 2.0]]\n', encoding="utf-8")
+    cfg = metacoop.load_scenario(child)
+    ca = metacoop.load_scenario("classaction")
+    assert cfg.name == "child" and cfg.duration_h == 12.0
+    assert cfg.organs["lung"].arrest_probability == 0.9 and cfg.organs["lung"].join_radius_um == 5.0
+    assert cfg.organs["lung"].extravasation_rate_per_h == ca.organs["lung"].extravasation_rate_per_h
+    assert cfg.mechanisms.shedding_waves.waves_h == [[1.0, 2.0]]  # lists replace, not merge
+    assert cfg.clones == ca.clones
+
+
+def test_extends_loops_and_bad_bases_are_refused_with_the_chain(tmp_path):
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text(f'extends = "{b}"\n', encoding="utf-8")
+    b.write_text(f'extends = "{a}"\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"extends .* loop: .*a\.toml -> .*b\.toml -> .*a\.toml"):
+        metacoop.load_scenario(a)
+    c = tmp_path / "c.toml"
+    c.write_text('extends = 3\n', encoding="utf-8")
+    with pytest.raises(InputError, match="extends = 3: must be a built-in scenario name"):
+        metacoop.load_scenario(c)
+    c.write_text('extends = "nope"\n', encoding="utf-8")
+    with pytest.raises(InputError, match="neither a built-in scenario"):
+        metacoop.load_scenario(c)

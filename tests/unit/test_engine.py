@@ -19,7 +19,7 @@ SMALL = {
 
 
 def small(**extra):
-    return metacoop.load_scenario("default", overrides={**SMALL, **extra})
+    return metacoop.load_scenario("invasion2d", overrides={**SMALL, **extra})
 
 
 def test_cell_arrays_remove_keeps_order_and_reserve_keeps_data():

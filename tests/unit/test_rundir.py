@@ -24,7 +24,7 @@ SMALL = SHEDDING_2D
 
 
 def small(**extra):
-    return metacoop.load_scenario("default", {**SMALL, **extra})
+    return metacoop.load_scenario("invasion2d", {**SMALL, **extra})
 
 
 def hidden(path):
@@ -366,7 +366,7 @@ def test_simulate_without_out_dir_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_force_replaces_a_completed_run_and_verify_checks_it(tmp_path):
-    cfg = metacoop.load_scenario("default", overrides=SMALL)
+    cfg = metacoop.load_scenario("invasion2d", overrides=SMALL)
     out = tmp_path / "run"
     metacoop.simulate(cfg, out)
     assert RunDirectory(out).verify() == []

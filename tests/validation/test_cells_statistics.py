@@ -371,7 +371,7 @@ def test_cell_accounting_holds_every_step_with_every_mechanism_on(ndim):
     # intravasate within the run; Simulation(check=True) verifies the per-clone, per-compartment
     # invariant after every step and raises SimulationError if it breaks. On top, across
     # compartments: initial + born - died == cells in primary + cells in circulation.
-    source = "default" if ndim == 2 else "invasion3d"
+    source = "invasion2d" if ndim == 2 else "invasion3d"
     overrides = {
         "seed": 4, "duration_h": 24.0, "dt_h": 0.03,
         "clones": TWO_CLONES,

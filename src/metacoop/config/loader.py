@@ -41,8 +41,40 @@ def builtin_scenarios() -> dict[str, str]:
     return out
 
 
-def read_scenario_table(source: str | Path | None) -> tuple[dict[str, Any], str]:
-    """Read a scenario's raw TOML table; return it with a label saying where it came from."""
+def read_scenario_table(source: str | Path | None, _seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """Read a scenario's raw TOML table; return it with a label saying where it came from.
+
+    A scenario may start from another with ``extends = "NAME_OR_PATH"``: the
+    base's table is read first and this file's keys are merged over it (tables
+    merge key by key; any other value, lists included, replaces the base's).
+    A relative path is taken from the extending file's folder.
+    """
+    raw, label = _read_one(source)
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw, label
+    if not isinstance(base, str):
+        raise InputError([Problem("extends", base, "must be a built-in scenario name or a .toml path")])
+    if base in _seen or base == label:
+        raise InputError([Problem("extends", base, f"scenarios extend each other in a loop: "
+                                                   f"{' -> '.join((*_seen, label, base))}")])
+    if ("/" in base or base.endswith(".toml")) and not Path(base).is_absolute() and Path(label).exists():
+        base = str(Path(label).parent / base)
+    base_raw, _ = read_scenario_table(base, (*_seen, label))
+    return _merge(base_raw, raw), label
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_one(source: str | Path | None) -> tuple[dict[str, Any], str]:
     if source is None:
         source = DEFAULT_SCENARIO
     text_source = str(source)

@@ -119,7 +119,7 @@ def hazard_scaled(p: np.ndarray, factor: np.ndarray | None) -> np.ndarray:
     scaled = factor != 1.0
     if scaled.any():
         f, q = factor[scaled], p[scaled]
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             out = -np.expm1(f * np.log1p(-q))
         out[q >= 1.0] = np.where(f[q >= 1.0] > 0, 1.0, 0.0)
         p[scaled] = out

@@ -77,7 +77,9 @@ def bernoulli_flag(n, uid, clone, phen, state, p_table, key, stream, step, flags
         p = p_table[state[i], clone[i], phen[i]]
         if scaled and state[i] != ACTIVE:
             f = factor[pos[i]]
-            if f != 1.0 and p < 1.0:
+            if f == 0.0:
+                p = 0.0
+            elif f != 1.0 and p < 1.0:
                 p = -math.expm1(f * math.log1p(-p))
         if uniform(key, stream, step, uid[i], 0) < p:
             flags[i] |= flag

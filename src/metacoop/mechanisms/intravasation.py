@@ -10,7 +10,8 @@ points its ``lymph_route``; cells leaving an organ (where it allows re-entry)
 follow the organ's ``drains_to`` route.
 
 Modifiers of the site (see :mod:`metacoop.core.modifiers`): gates close
-intravasation outside shedding waves; doorways open normal vessel points to
+intravasation outside shedding waves (a step is open when its end, the time
+cells enter, is); doorways open normal vessel points to
 epithelial cells (macrophage-assisted entry); escorts add neighbours of the
 entering cells to their group (collective detachment).
 """
@@ -73,7 +74,7 @@ class Intravasation(Mechanism):
                 continue
             c = site.cells
             mods = site.modifiers
-            if c.n == 0 or not mods.open(ctx.time_h):
+            if c.n == 0 or not mods.open(ctx.time_h + ctx.dt_h):  # cells enter at the step's end
                 continue
             mask = site.scratch_mask(c.n)
             k = select_on_vessels(

@@ -1,7 +1,9 @@
 """Temporal cooperation: cells are shed in successive waves.
 
-Intravasation is open only during the scenario's waves (time windows), so
-cells leave the primary site in bursts. What earlier waves leave behind
+Intravasation is open only during the scenario's waves (time windows
+``[start, end)``), so cells leave the primary site in bursts; cells enter
+the blood at the end of a step, and a step is open when that time is in a
+window, so every ``intravasation`` event falls inside one. What earlier waves leave behind
 (tracks, ruptured vessels, a niche, induced adhesion molecules) persists and
 decays with each mechanism's own time constant, so later waves meet a
 conditioned route. Which wave a cell left in follows from the time of its

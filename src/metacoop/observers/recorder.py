@@ -3,7 +3,9 @@
 The time series is tidy (one row per time, compartment, quantity, clone and
 phenotype):
 
-* every site: ``cells`` per clone and phenotype; cumulative per-clone
+* every site: ``vessels.<normal|ruptured|lymphatic>`` (vessel points of each
+  kind, which vessel disruption changes), stromal agents by kind
+  (``macrophages``); ``cells`` per clone and phenotype; cumulative per-clone
   counters (``initial``, ``born``, ``died``, ``emigrated``, ``immigrated``,
   ``emt``, ``met``, ``arrived``, ``extravasated``, ``woke``); per-field
   summaries (``<field>.mean``, ``.min``, ``.max``, ``.total``; ``total`` is
@@ -16,7 +18,9 @@ phenotype):
   ``immigrated``, ``died``, ``emigrated``), ``ctcs`` (entities in transit),
   ``ctcs_created`` and each systemic factor's level (``<factor>.level``).
 
-Metastasis sizes by clone are recorded at every snapshot time.
+Metastasis sizes by clone are recorded at every snapshot time. Snapshots hold
+every field, cells per point by phenotype, stromal agents per point by kind,
+and the vessel map (``vessel_state``: 0 none, 1 normal, 2 ruptured, 3 lymphatic).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import xarray as xr
 from metacoop.compartments.metastases import MACRO, MICRO, SOLITARY, STATUS
 from metacoop.core.clones import PHENOTYPES
 from metacoop.core.state import ARRESTED, DORMANT
+from metacoop.core.vessels import VESSEL_NAMES
 
 TIMESERIES_COLUMNS = ("time_h", "step", "compartment", "quantity", "clone", "phenotype", "value")
 
@@ -81,6 +86,12 @@ class Recorder:
                 rows.append((time_h, step, site.name, f"{fname}.max", None, None, float(v.max())))
                 rows.append((time_h, step, site.name, f"{fname}.total", None, None,
                              float(v.sum(dtype=np.float64)) * vol))
+            if site.has_vessels:
+                per = np.bincount(site.vessel[site.vessel > 0], minlength=4)
+                for code, label in VESSEL_NAMES.items():
+                    rows.append((time_h, step, site.name, f"vessels.{label}", None, None, float(per[code])))
+            for kind, agents in site.agents.items():
+                rows.append((time_h, step, site.name, kind, None, None, float(agents.n)))
             if site.is_organ:
                 self._record_organ(site, step, time_h)
         circ = sim.circulation
@@ -137,6 +148,10 @@ class Recorder:
                 sel = c.live("phen") == pi
                 occ = np.bincount(c.live("pos")[sel], minlength=site.lattice.n_points)
                 data[f"{pname}_cells"] = occ.astype(np.uint8).reshape(site.lattice.dims)
+            for kind, agents in site.agents.items():
+                occ = np.bincount(agents.live("pos"), minlength=site.lattice.n_points)
+                data[kind] = np.minimum(occ, 255).astype(np.uint8).reshape(site.lattice.dims)
+            data["vessel_state"] = site.vessel.reshape(site.lattice.dims).copy()
             snaps.append((time_h, data))
         self._record_metastasis_sizes(time_h)
 
@@ -195,7 +210,8 @@ class Recorder:
             if lat.ndim == 3:
                 coords["z"] = ("z", np.arange(nz) * dx, {"units": "um"})
             ds = xr.Dataset(data_vars, coords=coords)
-            ds["vessel"].attrs["flag_meanings"] = "0 none, 1 normal, 2 ruptured"
+            ds["vessel"].attrs["flag_meanings"] = "0 none, 1 normal, 2 ruptured, 3 lymphatic (at the end)"
+            ds["vessel_state"].attrs["flag_meanings"] = "0 none, 1 normal, 2 ruptured, 3 lymphatic"
             ds.attrs["compartment"] = site.name
             ds.attrs["spacing_um"] = dx
             nodes[site.name] = ds
