@@ -207,7 +207,7 @@ def test_decide_moves_matches_twin(ndim, upwind):
     target = np.full(n, -7, np.int64)
     k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
                      ecm, np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target,
-                     np.zeros(0), np.zeros((0, n_points)), np.zeros((0, 3, 2)))
+                     np.zeros(0), np.zeros((0, n_points)), np.zeros((0, 3, 2)), np.zeros(0, np.uint8))
     u = _draws(c["uid"])
     expect = np.full(n, -1, np.int64)
     for i in range(n):
@@ -306,7 +306,7 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
         getattr(decide_moves, build)(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"],
                                      p_diff, p_hapt, ecm, np.asarray(u.shape, np.int64), 3, True, KEY,
                                      STREAM, STEP, target, 1.0 + ecm, ecm[None, ::-1].copy(),
-                                     np.full((1, 3, 2), 0.02))
+                                     np.full((1, 3, 2), 0.02), np.zeros(1, np.uint8))
         return out, target
 
     before = numba.get_num_threads()

@@ -75,7 +75,7 @@ def _dims(ndim: int) -> tuple[int, int, int]:
 # -- decide_moves: boost and cues -----------------------------------------------------------------
 
 
-def _decide_moves_twin(c, p_diff, p_hapt, ecm, dims, ndim, upwind, boost, cues, cue_sens):
+def _decide_moves_twin(c, p_diff, p_hapt, ecm, dims, ndim, upwind, boost, cues, cue_sens, level):
     """The rule of ``decide_moves``' docstring, one cell at a time, in the kernel's summation order."""
     n = c["uid"].size
     u = _draws(c["uid"])
@@ -101,7 +101,7 @@ def _decide_moves_twin(c, p_diff, p_hapt, ecm, dims, ndim, upwind, boost, cues, 
                 g = 0.25 * (ecm[nb] - (ecm[other] if other >= 0 else ecm[p]))
             acc += pd + hp * g
             for k, s in enumerate(sens):
-                gk = cues[k, nb] - cues[k, p]
+                gk = cues[k, nb] if level[k] else cues[k, nb] - cues[k, p]
                 if s != 0.0 and gk > 0.0:
                     acc += s * gk
             if u[i] < acc:
@@ -134,16 +134,18 @@ def test_decide_moves_with_boost_and_cues_matches_twin(ndim, upwind, n_cues):
     cue_sens = rng.uniform(0.005, 0.03, (n_cues, 4, 2))
     cue_sens[:, 1, 0] = 0.0
     cue_sens[:, 3, 0] = 0.0
+    level = np.zeros(n_cues, np.uint8)
     if n_cues == 2:
         cue_sens[1, 0, :] = 0.0  # one cue that a clone ignores while it climbs the other
+        level[1] = 1  # and a level cue (tracks) beside a gradient cue
     # Every move probability stays a probability (the stability bound the config check enforces).
     assert (2 * ndim * (p_diff * boost.max() + p_hapt + cue_sens.sum(axis=0))).max() <= 1.0
 
     target = np.full(n, -7, np.int64)
     k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
                      ecm, np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target, boost, cues,
-                     cue_sens)
-    expect = _decide_moves_twin(c, p_diff, p_hapt, ecm, dims, ndim, upwind, boost, cues, cue_sens)
+                     cue_sens, level)
+    expect = _decide_moves_twin(c, p_diff, p_hapt, ecm, dims, ndim, upwind, boost, cues, cue_sens, level)
     np.testing.assert_array_equal(target, expect)
     assert k == (expect >= 0).sum()
     assert n // 50 < k < n - n // 50  # both moving and staying were exercised
@@ -153,7 +155,7 @@ def test_decide_moves_with_boost_and_cues_matches_twin(ndim, upwind, n_cues):
     plain = np.empty(n, np.int64)
     decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt, ecm,
                  np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, plain, NO_FACTOR,
-                 np.zeros((0, n_points)), np.zeros((0, 4, 2)))
+                 np.zeros((0, n_points)), np.zeros((0, 4, 2)), np.zeros(0, np.uint8))
     assert (plain != target).sum() > n // 50
     cue_only = c["clone"] == 3
     assert (target[cue_only & (c["phen"] == 1)] >= 0).any()
@@ -174,8 +176,9 @@ def test_decide_moves_unit_boost_and_zero_cues_change_nothing():
     args = (n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt, ecm,
             np.asarray(dims, np.int64), 3, True, KEY, STREAM, STEP)
     plain, modified = np.empty(n, np.int64), np.empty(n, np.int64)
-    decide_moves(*args, plain, NO_FACTOR, np.zeros((0, n_points)), np.zeros((0, 3, 2)))
-    decide_moves(*args, modified, np.ones(n_points), rng.uniform(0, 1, (2, n_points)), np.zeros((2, 3, 2)))
+    decide_moves(*args, plain, NO_FACTOR, np.zeros((0, n_points)), np.zeros((0, 3, 2)), np.zeros(0, np.uint8))
+    decide_moves(*args, modified, np.ones(n_points), rng.uniform(0, 1, (2, n_points)), np.zeros((2, 3, 2)),
+                 np.array([0, 1], np.uint8))
     np.testing.assert_array_equal(modified, plain)
 
 

@@ -40,19 +40,23 @@ PointProvider = Callable[[object], np.ndarray]
 
 @dataclass
 class Cue:
-    """A signal cells climb: moves up its gradient are more likely.
+    """A signal that biases moves: up its gradient, or towards where it is high.
 
     Attributes:
         name: the registering mechanism and signal, for descriptions.
         values: provider of the signal per point, each in [0, 1].
         sensitivity: per-step probability scale ``[clone, phenotype]``: the
             probability of moving to a neighbour rises by ``sensitivity * g``
-            with ``g = max(0, s_neighbour - s_here)``.
+            with ``g = max(0, s_neighbour - s_here)`` (a gradient cue), or
+            ``g = s_neighbour`` for a level cue.
+        level: whether the cue acts by its level at the neighbour (tracks)
+            rather than by its gradient (chemotaxis).
     """
 
     name: str
     values: PointProvider
     sensitivity: np.ndarray
+    level: bool = False
 
 
 @dataclass
@@ -82,15 +86,17 @@ class Modifiers:
             out *= p(ctx)
         return out
 
-    def cue_arrays(self, ctx, n_points: int, n_clones: int) -> tuple[np.ndarray, np.ndarray]:
-        """Stacked cue values ``(k, n_points)`` and sensitivities ``(k, n_clones, 2)`` for kernels."""
+    def cue_arrays(self, ctx, n_points: int, n_clones: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stacked cue values ``(k, n_points)``, sensitivities ``(k, n_clones, 2)`` and level flags ``(k,)``."""
         k = len(self.cues)
         values = np.empty((k, n_points))
         sens = np.empty((k, n_clones, 2))
+        level = np.zeros(k, np.uint8)
         for i, cue in enumerate(self.cues):
             values[i] = cue.values(ctx)
             sens[i] = cue.sensitivity
-        return values, sens
+            level[i] = cue.level
+        return values, sens, level
 
     def doorway_mask(self, ctx, n_points: int) -> np.ndarray:
         """Per point, 1 where some mechanism opens a normal vessel point to epithelial cells."""

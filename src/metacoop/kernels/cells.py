@@ -115,7 +115,7 @@ def switch_phenotype(n, uid, clone, phen, state, flags, p_emt, p_met, key, strea
 @sized_kernel(first_arg)
 def decide_moves(
     n, uid, pos, clone, phen, state, flags, p_diff, p_hapt, ecm, dims, ndim, upwind,
-    key, stream, step, target, boost, cues, cue_sens,
+    key, stream, step, target, boost, cues, cue_sens, cue_level,
 ):
     """Choose each cell's move from the diffusion-haptotaxis probabilities.
 
@@ -129,7 +129,9 @@ def decide_moves(
 
     Modifiers (see :mod:`metacoop.core.modifiers`): ``boost`` (per point, or
     empty) multiplies ``p_diff`` at the cell's point; each cue ``k`` adds
-    ``cue_sens[k, clone, phen] * max(0, cues[k, nb] - cues[k, here])``.
+    ``cue_sens[k, clone, phen] * max(0, cues[k, nb] - cues[k, here])`` (cells
+    climb the cue) or, where ``cue_level[k]`` is 1, ``cue_sens[k, clone, phen] *
+    cues[k, nb]`` (cells prefer points where the cue is high, e.g. tracks).
 
     Args:
         target: output, int64 per cell: destination flat index or -1 to stay.
@@ -178,7 +180,10 @@ def decide_moves(
             acc += pd + ph_ * g
             if cued:
                 for k in range(ncue):
-                    gk = cues[k, nb] - cues[k, p]
+                    if cue_level[k]:
+                        gk = cues[k, nb]
+                    else:
+                        gk = cues[k, nb] - cues[k, p]
                     if gk > 0.0:
                         acc += cue_sens[k, c, ph] * gk
             if u < acc:

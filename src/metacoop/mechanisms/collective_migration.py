@@ -4,11 +4,13 @@ Leader cells are the mesenchymal cells of clones with ``leader = true``
 (high protease, high motility). Leaders degrade the ECM as every cell does
 (``ecm_degradation``) and mark where they are with a short-range signal
 (``leader_field``, secreted at ``leader_signal_per_h``). Every other cell is
-a follower: besides its own diffusion and haptotaxis it climbs two cues,
+a follower: besides its own diffusion and haptotaxis it follows two cues,
 
-* tracks: ``1 - w`` (degraded ECM), sensitivity ``track_following_um2_per_h``;
-* leaders: the signal's receptor occupancy ``s / (K + s)``, sensitivity
-  ``leader_attraction_um2_per_h``.
+* tracks: a move into a point whose ECM is degraded to ``w`` is more likely by
+  ``track_following_um2_per_h * (1 - w) dt/dx^2`` (a level cue: followers
+  enter tracks and run along them, whichever way they lead);
+* leaders: followers climb the signal's receptor occupancy ``s / (K + s)``
+  with sensitivity ``leader_attraction_um2_per_h``.
 
 Groups detach together: when cells enter a vessel point, each active cell on
 a neighbouring point joins their CTC with probability ``escort_probability``
@@ -112,7 +114,7 @@ class CollectiveMigration(Mechanism):
                 return s / (p.leader_half_saturation + s)
 
             scale = sim.dt_h / site.lattice.spacing_um**2
-            tracks = Cue(f"{self.name}.tracks", track, np.zeros(0))
+            tracks = Cue(f"{self.name}.tracks", track, np.zeros(0), level=True)
             leaders = Cue(f"{self.name}.leaders", occupancy, np.zeros(0))
             site.modifiers.cues += [tracks, leaders]
             self.cues.append((tracks, leaders, scale))

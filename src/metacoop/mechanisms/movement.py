@@ -85,13 +85,13 @@ class Movement(Mechanism):
             p_diff, p_hapt = self.tables[site.name]
             mods = site.modifiers
             boost = mods.factor("motility", ctx)
-            cues, sens = mods.cue_arrays(ctx, site.lattice.n_points, n_clones)
+            cues, sens, level = mods.cue_arrays(ctx, site.lattice.n_points, n_clones)
             target = site.scratch_int(c.n)
             wanting = decide_moves(
                 c.n, c.uid, c.pos, c.clone, c.phen, c.state, c.flags, p_diff, p_hapt,
                 site.fields[self.params.ecm_field].flat, site.lattice.dims_array,
                 site.lattice.ndim, self.upwind, site.streams.key, self.stream, ctx.step, target,
-                NO_FACTOR if boost is None else boost, cues, sens,
+                NO_FACTOR if boost is None else boost, cues, sens, level,
             )
             if wanting:
                 apply_moves(c.n, c.pos, target, site.occ, site.capacity)
