@@ -52,7 +52,7 @@ def estimate_memory_bytes(config: SimulationConfig) -> int:
         nfields = len(site.fields)
         total += points * itemsize * 3 * nfields  # values, deltas, scratch
         total += points * 8 * 2  # occupancy, vessels, degradation rates (rounded up)
-        total += points * (itemsize * nfields + 2) * n_snap
+        total += points * (itemsize * nfields + 4) * n_snap  # + cells by phenotype, vessels, stroma
         max_cells = points * site.lattice.capacity_cells_per_point
         total += 2 * max_cells * (CellArrays.bytes_per_cell() + 9)  # state + scratch
     return int(total)

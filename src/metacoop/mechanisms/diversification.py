@@ -23,6 +23,7 @@ from pydantic import Field
 from metacoop.config.base import MechanismParams, NonNegative, Probability
 from metacoop.core.clones import VARIABLE_TRAITS
 from metacoop.core.schedule import Phase
+from metacoop.core.state import CELL_COLUMNS
 from metacoop.errors import Problem
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext
@@ -112,8 +113,14 @@ class Diversification(Mechanism):
 
     @classmethod
     def check(cls, params: DiversificationParams, config) -> list[Problem]:
-        return [
+        problems = [
             Problem(f"mechanisms.{cls.name}.traits.{i}", trait,
                     f"not a trait that can vary; traits: {', '.join(VARIABLE_TRAITS)}")
             for i, trait in enumerate(params.traits) if trait not in VARIABLE_TRAITS
         ]
+        most = np.iinfo(CELL_COLUMNS["clone"][0]).max + 1
+        if len(config.clones) + params.max_new_clones > most:
+            problems.append(Problem(f"mechanisms.{cls.name}.max_new_clones", params.max_new_clones,
+                                    f"the scenario's {len(config.clones)} clones plus new ones must not "
+                                    f"exceed {most} (clone ids are 16-bit)"))
+        return problems

@@ -37,6 +37,8 @@ class Proliferation(Mechanism):
         sim = ctx.sim
         for site in sim.sites:
             c = site.cells
+            if c.n == 0:
+                continue
             speed = site.modifiers.factor("cycle_speed", ctx)
             due = advance_cycle(c.n, c.cycle_h, c.state, c.met, c.flags, site.met_room, ctx.dt_h,
                                 c.pos, NO_FACTOR if speed is None else speed)
