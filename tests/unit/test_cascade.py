@@ -144,12 +144,14 @@ def test_a_metastasis_founded_by_a_cluster_records_every_founder():
     lung = rows["lung"]
     assert lung["n_founders"] == 3
     assert lung["founded_by_cluster"] is True
-    assert sorted(lung["founder_uids"]) == sorted(arrest["lung"]["cell_uids"]) == [0, 1, 2]
+    first = sim.injection_next_uid - 4  # the first injected cell's id
+    assert sorted(lung["founder_uids"]) == sorted(arrest["lung"]["cell_uids"]) == [first, first + 1, first + 2]
     founded = [e for e in events(sim, "metastasis_founded") if e["met_id"] == lung["met_id"]]
-    assert len(founded) == 1 and sorted(founded[0]["cell_uids"]) == [0, 1, 2]
+    assert len(founded) == 1 and sorted(founded[0]["cell_uids"]) == [first, first + 1, first + 2]
     assert composition(lung) == {"x": 3}
     spleen = rows["spleen"]
-    assert (spleen["n_founders"], spleen["founded_by_cluster"], spleen["founder_uids"]) == (1, False, [3])
+    assert (spleen["n_founders"], spleen["founded_by_cluster"], spleen["founder_uids"]) == (1, False,
+                                                                                         [first + 3])
 
 
 def test_a_later_ctc_arresting_at_a_founded_metastasis_joins_it():

@@ -23,6 +23,7 @@ import pytest
 from scipy import special, stats
 
 import metacoop
+from metacoop.core.state import uid_base
 from metacoop.core.clones import PHENOTYPES, VARIABLE_TRAITS, cycle_gamma
 from metacoop.errors import InputError
 
@@ -83,6 +84,11 @@ def new_clone_events(events) -> list[dict]:
     return [e for e in events if e["event"] == "new_clone"]
 
 
+
+def issued_uids(sim) -> int:
+    """Cell ids issued so far by every site (each site counts from its own base)."""
+    return sum(s.next_uid - uid_base(s.index) for s in sim.sites)
+
 # -- 1. the number of new clones ----------------------------------------------------------------
 
 
@@ -96,15 +102,15 @@ def test_new_clone_count_is_binomial_in_divisions_and_founders_are_daughters():
     p = 0.05
     cfg = config(seed=7, duration_h=36.0, **div(new_clone_probability=p, max_new_clones=2000))
     sim = metacoop.Simulation(cfg)
-    n_initial = sim.next_uid
+    n_initial = sim.primary.next_uid
     assert n_initial == 4000
-    issued = {}  # step -> (first uid issued in it, first uid after it)
+    issued = {}  # step -> site -> (first uid issued in it, first uid after it)
     while sim.step_index < sim.n_steps:
         step = sim.step_index
         sim.step()
-        issued[step] = (sim.step_first_uid, sim.next_uid)
+        issued[step] = {s.name: (s.step_first_uid, s.next_uid) for s in sim.sites}
     d = sum(int(s.counters["born"].sum()) for s in sim.sites)
-    assert d == sim.next_uid - n_initial  # every uid issued after t = 0 is one daughter
+    assert d == issued_uids(sim) - n_initial  # every uid issued after t = 0 is one daughter
     events = new_clone_events(sim.events)
     k = len(events)
     # The table never filled up (the count would then be truncated).
@@ -118,8 +124,9 @@ def test_new_clone_count_is_binomial_in_divisions_and_founders_are_daughters():
     for e in events:
         assert len(e["cell_uids"]) == 1 and e["size"] == 1
         uid = e["cell_uids"][0]
-        first, end = issued[e["step"]]
-        assert n_initial <= first <= uid < end, (e, first, end)
+        first, end = issued[e["step"]][e["compartment"]]
+        assert first <= uid < end, (e, first, end)
+        assert e["compartment"] != "primary" or first >= n_initial
         founders.append(uid)
     assert len(set(founders)) == k  # a cell founds at most one clone
 
@@ -258,7 +265,7 @@ def test_lineage_accounting_and_fixed_traits_of_new_clones():
                  **div(new_clone_probability=0.1, max_new_clones=1000))
     sim = metacoop.Simulation(cfg, check=True)
     table = sim.clones
-    n_initial = sim.next_uid
+    n_initial = sim.primary.next_uid
     initial_uid = sim.primary.cells.live("uid").copy()
     np.testing.assert_array_equal(initial_uid, np.arange(n_initial))
     initial_clone = sim.primary.cells.live("clone").astype(np.int64).copy()
@@ -308,7 +315,7 @@ def test_lineage_accounting_and_fixed_traits_of_new_clones():
     for s in sim.sites:
         for kind, arr in s.counters.items():
             assert not arr[n:].any(), (s.name, kind)
-    assert born.sum() == sim.next_uid - n_initial
+    assert born.sum() == issued_uids(sim) - n_initial
     # Traits of the new rows: motility never varies, nor leader and cycle_cv; the cycle Gamma
     # follows the new doubling time; rows not in use are empty.
     rows = np.arange(N_SCENARIO_CLONES, n)
@@ -370,12 +377,14 @@ def test_switching_diversification_on_leaves_other_draws_unchanged_in_step_0():
     off.step()
     on.step()
     daughters = None
-    for a, b in zip(compartments(off), compartments(on), strict=True):
+    firsts = [s.step_first_uid for s in off.sites] + [None]  # the circulation issues no ids
+    for a, b, first in zip(compartments(off), compartments(on), firsts, strict=True):
         assert a.n == b.n
         for key in CELL_KEYS:
             if key != "clone":
                 np.testing.assert_array_equal(a.live(key), b.live(key), err_msg=key)
-        born = a.live("uid") >= off.step_first_uid
+        born = (a.live("uid") >= first) if first is not None else np.zeros(a.n, bool)
+        born &= a.live("uid") < (first or 0) + (1 << 40)  # ids this site issued, not immigrants
         np.testing.assert_array_equal(a.live("clone")[~born], b.live("clone")[~born])
         assert (b.live("clone")[born] >= N_SCENARIO_CLONES).all()
         if daughters is None:

@@ -548,7 +548,7 @@ def first_step(sim) -> dict[str, set[int]]:
     """Uids of the primary cells that switch phenotype, die and divide in the next step."""
     c = sim.primary.cells
     before = dict(zip(c.live("uid").tolist(), c.live("phen").tolist(), strict=True))
-    first_new, seen = sim.next_uid, len(sim.events)
+    first_new, seen = sim.primary.next_uid, len(sim.events)
     sim.step()
     left = {u for e in sim.events[seen:] if e["event"] == "intravasation" for u in e["cell_uids"]}
     c = sim.primary.cells

@@ -21,7 +21,7 @@ from metacoop.core.field import Field, FieldSolver, make_solver
 from metacoop.core.lattice import Lattice
 from metacoop.core.modifiers import Modifiers
 from metacoop.core.rng import CompartmentStreams
-from metacoop.core.state import ACTIVE, CellArrays, StromalArrays
+from metacoop.core.state import ACTIVE, CellArrays, StromalArrays, uid_base
 from metacoop.core.vessels import LYMPHATIC_VESSEL, NORMAL_VESSEL, RUPTURED_VESSEL
 from metacoop.errors import SimulationError
 from metacoop.kernels.cells import DEAD
@@ -91,6 +91,9 @@ class Site:
         #: exposure to organ hazards in this step); emptied by the extravasation rule.
         self.arrival_exposure_h: dict[int, float] = {}
         self.cells = CellArrays(0)
+        #: the next cell id this site issues, and the first it issued in the current step
+        self.next_uid = uid_base(index)
+        self.step_first_uid = self.next_uid
         self.modifiers = Modifiers()
         #: stromal agents by kind (``macrophages``), added by the mechanisms that use them
         self.agents: dict[str, StromalArrays] = {}
@@ -112,8 +115,8 @@ class Site:
         """Whether cells on this site's vessel points may enter the blood."""
         return self.has_vessels and (self.organ is None or self.organ.reentry)
 
-    def seed_tumour(self, cfg: SiteConfig, clones: CloneTable, first_uid: int) -> int:
-        """Place the initial tumour; return the number of cells placed (uids from ``first_uid``)."""
+    def seed_tumour(self, cfg: SiteConfig, clones: CloneTable) -> int:
+        """Place the initial tumour; return the number of cells placed (ids from the site's counter)."""
         if not isinstance(cfg, PrimaryConfig):
             return 0
         init = cfg.initial_tumour
@@ -137,7 +140,8 @@ class Site:
         rng.shuffle(phen)
         cycle = stable_residual_cycles(rng, clones.cycle_shape[clone, phen],
                                        clones.cycle_scale_h[clone, phen], clones.doubling_time_h[clone, phen])
-        uid = np.arange(first_uid, first_uid + k, dtype=np.int64)
+        uid = np.arange(self.next_uid, self.next_uid + k, dtype=np.int64)
+        self.next_uid += k
         self.cells.append({
             "uid": uid, "parent": np.full(k, -1), "pos": pos, "lineage": uid, "met": np.full(k, -1),
             "birth_h": np.zeros(k), "cycle_h": cycle, "clone": clone, "phen": phen,

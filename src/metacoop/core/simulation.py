@@ -37,6 +37,7 @@ from metacoop.config.schema import SimulationConfig
 from metacoop.core.clones import PHENOTYPES, VARIABLE_TRAITS
 from metacoop.core.rng import compartment_streams
 from metacoop.core.schedule import Phase, Slot, build_plan, describe
+from metacoop.core.state import uid_base
 from metacoop.errors import SimulationError
 from metacoop.mechanisms import REGISTRY, Mechanism, StepContext
 from metacoop.observers.recorder import Recorder
@@ -91,13 +92,13 @@ class Simulation:
         self.clones = config.clone_table()
         self.step_index = 0
         #: the first uid issued during the current step (cells with larger uids are newborn)
-        self.step_first_uid = 0
         self.events: list[dict] = []
-        self.next_uid = 0
+        #: the next id of an injected cell (injections count as one more compartment)
+        self.injection_next_uid = uid_base(len(config.sites()))
         self.sites: list[Site] = []
         for index, (name, site_cfg) in enumerate(config.sites().items()):
             site = Site(name, site_cfg, config, self.clones, compartment_streams(config.seed, name), index)
-            self.next_uid += site.seed_tumour(site_cfg, self.clones, self.next_uid)
+            site.seed_tumour(site_cfg, self.clones)
             site.place_vessels(site_cfg)
             self.sites.append(site)
         self.primary = self.sites[0] if config.primary is not None else None
@@ -182,7 +183,8 @@ class Simulation:
     def step(self) -> None:
         """Advance the simulation by one base step."""
         ctx = StepContext(self, self.step_index, self.time_h, self.dt_h)
-        self.step_first_uid = self.next_uid
+        for site in self.sites:
+            site.step_first_uid = site.next_uid
         for site in self.sites:
             site.arrivals_pos.clear()
             site.arrivals_clone.clear()
@@ -278,8 +280,8 @@ class Simulation:
         singles = k - int((n_ctc * sizes).sum())
         group_sizes = np.concatenate([np.repeat(sizes, n_ctc), np.ones(singles, np.int64)])
         labels = np.repeat(np.arange(group_sizes.size), group_sizes)
-        uid = np.arange(self.next_uid, self.next_uid + k, dtype=np.int64)
-        self.next_uid += k
+        uid = np.arange(self.injection_next_uid, self.injection_next_uid + k, dtype=np.int64)
+        self.injection_next_uid += k
         t = ctx.time_h
         cells = {"uid": uid, "parent": np.full(k, -1), "lineage": uid, "met": np.full(k, -1),
                  "birth_h": np.full(k, t), "cycle_h": np.zeros(k), "clone": clone, "phen": phen}

@@ -8,8 +8,14 @@ Arrays have a fixed capacity; :meth:`AgentArrays.reserve` grows it (by at
 least half), so kernels never allocate.
 
 :class:`CellArrays` holds the cells of a lattice site. Bytes of state per cell:
-8 (uid) + 8 (parent) + 4 (pos) + 4 (lineage) + 4 (met) + 4 (birth_h)
-+ 4 (cycle_h) + 2 (clone) + 1 (phen) + 1 (state) + 1 (flags) = 41.
+8 (uid) + 8 (parent) + 4 (pos) + 8 (lineage) + 4 (met) + 4 (birth_h)
++ 4 (cycle_h) + 2 (clone) + 1 (phen) + 1 (state) + 1 (flags) = 45.
+
+Cell ids. Every compartment that creates cells issues ids from its own
+counter, starting at ``compartment index << UID_BITS`` (see :func:`uid_base`),
+so a birth in one organ never shifts the ids, and with them the random draws,
+of cells born later elsewhere: switching an organ mechanism off leaves the
+primary site's draws unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +23,15 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+
+#: Bits of a cell id left for the count of cells one compartment creates (1.1e12).
+UID_BITS = 40
+
+
+def uid_base(compartment: int) -> int:
+    """First cell id issued by the compartment with index ``compartment`` (0 for the first site)."""
+    return int(compartment) << UID_BITS
+
 
 #: Cell states. Only ACTIVE cells move, divide and intravasate.
 ACTIVE, ARRESTED, DORMANT = 0, 1, 2
@@ -27,7 +42,7 @@ CELL_COLUMNS: dict[str, tuple[type, str]] = {
     "uid": (np.int64, "permanent cell id, unique within a run; keys the cell's random draws"),
     "parent": (np.int64, "uid of the mother cell, -1 for a cell present at t = 0 or injected"),
     "pos": (np.int32, "flat lattice index x + nx*(y + ny*z); -1 off-lattice"),
-    "lineage": (np.int32, "uid of the founding cell of this cell's lineage"),
+    "lineage": (np.int64, "uid of the founding cell of this cell's lineage"),
     "met": (np.int32, "id of the metastasis the cell belongs to, -1 for none"),
     "birth_h": (np.float32, "time of birth, h (0 for initial cells)"),
     "cycle_h": (np.float32, "time left until the cell is due to divide, h"),

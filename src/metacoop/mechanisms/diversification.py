@@ -71,12 +71,12 @@ class Diversification(Mechanism):
         sim = ctx.sim
         p = self.params
         table = sim.clones
-        first = sim.step_first_uid
         t = ctx.time_h + ctx.dt_h
         added = False
         for site in sim.sites:
             c = site.cells
-            newborn = np.flatnonzero(c.uid[: c.n] >= first)
+            uid = c.uid[: c.n]  # ids this site issued this step: its daughters
+            newborn = np.flatnonzero((uid >= site.step_first_uid) & (uid < site.next_uid))
             if newborn.size == 0 or self.full:
                 continue
             u = uniforms(site.streams.key, self.stream, ctx.step, c.uid[newborn], 0, np.empty(newborn.size))

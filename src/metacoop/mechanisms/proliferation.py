@@ -51,9 +51,9 @@ class Proliferation(Mechanism):
                 c.state, c.met, c.flags, site.met_room, site.occ, site.capacity,
                 site.lattice.dims_array, site.lattice.ndim,
                 self.clones.cycle_shape, self.clones.cycle_scale_h, ctx.time_h + ctx.dt_h, ctx.dt_h,
-                sim.next_uid, site.streams.key, self.stream, ctx.step,
+                site.next_uid, site.streams.key, self.stream, ctx.step,
             )
             if born:
                 c.n = n0 + born
-                sim.next_uid += born
+                site.next_uid += born
                 site.count("born", c.clone[n0 : c.n])
