@@ -38,10 +38,11 @@ class NicheParams(MechanismParams):
     factor: str = Field("vegf", description="systemic factor driving recruitment (key of circulation.factors)")
     factor_half_saturation: Positive = Field(0.005, description="factor level giving half-maximal recruitment, normalised")
     bmdc_recruitment_per_h: NonNegative = Field(
-        0.05, description="VEGFR1+ BMDC density recruited per vessel point per h at saturation, normalised"
+        0.2, description="VEGFR1+ BMDC density recruited per vessel point per h at saturation, normalised "
+        "(set so that the niche forms within a day in the lung, Kaplan 2005 order; assumption)"
     )
     epc_recruitment_per_h: NonNegative = Field(
-        0.02, description="endothelial-precursor density recruited per vessel point per h at saturation"
+        0.1, description="endothelial-precursor density recruited per vessel point per h at saturation"
     )
     tropism: dict[str, NonNegative] = Field(
         default_factory=dict, description="relative recruitment per organ (missing organs: 1), dimensionless"
