@@ -198,6 +198,11 @@ class CloneTable:
         return self.names.index(name)
 
 
+#: Columns of the table that are clone traits (written to ``clones.parquet``).
+TRAIT_COLUMNS = tuple(f.name for f in fields(CloneTable)
+                      if f.name not in ("names", "cycle_shape", "cycle_scale_h", "parent", "created_h"))
+
+
 def stable_residual_cycles(
     rng: np.random.Generator, shape: np.ndarray, scale_h: np.ndarray, doubling_time_h: np.ndarray
 ) -> np.ndarray:

@@ -34,7 +34,7 @@ from metacoop.compartments.circulation import Circulation
 from metacoop.compartments.metastases import STATUS, MetastasisRegistry
 from metacoop.compartments.site import Site, exact_counts, fractions_of
 from metacoop.config.schema import SimulationConfig
-from metacoop.core.clones import PHENOTYPES, VARIABLE_TRAITS
+from metacoop.core.clones import PHENOTYPES, TRAIT_COLUMNS
 from metacoop.core.rng import compartment_streams
 from metacoop.core.schedule import Phase, Slot, build_plan, describe
 from metacoop.core.state import uid_base
@@ -91,7 +91,6 @@ class Simulation:
         self.n_steps = config.n_steps
         self.clones = config.clone_table()
         self.step_index = 0
-        #: the first uid issued during the current step (cells with larger uids are newborn)
         self.events: list[dict] = []
         #: the next id of an injected cell (injections count as one more compartment)
         self.injection_next_uid = uid_base(len(config.sites()))
@@ -166,7 +165,7 @@ class Simulation:
         names = list(t.names)
         data = {"clone": names, "parent_clone": [names[p] if p >= 0 else None for p in t.parent[:n]],
                 "created_h": t.created_h[:n].copy()}
-        for trait in (*VARIABLE_TRAITS, "leader", "cycle_cv"):
+        for trait in TRAIT_COLUMNS:
             arr = getattr(t, trait)[:n]
             if arr.ndim == 2:
                 for j, phen in enumerate(PHENOTYPES):
@@ -185,7 +184,6 @@ class Simulation:
         ctx = StepContext(self, self.step_index, self.time_h, self.dt_h)
         for site in self.sites:
             site.step_first_uid = site.next_uid
-        for site in self.sites:
             site.arrivals_pos.clear()
             site.arrivals_clone.clear()
         for slot in self.plan:
