@@ -90,8 +90,8 @@ def config_cmd(scenario: ScenarioArg = None, set_: SetOpt = None, seed: SeedOpt 
 def describe(
     scenario: ScenarioArg = None,
     set_: SetOpt = None,
-    odd: Annotated[bool, typer.Option("--odd", help="write the scenario as an ODD protocol (Markdown)")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="write to this file instead of the terminal")] = None,
+    odd: Annotated[bool, typer.Option("--odd", help="write an ODD protocol (Markdown)")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="write to this file, not the terminal")] = None,
 ) -> None:
     """Print the resolved schedule and every enabled mechanism, or an ODD protocol with --odd."""
     from metacoop.config.loader import load_scenario
@@ -107,7 +107,8 @@ def describe(
         try:
             atomic_write_bytes(Path(out), text.encode("utf-8"))
         except OSError as exc:
-            raise InputError([Problem("--out", str(out), f"cannot be written: {exc.strerror or exc}")]) from None
+            reason = f"cannot be written: {exc.strerror or exc}"
+            raise InputError([Problem("--out", str(out), reason)]) from None
     out_console.print(f"Written to {out}", highlight=False, markup=False)
 
 

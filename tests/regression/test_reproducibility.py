@@ -120,7 +120,9 @@ def test_same_seed_through_the_command_line_is_bit_identical(tmp_path):
     outs = []
     for label in ("x", "y"):
         out = tmp_path / label
-        args = [sys.executable, "-m", "metacoop", "run", "invasion2d", *sets, "--seed", str(SEED), "--out", out, "--quiet"]
+        args = [sys.executable, "-m", "metacoop", "run", "invasion2d", *sets, "--seed", str(SEED),
+                "--out", out,
+                "--quiet"]
         proc = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 0, proc.stderr
         outs.append(out)

@@ -145,7 +145,8 @@ def test_a_metastasis_founded_by_a_cluster_records_every_founder():
     assert lung["n_founders"] == 3
     assert lung["founded_by_cluster"] is True
     first = sim.injection_next_uid - 4  # the first injected cell's id
-    assert sorted(lung["founder_uids"]) == sorted(arrest["lung"]["cell_uids"]) == [first, first + 1, first + 2]
+    founders = [first, first + 1, first + 2]
+    assert sorted(lung["founder_uids"]) == sorted(arrest["lung"]["cell_uids"]) == founders
     founded = [e for e in events(sim, "metastasis_founded") if e["met_id"] == lung["met_id"]]
     assert len(founded) == 1 and sorted(founded[0]["cell_uids"]) == [first, first + 1, first + 2]
     assert composition(lung) == {"x": 3}

@@ -57,7 +57,8 @@ def _file(tmp: Path, name: str, data: bytes) -> Path:
 
 
 def _case_unknown_top(tmp):
-    return ["run", "invasion2d", "--set", "durationn_h=2"], ["durationn_h = 2", "unknown key", "duration_h", "dt_h"]
+    return (["run", "invasion2d", "--set", "durationn_h=2"],
+            ["durationn_h = 2", "unknown key", "duration_h", "dt_h"])
 
 
 def _case_unknown_nested(tmp):

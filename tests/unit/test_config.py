@@ -226,8 +226,9 @@ def test_bad_field_name_is_refused():
 
 def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("invasion2d", ["duration_h=-1", "primary.initial_tumour.mesenchymal_fraction=2",
-                                           "clones.tumour.cycle_cv=0"])
+        metacoop.load_scenario("invasion2d", ["duration_h=-1",
+                                              "primary.initial_tumour.mesenchymal_fraction=2",
+                                              "clones.tumour.cycle_cv=0"])
     assert set(paths_of(ei)) == {"duration_h", "primary.initial_tumour.mesenchymal_fraction",
                                  "clones.tumour.cycle_cv"}
 
@@ -281,7 +282,8 @@ def test_set_below_a_list_element_value_is_an_input_error():
 
 def test_clone_fractions_naming_an_unknown_clone():
     with pytest.raises(ConfigError) as ei:
-        metacoop.load_scenario("invasion2d", {**SMALL, "primary.initial_tumour.clone_fractions": {"nope": 1.0}})
+        metacoop.load_scenario("invasion2d",
+                               {**SMALL, "primary.initial_tumour.clone_fractions": {"nope": 1.0}})
     p = one_problem(ei, "primary.initial_tumour.clone_fractions.nope")
     assert p.value == 1.0
     assert "tumour" in p.allowed

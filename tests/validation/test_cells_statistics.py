@@ -19,8 +19,8 @@ import pytest
 from scipy import integrate, optimize, stats
 
 import metacoop
-from metacoop.mechanisms import REGISTRY
 from metacoop.core.clones import cycle_gamma
+from metacoop.mechanisms import REGISTRY
 
 pytestmark = pytest.mark.validation
 

@@ -23,8 +23,8 @@ import pytest
 from scipy import special, stats
 
 import metacoop
-from metacoop.core.state import uid_base
 from metacoop.core.clones import PHENOTYPES, VARIABLE_TRAITS, cycle_gamma
+from metacoop.core.state import uid_base
 from metacoop.errors import InputError
 
 pytestmark = pytest.mark.validation

@@ -87,7 +87,7 @@ class Modifiers:
         return out
 
     def cue_arrays(self, ctx, n_points: int, n_clones: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Stacked cue values ``(k, n_points)``, sensitivities ``(k, n_clones, 2)`` and level flags ``(k,)``."""
+        """Cue values ``(k, n_points)``, sensitivities ``(k, n_clones, 2)``, level flags ``(k,)``."""
         k = len(self.cues)
         values = np.empty((k, n_points))
         sens = np.empty((k, n_clones, 2))

@@ -42,7 +42,6 @@ from metacoop.errors import SimulationError
 from metacoop.mechanisms import REGISTRY, Mechanism, StepContext
 from metacoop.observers.recorder import Recorder
 
-
 #: The engine's own tasks in the schedule: (phase, order, name, what it does).
 ENGINE_TASKS = (
     (Phase.FIELDS, 0, "fields", "every field applies last step's sources, then diffuses and decays"),

@@ -15,8 +15,8 @@ from metacoop.mechanisms.death import Death
 from metacoop.mechanisms.disaggregation import Disaggregation
 from metacoop.mechanisms.diversification import Diversification
 from metacoop.mechanisms.dormancy import Dormancy
-from metacoop.mechanisms.emboli_protection import EmboliProtection
 from metacoop.mechanisms.ecm_degradation import EcmDegradation
+from metacoop.mechanisms.emboli_protection import EmboliProtection
 from metacoop.mechanisms.extravasation import Extravasation
 from metacoop.mechanisms.growth_factor import GrowthFactor
 from metacoop.mechanisms.intravasation import Intravasation
@@ -62,6 +62,7 @@ REGISTRY: dict[str, type[Mechanism]] = {
 
 #: The cooperation mechanisms of the class action (Bidard et al. 2008), in DESIGN order.
 COOPERATION = ("collective_migration", "protease_public_good", "vessel_disruption", "emboli_protection",
-               "niche", "adhesion_induction", "shedding_waves", "paracrine", "growth_factor", "diversification")
+               "niche", "adhesion_induction", "shedding_waves", "paracrine", "growth_factor",
+               "diversification")
 
 __all__ = ["COOPERATION", "REGISTRY", "Mechanism", "StepContext"]

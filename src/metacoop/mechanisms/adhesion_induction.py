@@ -32,14 +32,22 @@ class InductionParams(MechanismParams):
     """Parameters of :class:`AdhesionInduction`."""
 
     enabled: bool = Field(False, description="include this mechanism in the schedule")
-    activation_decay_per_h: Positive = Field(0.25, description="rate at which activated Kupffer cells pass the signal on, 1/h")
-    cytokine_decay_per_h: Positive = Field(0.25, description="rate at which TNF-alpha/IL-1 induce E-selectin and vanish, 1/h")
+    activation_decay_per_h: Positive = Field(
+        0.25, description="rate at which activated Kupffer cells pass the signal on, 1/h"
+    )
+    cytokine_decay_per_h: Positive = Field(
+        0.25, description="rate at which TNF-alpha/IL-1 induce E-selectin and vanish, 1/h"
+    )
     eselectin_decay_per_h: Positive = Field(0.5, description="decay rate of induced E-selectin, 1/h")
     cytokine_diffusion_um2_per_h: NonNegative = Field(
         3600.0, description="diffusion of the cytokines in the organ, µm²/h"
     )
-    half_saturation: Positive = Field(0.002, description="E-selectin level giving half the effect, normalised")
-    arrest_gain: NonNegative = Field(3.0, description="relative rise of the arrest hazard at saturating E-selectin (assumption)")
+    half_saturation: Positive = Field(
+        0.002, description="E-selectin level giving half the effect, normalised"
+    )
+    arrest_gain: NonNegative = Field(
+        3.0, description="relative rise of the arrest hazard at saturating E-selectin (assumption)"
+    )
     extravasation_gain: NonNegative = Field(
         1.0, description="relative rise of the extravasation hazard at saturating E-selectin (assumption)"
     )

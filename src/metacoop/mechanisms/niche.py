@@ -35,8 +35,12 @@ class NicheParams(MechanismParams):
     """Parameters of :class:`Niche`."""
 
     enabled: bool = Field(False, description="include this mechanism in the schedule")
-    factor: str = Field("vegf", description="systemic factor driving recruitment (key of circulation.factors)")
-    factor_half_saturation: Positive = Field(0.005, description="factor level giving half-maximal recruitment, normalised")
+    factor: str = Field(
+        "vegf", description="systemic factor driving recruitment (key of circulation.factors)"
+    )
+    factor_half_saturation: Positive = Field(
+        0.005, description="factor level giving half-maximal recruitment, normalised"
+    )
     bmdc_recruitment_per_h: NonNegative = Field(
         0.2, description="VEGFR1+ BMDC density recruited per vessel point per h at saturation, normalised "
         "(set so that the niche forms within a day in the lung, Kaplan 2005 order; assumption)"
@@ -50,8 +54,12 @@ class NicheParams(MechanismParams):
     vegfr1_blockade: Probability = Field(
         0.0, description="fraction of VEGFR1+ BMDC recruitment blocked (anti-VEGFR1 antibody: 1)"
     )
-    niche_half_saturation: Positive = Field(0.05, description="BMDC or EPC density giving half the niche effect")
-    arrest_gain: NonNegative = Field(2.0, description="relative rise of the arrest hazard in a full niche (assumption)")
+    niche_half_saturation: Positive = Field(
+        0.05, description="BMDC or EPC density giving half the niche effect"
+    )
+    arrest_gain: NonNegative = Field(
+        2.0, description="relative rise of the arrest hazard in a full niche (assumption)"
+    )
     extravasation_gain: NonNegative = Field(
         1.0, description="relative rise of the extravasation hazard in a full niche (assumption)"
     )
@@ -60,15 +68,18 @@ class NicheParams(MechanismParams):
         "full niche (assumption)",
     )
     angiogenesis_gain: NonNegative = Field(
-        4.0, description="relative rise of the angiogenic-switch hazard where precursors saturate (assumption)"
+        4.0, description="relative rise of the angiogenic-switch hazard where precursors saturate "
+        "(assumption)"
     )
-    formed_at: Probability = Field(0.5, description="mean BMDC niche level at vessel points that counts as formed")
+    formed_at: Probability = Field(
+        0.5, description="mean BMDC niche level at vessel points that counts as formed"
+    )
     bmdc_field: str = Field("bmdc", description="organ field of recruited VEGFR1+ BMDCs")
     epc_field: str = Field("epc", description="organ field of recruited endothelial precursors")
 
 
 class Niche(Mechanism):
-    """Recruitment into organ fields and the niche's factors on arrest, extravasation, death and angiogenesis."""
+    """Recruitment into organ fields; the niche's factors on arrest, extravasation, death, angiogenesis."""
 
     name = "niche"
     phase = Phase.SYSTEMIC

@@ -44,7 +44,9 @@ class ParacrineParams(MechanismParams):
     egf_secretion_per_h: NonNegative = Field(
         0.2, description="EGF secreted per macrophage, normalised concentration per h"
     )
-    csf1_half_saturation: Positive = Field(0.02, description="CSF-1 giving half receptor occupancy, normalised")
+    csf1_half_saturation: Positive = Field(
+        0.02, description="CSF-1 giving half receptor occupancy, normalised"
+    )
     egf_half_saturation: Positive = Field(0.02, description="EGF giving half receptor occupancy, normalised")
     csf1_field: str = Field("csf1", description="field of tumour-made CSF-1")
     egf_field: str = Field("egf", description="field of macrophage-made EGF")
@@ -153,10 +155,12 @@ class Paracrine(Mechanism):
             return []
         ndim = len(config.primary.lattice.shape)
         scale = config.dt_h / config.primary.lattice.spacing_um**2
-        total = 2 * ndim * (params.macrophage_diffusion_um2_per_h + params.macrophage_chemotaxis_um2_per_h) * scale
+        motility = params.macrophage_diffusion_um2_per_h + params.macrophage_chemotaxis_um2_per_h
+        total = 2 * ndim * motility * scale
         if total > 1.0:
             return [Problem(f"mechanisms.{cls.name}.macrophage_chemotaxis_um2_per_h",
                             params.macrophage_chemotaxis_um2_per_h,
-                            f"macrophage move probabilities exceed 1: 2*ndim*(D + chi)*dt/dx^2 = {total:.3g}; "
+                            "macrophage move probabilities exceed 1: "
+                            f"2*ndim*(D + chi)*dt/dx^2 = {total:.3g}; "
                             "reduce dt_h or the macrophage motility")]
         return []

@@ -32,7 +32,9 @@ class DisruptionParams(MechanismParams):
 
     enabled: bool = Field(False, description="include this mechanism in the schedule")
     mmp2_field: str = Field("mmp2", description="protease field (normalised concentration)")
-    mmp2_half_saturation: Positive = Field(0.02, description="MMP-2 giving half the protease stimulus, normalised")
+    mmp2_half_saturation: Positive = Field(
+        0.02, description="MMP-2 giving half the protease stimulus, normalised"
+    )
     pressure_weight: Probability = Field(
         0.5, description="share of the stimulus due to crowding (tumour pressure), dimensionless"
     )
@@ -85,9 +87,11 @@ class VesselDisruption(Mechanism):
                 continue
             m = site.fields[p.mmp2_field].flat[pts]
             nb = site.lattice.neighbours(pts)
-            occ = site.occ[pts].astype(np.float64) + np.where(nb >= 0, site.occ[np.maximum(nb, 0)], 0).sum(axis=1)
+            around = np.where(nb >= 0, site.occ[np.maximum(nb, 0)], 0).sum(axis=1)
+            occ = site.occ[pts].astype(np.float64) + around
             crowding = occ / (site.capacity * (1 + (nb >= 0).sum(axis=1)))
-            stimulus = (1.0 - p.pressure_weight) * m / (p.mmp2_half_saturation + m) + p.pressure_weight * crowding
+            protease = m / (p.mmp2_half_saturation + m)
+            stimulus = (1.0 - p.pressure_weight) * protease + p.pressure_weight * crowding
             damage = self.damage[site.name]
             damage += (stimulus - damage) * self.relax
             disrupted = self.disrupted[site.name]
