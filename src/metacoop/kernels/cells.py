@@ -127,7 +127,8 @@ def decide_moves(
     ``+-(w_plus - w_minus) / 4`` along the move's axis. A missing neighbour
     (no-flux edge) has probability 0; its mass stays with the cell.
 
-    Modifiers (see :mod:`metacoop.core.modifiers`): ``boost`` (per point, or
+    Modifiers (see :mod:`metacoop.core.modifiers`; ``None`` when there are
+    none, which compiles a version without them): ``boost`` (per point, or
     empty) multiplies ``p_diff`` at the cell's point; each cue ``k`` adds
     ``cue_sens[k, clone, phen] * max(0, cues[k, nb] - cues[k, here])`` (cells
     climb the cue) or, where ``cue_level[k]`` is 1, ``cue_sens[k, clone, phen] *
@@ -140,8 +141,6 @@ def decide_moves(
     """
     nz, ny, nx = dims[0], dims[1], dims[2]
     nd = 2 * ndim
-    ncue = cues.shape[0]
-    boosted = boost.shape[0] > 0
     movers = np.zeros(n, dtype=np.int64)
     for i in prange(n):
         target[i] = -1
@@ -151,13 +150,14 @@ def decide_moves(
         ph = phen[i]
         p = pos[i]
         pd = p_diff[c, ph]
-        if boosted:
+        if boost is not None and boost.shape[0] > 0:
             pd *= boost[p]
         ph_ = p_hapt[c, ph]
         cued = False
-        for k in range(ncue):
-            if cue_sens[k, c, ph] != 0.0:
-                cued = True
+        if cues is not None:
+            for k in range(cues.shape[0]):
+                if cue_sens[k, c, ph] != 0.0:
+                    cued = True
         if pd == 0.0 and ph_ == 0.0 and not cued:
             continue
         rest = p // nx
@@ -178,8 +178,8 @@ def decide_moves(
                 w_other = ecm[other] if other >= 0 else w0
                 g = 0.25 * (ecm[nb] - w_other)
             acc += pd + ph_ * g
-            if cued:
-                for k in range(ncue):
+            if cues is not None and cued:
+                for k in range(cues.shape[0]):
                     if cue_level[k]:
                         gk = cues[k, nb]
                     else:

@@ -33,7 +33,7 @@ from metacoop.core.clones import CloneTable
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
 from metacoop.kernels.cells import apply_moves, decide_moves
-from metacoop.mechanisms.base import NO_FACTOR, Mechanism, StepContext
+from metacoop.mechanisms.base import Mechanism, StepContext
 
 
 class MovementParams(MechanismParams):
@@ -85,13 +85,14 @@ class Movement(Mechanism):
             p_diff, p_hapt = self.tables[site.name]
             mods = site.modifiers
             boost = mods.factor("motility", ctx)
-            cues, sens, level = mods.cue_arrays(ctx, site.lattice.n_points, n_clones)
+            cues, sens, level = mods.cue_arrays(ctx, site.lattice.n_points, n_clones) if mods.cues else (
+                None, None, None)
             target = site.scratch_int(c.n)
             wanting = decide_moves(
                 c.n, c.uid, c.pos, c.clone, c.phen, c.state, c.flags, p_diff, p_hapt,
                 site.fields[self.params.ecm_field].flat, site.lattice.dims_array,
                 site.lattice.ndim, self.upwind, site.streams.key, self.stream, ctx.step, target,
-                NO_FACTOR if boost is None else boost, cues, sens, level,
+                boost, cues, sens, level,
             )
             if wanting:
                 apply_moves(c.n, c.pos, target, site.occ, site.capacity)
