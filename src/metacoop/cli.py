@@ -112,6 +112,149 @@ def describe(
     out_console.print(f"Written to {out}", highlight=False, markup=False)
 
 
+def _parse_vary(items: list[str]) -> dict[str, list]:
+    """``key=v1,v2,...`` items as ``{key: [values]}``; each value is read as TOML, else as text."""
+    from metacoop.config.loader import parse_override
+
+    grid: dict[str, list] = {}
+    for item in items:
+        key, raw = item.split("=", 1) if "=" in item else (item, "")
+        if not key.strip() or not raw.strip():
+            raise InputError([Problem("--vary", item, "must look like key=v1,v2,...")])
+        values = [parse_override(f"v={v.strip()}")[1] for v in _split_top(raw)]
+        grid[key.strip()] = values
+    return grid
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas outside brackets and braces (so ``[1,2],[3,4]`` gives two values)."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [v for v in out if v.strip()]
+
+
+@app.command()
+def experiment(
+    kind: Annotated[str, typer.Argument(help="ablation, mixing, waves, injection or sweep")],
+    scenario: ScenarioArg = None,
+    replicates: Annotated[int, typer.Option("--replicates", "-n", help="replicates per condition")] = 4,
+    workers: Annotated[int | None, typer.Option("--workers", help="LocalCluster worker processes "
+                                                                  "(default: one per CPU)")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="address of an existing Dask "
+                                                                      "scheduler")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="experiment directory (new, or this same "
+                                                           "experiment to resume it)")] = None,
+    vary: Annotated[list[str] | None, typer.Option("--vary", help="key=v1,v2,... (sweep; repeatable)",
+                                                   show_default=False)] = None,
+    set_: SetOpt = None,
+    seed: SeedOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+) -> None:
+    """Run an ensemble experiment on Dask and print per-condition statistics."""
+    from metacoop.config.loader import DEFAULT_SCENARIO, load_scenario, parse_override
+    from metacoop.experiments import build_design, run_experiment
+
+    with friendly_errors():
+        if workers is not None and scheduler is not None:
+            raise InputError([Problem("--workers", workers, "give --workers or --scheduler, not both")])
+        if workers is not None and workers < 1:
+            raise InputError([Problem("--workers", workers, "must be at least 1")])
+        name = scenario or DEFAULT_SCENARIO
+        cfg = load_scenario(name, set_ or [], seed=seed)
+        base = dict(parse_override(item) for item in (set_ or []))
+        design = build_design(kind, name, cfg, replicates, cfg.seed, _parse_vary(vary or []), base)
+        out_dir = out if out is not None else Path("metacoop-experiments") / (
+            f"{kind}-{cfg.name}-seed{cfg.seed}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        total = len(design.conditions) * replicates
+        if not quiet:
+            err_console.print(f"{kind} of [bold]{escape(cfg.name)}[/]: {len(design.conditions)} conditions x "
+                              f"{replicates} replicates -> {escape(str(out_dir))}", highlight=False)
+        if quiet:
+            result = run_experiment(design, out_dir, workers=workers, scheduler=scheduler)
+        else:
+            bar = Progress(TextColumn("[bold]replicates"), BarColumn(),
+                           TextColumn("{task.completed}/{task.total}"),
+                           TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(), TextColumn("ETA"),
+                           TimeRemainingColumn(), console=err_console)
+            with bar:
+                task = bar.add_task("exp", total=total, failed=0)
+
+                def report(p):
+                    bar.update(task, completed=p.done + p.failed, failed=p.failed)
+                result = run_experiment(design, out_dir, workers=workers, scheduler=scheduler,
+                                        progress=report)
+        if not quiet:
+            _stats_table(result)
+        for cond, rep, text in result.failures:
+            err_console.print(f"[bold red]failed:[/] {escape(cond)} replicate {rep}: {escape(text)}",
+                              highlight=False, soft_wrap=True)
+    out_console.print(f"Experiment written to {out_dir}", highlight=False, markup=False, soft_wrap=True)
+    if result.failures:
+        raise typer.Exit(1)
+
+
+#: Observables shown in the experiment table, by kind (every observable is in stats.csv).
+TABLE_OBSERVABLES = ("metastases", "burden_cells", "first_metastasis_h")
+
+
+def _shown_observables(result) -> list[str]:
+    present = set(result.stats["observable"])
+    kind = result.design.kind
+    if kind == "waves":
+        return sorted(o for o in present if o.startswith("wave.")) + ["metastases"]
+    shown = [o for o in TABLE_OBSERVABLES if o in present]
+    if kind == "mixing":
+        shown += sorted(o for o in present if o.startswith(("clone_share.", "clone_fraction_with.")))
+    return shown
+
+
+def _stats_table(result) -> None:
+    stats = result.stats
+    table = Table("condition", "observable", "n", "mean", "95% CI", "median", "effect", "p (Holm)",
+                  box=None, header_style="bold",
+                  title=f"{result.design.kind}: mean with bootstrap 95% CI; effect = difference from "
+                        f"{result.design.reference or '-'} (Mann-Whitney U, Holm-corrected)",
+                  title_justify="left", title_style="")
+    for obs in _shown_observables(result):
+        for _, r in stats[stats["observable"] == obs].iterrows():
+            table.add_row(escape(str(r["condition"])), escape(obs), str(r["n"]), f"{r['mean']:.4g}",
+                          f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]", f"{r['median']:.4g}",
+                          "" if r["effect"] != r["effect"] else f"{r['effect']:+.4g}",
+                          "" if r["p_holm"] != r["p_holm"] else f"{r['p_holm']:.3g}")
+    err_console.print(table)
+    err_console.print(f"all observables: {result.path / 'stats.csv'}", highlight=False)
+
+
+@app.command()
+def query(
+    exp_dir: Annotated[Path, typer.Argument(help="an experiment directory")],
+    sql: Annotated[str, typer.Argument(help="SQL over the views 'replicates' and 'stats'")],
+    csv: Annotated[bool, typer.Option("--csv", help="print CSV instead of a table")] = False,
+) -> None:
+    """Run SQL (DuckDB) over an experiment's replicates and statistics."""
+    from metacoop.experiments.query import query as run_query
+
+    with friendly_errors():
+        df = run_query(exp_dir, sql)
+    if csv:
+        sys.stdout.write(df.to_csv(index=False))
+        return
+    table = Table(*map(str, df.columns), box=None, header_style="bold")
+    for row in df.itertuples(index=False):
+        table.add_row(*(escape(f"{v:.6g}" if isinstance(v, float) else str(v)) for v in row))
+    out_console.print(table)
+
+
 def default_out_dir(name: str, seed: int) -> Path:
     """A new directory under ``./metacoop-runs`` named after the scenario, seed and time."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -143,8 +143,10 @@ def open_run(path: str | Path) -> Result:
     manifest = rundir.read_manifest(require_complete=True)
     try:
         tables = {stem: pd.read_parquet(rundir.path / f"{stem}.parquet")
-                  for stem in ("timeseries", "events", "metastases", "metastasis_sizes", "funnel",
-                               "clones")}
+                  for stem in ("timeseries", "events", "metastases", "metastasis_sizes", "funnel")}
+        clones = rundir.path / "clones.parquet"  # absent from runs written before it existed
+        tables["clones"] = pd.read_parquet(clones) if clones.exists() else pd.DataFrame(
+            {"clone": [c["name"] for c in manifest["config"]["clones"]]})
         fields = xr.open_datatree(rundir.path / "fields.zarr", engine="zarr", consolidated=False)
     except Exception as exc:  # any reader error means a damaged run directory
         raise RunDirectoryError([Problem("run", str(path), f"cannot be read: {exc}")]) from None

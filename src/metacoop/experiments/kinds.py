@@ -1,0 +1,110 @@
+"""The built-in experiment kinds: each turns a scenario and options into a :class:`Design`.
+
+* ``ablation``: every cooperation mechanism on (``all_on``, the reference),
+  one condition per mechanism switched off (``no_<name>``), and ``all_off``.
+* ``mixing``: the initial fraction of the first (metastatic) clone from 0 to 1,
+  the rest of the tumour being the second clone (Miller 1983 co-implantation).
+* ``waves``: shedding in the scenario's waves (``waves``) against continuous
+  shedding (``continuous``); the per-wave seeding efficiency is an observable.
+* ``injection``: experimental metastasis, varying the number of injected cells
+  and the cluster size of the first injection (Luzzi, Fidler set-ups).
+* ``sweep``: any grid of values, ``--vary key=v1,v2,...`` (every combination).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from metacoop.config.schema import SimulationConfig
+from metacoop.errors import InputError, Problem
+from metacoop.experiments.design import Condition, Design, condition_name, expand_grid
+from metacoop.mechanisms import COOPERATION
+
+#: Mechanisms the ablation switches (diversification changes what a clone is, so it is left as set).
+ABLATED = tuple(m for m in COOPERATION if m != "diversification")
+
+#: Default values of the kinds that vary something.
+MIXING_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+INJECTION_CELLS = (1000, 10000)
+INJECTION_CLUSTER_SIZES = (1, 4)
+
+
+def _ablation(config: SimulationConfig, vary: Mapping[str, Sequence[Any]]) -> tuple[list[Condition], str]:
+    on = {f"mechanisms.{m}.enabled": True for m in ABLATED}
+    conds = [Condition("all_on", dict(on), {"off": "none"})]
+    for m in ABLATED:
+        conds.append(Condition(f"no_{m}", {**on, f"mechanisms.{m}.enabled": False}, {"off": m}))
+    conds.append(Condition("all_off", {k: False for k in on}, {"off": "all"}))
+    return conds, "all_on"
+
+
+def _mixing(config: SimulationConfig, vary: Mapping[str, Sequence[Any]]) -> tuple[list[Condition], None]:
+    if len(config.clones) < 2:
+        raise InputError([Problem("clones", [c.name for c in config.clones],
+                                  "a mixing experiment needs at least two clones (metastatic first)")])
+    a, b = config.clones[0].name, config.clones[1].name
+    fractions = vary.get("fraction", MIXING_FRACTIONS)
+    conds = []
+    for f in fractions:
+        f = float(f)
+        if not 0.0 <= f <= 1.0:
+            raise InputError([Problem("--vary fraction", f, "fractions of the first clone lie in [0, 1]")])
+        conds.append(Condition(f"{a}_fraction-{f:g}",
+                               {"primary.initial_tumour.clone_fractions": {a: f, b: round(1.0 - f, 12)}},
+                               {f"{a}_fraction": f}))
+    return conds, None
+
+
+def _waves(config: SimulationConfig, vary: Mapping[str, Sequence[Any]]) -> tuple[list[Condition], str]:
+    return [Condition("waves", {"mechanisms.shedding_waves.enabled": True}, {"shedding": "waves"}),
+            Condition("continuous", {"mechanisms.shedding_waves.enabled": False},
+                      {"shedding": "continuous"})], "waves"
+
+
+def _injection(config: SimulationConfig, vary: Mapping[str, Sequence[Any]]) -> tuple[list[Condition], None]:
+    if not config.injections:
+        raise InputError([Problem("injections", [], "an injection experiment needs a scenario with at least "
+                                                    "one injection (e.g. luzzi1998)")])
+    grid = {"cells": vary.get("cells", INJECTION_CELLS),
+            "cluster_size": vary.get("cluster_size", INJECTION_CLUSTER_SIZES)}
+    conds = []
+    for combo in expand_grid(grid):
+        size = int(combo["cluster_size"])
+        conds.append(Condition(condition_name(combo),
+                               {"injections.0.cells": int(combo["cells"]),
+                                "injections.0.cluster_sizes": {size: 1.0}}, combo))
+    return conds, None
+
+
+def _sweep(config: SimulationConfig, vary: Mapping[str, Sequence[Any]]) -> tuple[list[Condition], None]:
+    if not vary:
+        raise InputError([Problem("--vary", None, "a sweep needs at least one --vary key=v1,v2,...")])
+    return [Condition(condition_name(combo), dict(combo), dict(combo)) for combo in expand_grid(vary)], None
+
+
+KindBuilder = Callable[[SimulationConfig, Mapping[str, Sequence[Any]]], tuple[list[Condition], str | None]]
+
+KINDS: dict[str, KindBuilder] = {
+    "ablation": _ablation,
+    "mixing": _mixing,
+    "waves": _waves,
+    "injection": _injection,
+    "sweep": _sweep,
+}
+
+
+def build_design(kind: str, scenario: str, config: SimulationConfig, replicates: int, seed: int,
+                 vary: Mapping[str, Sequence[Any]] | None = None,
+                 base_overrides: Mapping[str, Any] | None = None) -> Design:
+    """The design of a ``kind`` experiment on ``scenario`` (``config`` is its resolved configuration)."""
+    if kind not in KINDS:
+        raise InputError([Problem("kind", kind, f"unknown experiment kind; kinds: {', '.join(KINDS)}")])
+    if replicates < 1:
+        raise InputError([Problem("--replicates", replicates, "must be at least 1")])
+    conditions, reference = KINDS[kind](config, dict(vary or {}))
+    names = [c.name for c in conditions]
+    if len(set(names)) != len(names):
+        raise InputError([Problem("--vary", names, "two conditions would get the same name")])
+    return Design(kind=kind, scenario=scenario, conditions=tuple(conditions), replicates=replicates,
+                  seed=seed, base_overrides=dict(base_overrides or {}), reference=reference)

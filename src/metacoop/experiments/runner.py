@@ -1,0 +1,267 @@
+"""Running an experiment on Dask: one task per replicate, resumable, results written as they finish.
+
+An experiment directory holds::
+
+    experiment.json                       the design (kind, scenario, conditions, seeds)
+    runs/<condition>/rep-<i>/             one run directory per replicate (see metacoop.io.rundir)
+    dataset/condition=<condition>/rep-<i>.parquet
+                                          that replicate's observables, hive-partitioned
+    failures/<condition>.rep-<i>.json     why a replicate failed (removed once it succeeds)
+    stats.parquet, stats.csv              per-condition statistics (metacoop.experiments.stats)
+
+Replicates run on a ``dask.distributed`` cluster: a ``LocalCluster`` of
+``workers`` processes by default, or an existing scheduler given by address
+(for HPC batch systems, start one with dask-jobqueue and pass its address).
+The client writes each replicate's dataset part, atomically, when the task
+finishes, so memory stays flat and every replicate is recorded exactly once.
+A replicate is done when its part exists: rerunning the same command after
+an interruption computes only the missing replicates. A task whose worker
+dies is recomputed by Dask; a task that raises is retried once, then
+reported in ``failures/`` and counted, never silently dropped. Replicate
+``i`` has the same seed in every condition, and every result depends only
+on (condition, seed), so the dataset is the same whatever the number of
+workers or the order in which replicates finish.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from metacoop.errors import InputError, Problem, RunDirectoryError
+from metacoop.experiments.design import Condition, Design
+from metacoop.experiments.stats import summarize
+from metacoop.io.atomic import atomic_write, atomic_write_json
+
+#: Columns of a dataset part (the condition comes from the partition directory).
+PART_SCHEMA = pa.schema([("replicate", pa.int64()), ("seed", pa.int64()), ("observable", pa.string()),
+                         ("value", pa.float64())])
+
+
+@dataclass(frozen=True)
+class ExperimentProgress:
+    """What a progress callback is told: replicates done (this run or before), failed, total."""
+
+    done: int
+    failed: int
+    total: int
+    skipped: int
+
+
+@dataclass
+class ExperimentResult:
+    """An experiment's results.
+
+    Attributes:
+        path: the experiment directory.
+        design: the design.
+        replicates: tidy observables (condition, replicate, seed, observable, value).
+        stats: per-condition statistics (see :func:`metacoop.experiments.stats.summarize`).
+        failures: ``(condition, replicate, message)`` of replicates that failed in this run.
+        computed: replicates computed in this run (the others were already done).
+    """
+
+    path: Path
+    design: Design
+    replicates: pd.DataFrame
+    stats: pd.DataFrame
+    failures: list[tuple[str, int, str]]
+    computed: int = 0
+
+
+def part_path(root: Path, condition: str, replicate: int) -> Path:
+    """Where the observables of one replicate are stored."""
+    return root / "dataset" / f"condition={condition}" / f"rep-{replicate:04d}.parquet"
+
+
+def run_path(root: Path, condition: str, replicate: int) -> Path:
+    """The run directory of one replicate."""
+    return root / "runs" / condition / f"rep-{replicate:04d}"
+
+
+def _failure_path(root: Path, condition: str, replicate: int) -> Path:
+    return root / "failures" / f"{condition}.rep-{replicate:04d}.json"
+
+
+def run_replicate(scenario: str, overrides: dict[str, Any], seed: int, run_dir: str,
+                  threads: int | None = None) -> dict[str, float]:
+    """Run (or reopen, if complete) one replicate and return its observables. Runs on a worker."""
+    import numba
+
+    from metacoop.api import simulate
+    from metacoop.config.loader import load_scenario
+    from metacoop.experiments.summary import replicate_observables
+    from metacoop.io.results import open_run
+
+    if threads:
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    path = Path(run_dir)
+    result = None
+    if path.exists():
+        try:
+            result = open_run(path)  # completed before the experiment was interrupted
+        except RunDirectoryError:
+            shutil.rmtree(path)  # an incomplete run of ours: start it again
+    if result is None:
+        result = simulate(load_scenario(scenario, overrides, seed=seed), path)
+    return replicate_observables(result)
+
+
+def _write_part(path: Path, replicate: int, seed: int, values: dict[str, float]) -> None:
+    table = pa.Table.from_pydict({"replicate": [replicate] * len(values), "seed": [seed] * len(values),
+                                  "observable": list(values), "value": [float(v) for v in values.values()]},
+                                 schema=PART_SCHEMA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def _check_design(root: Path, design: Design) -> None:
+    path = root / "experiment.json"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            reason = f"holds an unreadable experiment.json: {exc}"
+            raise InputError([Problem("--out", str(root), reason)]) from None
+        if old != json.loads(json.dumps(design.to_json())):
+            raise InputError([Problem("--out", str(root), "holds a different experiment (kind, scenario, "
+                                                          "conditions, replicates or seed differ); "
+                                                          "use a new directory")])
+    elif root.exists() and any(root.iterdir()):
+        raise InputError([Problem("--out", str(root), "is not empty and holds no experiment")])
+
+
+def _validate(design: Design) -> None:
+    """Load every condition's configuration once, so bad overrides fail before any task runs."""
+    from metacoop.config.loader import load_scenario
+
+    for c in design.conditions:
+        try:
+            load_scenario(design.scenario, {**design.base_overrides, **c.overrides}, seed=design.seed)
+        except InputError as exc:
+            raise InputError([Problem(f"condition {c.name}", p.value if isinstance(p, Problem) else None,
+                                      str(p)) for p in exc.problems]) from None
+
+
+def run_experiment(design: Design, out_dir: str | Path, workers: int | None = None,
+                   scheduler: str | None = None, client=None,
+                   progress: Callable[[ExperimentProgress], None] | None = None) -> ExperimentResult:
+    """Run every missing replicate of ``design`` into ``out_dir`` on Dask; return the results.
+
+    Args:
+        design: the experiment.
+        out_dir: the experiment directory (new, empty, or holding this same experiment).
+        workers: worker processes of the LocalCluster started when neither ``scheduler`` nor
+            ``client`` is given (default: the number of CPUs).
+        scheduler: address of an existing Dask scheduler (``tcp://host:8786``).
+        client: an existing ``distributed.Client`` to use.
+        progress: called after each replicate finishes.
+    """
+    root = Path(out_dir)
+    _check_design(root, design)
+    _validate(design)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(root / "experiment.json", design.to_json())
+    tasks = design.tasks()
+    todo = [(c, i, s) for c, i, s in tasks if not part_path(root, c.name, i).exists()]
+    skipped = len(tasks) - len(todo)
+    failures: list[tuple[str, int, str]] = []
+    if todo:
+        failures = _compute(design, root, todo, skipped, len(tasks), workers, scheduler, client, progress)
+    elif progress is not None:
+        progress(ExperimentProgress(len(tasks), 0, len(tasks), skipped))
+    result = open_experiment(root)
+    result.failures = failures
+    result.computed = len(todo) - len(failures)
+    return result
+
+
+def _compute(design: Design, root: Path, todo: list[tuple[Condition, int, int]], skipped: int, total: int,
+             workers: int | None, scheduler: str | None, client, progress) -> list[tuple[str, int, str]]:
+    from distributed import Client, LocalCluster, as_completed
+
+    own = client is None
+    cluster = None
+    if own:
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            n = workers or os.cpu_count() or 1
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
+            client = Client(cluster)
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})) or 1)
+        threads = max(1, (os.cpu_count() or 1) // n_workers) if cluster is not None else None
+        futures = {}
+        for c, i, seed in todo:
+            overrides = {**design.base_overrides, **c.overrides}
+            fut = client.submit(run_replicate, design.scenario, overrides, seed,
+                                str(run_path(root, c.name, i)), threads, key=f"replicate-{c.name}-{i}",
+                                pure=False, retries=1)
+            futures[fut] = (c, i, seed)
+        done, failures = skipped, []
+        for fut in as_completed(futures):
+            c, i, seed = futures[fut]
+            if fut.status == "finished":
+                _write_part(part_path(root, c.name, i), i, seed, fut.result())
+                _failure_path(root, c.name, i).unlink(missing_ok=True)
+                done += 1
+            else:
+                exc = fut.exception()
+                text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                failures.append((c.name, i, text))
+                atomic_write_json(_failure_path(root, c.name, i),
+                                  {"condition": c.name, "replicate": i, "seed": seed, "error": text})
+            if progress is not None:
+                progress(ExperimentProgress(done, len(failures), total, skipped))
+        return failures
+    finally:
+        if own:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def read_dataset(root: Path) -> pd.DataFrame:
+    """Every replicate's observables (condition, replicate, seed, observable, value)."""
+    files = sorted((root / "dataset").glob("condition=*/rep-*.parquet"))
+    frames = []
+    for f in files:
+        df = pq.read_table(f).to_pandas()
+        df.insert(0, "condition", f.parent.name[len("condition="):])
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame({"condition": pd.Series(dtype="string"), "replicate": pd.Series(dtype="int64"),
+                             "seed": pd.Series(dtype="int64"), "observable": pd.Series(dtype="string"),
+                             "value": pd.Series(dtype="float64")})
+    df = pd.concat(frames, ignore_index=True)
+    return df.astype({"condition": "string", "observable": "string"})
+
+
+def open_experiment(path: str | Path) -> ExperimentResult:
+    """Open an experiment directory: its design, observables and statistics (recomputed and saved)."""
+    root = Path(path)
+    try:
+        design = Design.from_json(json.loads((root / "experiment.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError) as exc:
+        reason = f"is not an experiment directory: {exc}"
+        raise InputError([Problem("experiment", str(root), reason)]) from None
+    reps = read_dataset(root)
+    order = [c.name for c in design.conditions]
+    stats = summarize(reps, reference=design.reference, order=order)
+    atomic_write(root / "stats.parquet",
+                 lambda tmp: pq.write_table(pa.Table.from_pandas(stats, preserve_index=False), tmp))
+    atomic_write(root / "stats.csv", lambda tmp: stats.to_csv(tmp, index=False))
+    return ExperimentResult(root, design, reps, stats, [])
