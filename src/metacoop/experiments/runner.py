@@ -199,7 +199,7 @@ def _compute(design: Design, root: Path, todo: list[tuple[Condition, int, int]],
         else:
             n = workers or os.cpu_count() or 1
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=logging.ERROR)
+                                   dashboard_address=":0", silence_logs=logging.CRITICAL)
             client = Client(cluster)
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or 1)
@@ -222,6 +222,7 @@ def _compute(design: Design, root: Path, todo: list[tuple[Condition, int, int]],
                 exc = fut.exception()
                 text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                 failures.append((c.name, i, text))
+                _failure_path(root, c.name, i).parent.mkdir(exist_ok=True)
                 atomic_write_json(_failure_path(root, c.name, i),
                                   {"condition": c.name, "replicate": i, "seed": seed, "error": text})
             if progress is not None:

@@ -14,6 +14,7 @@ statistics, queries and reports can refer to them:
   cascade funnel over all organs and clones at the end (NaN where the
   denominator is 0; "growing" = cells in micro- and macrometastases);
 * ``shed_cells``: cells that entered the blood from the primary site;
+* ``primary_cells``: cells in the primary site at the end;
 * ``wave.<k>.shed_cells`` and ``wave.<k>.seeding_efficiency`` (runs with
   shedding waves): cells that intravasated in wave ``k``, and metastases
   founded by at least one of them per cell shed in that wave.
@@ -46,11 +47,16 @@ def replicate_observables(result: Result) -> dict[str, float]:
     for clone, s in clone_shares(result).items():
         out[f"clone_fraction_with.{clone}"] = s["fraction_with"]
         out[f"clone_share.{clone}"] = s["share_of_cells"]
+    ev = result.events
+    shed = float(ev.loc[(ev["event"] == "intravasation") & (ev["compartment"] == "primary"), "size"].sum())
+    out["shed_cells"] = shed
+    if result.config.primary is not None:
+        ts = result.timeseries
+        cells = ts[(ts["compartment"] == "primary") & (ts["quantity"] == "cells")]
+        out["primary_cells"] = float(cells.loc[cells["time_h"] == cells["time_h"].max(), "value"].sum())
     f = result.funnel
     if len(f):
         last = f[f["time_h"] == f["time_h"].max()].sum(numeric_only=True)
-        shed = float(f[f["time_h"] == f["time_h"].max()].groupby("clone")["shed"].first().sum())
-        out["shed_cells"] = shed
         out["funnel.arrived_per_shed"] = _ratio(last["arrived"], shed)
         out["funnel.arrested_per_arrived"] = _ratio(last["arrested"], last["arrived"])
         out["funnel.extravasated_per_arrested"] = _ratio(last["extravasated"], last["arrested"])

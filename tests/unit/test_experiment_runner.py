@@ -1,0 +1,164 @@
+"""The experiment runner on a real Dask LocalCluster: determinism, resume, failures, queries.
+
+Replicates here are tiny (a 41 x 41 primary site for a few hours), so the
+cost is mostly starting clusters.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from distributed import Client, LocalCluster
+
+import metacoop
+from metacoop.experiments import Design, build_design, open_experiment, query, run_experiment
+from metacoop.experiments.runner import part_path, read_dataset
+
+pytestmark = pytest.mark.slow
+
+SMALL = {"duration_h": 6.0, "primary.lattice.shape": [41, 41], "primary.initial_tumour.cells": 120,
+         "primary.vessels.normal": 40, "primary.vessels.min_distance_um": 40.0}
+VARY = {"clones.tumour.emt_rate_per_h": [0.0, 0.2]}
+
+
+def sweep(replicates=3, overrides=SMALL, vary=VARY, scenario="invasion2d", seed=11) -> Design:
+    cfg = metacoop.load_scenario(scenario, overrides)
+    return build_design("sweep", scenario, cfg, replicates, seed, vary, overrides)
+
+
+def sorted_dataset(path) -> pd.DataFrame:
+    df = read_dataset(Path(path))
+    return df.sort_values(["condition", "replicate", "observable"]).reset_index(drop=True)
+
+
+def cli(*args, **kw) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.Popen([sys.executable, "-m", "metacoop", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def test_the_dataset_is_the_same_with_one_and_two_workers(tmp_path):
+    design = sweep()
+    one = run_experiment(design, tmp_path / "one", workers=1)
+    two = run_experiment(design, tmp_path / "two", workers=2)
+    assert one.computed == two.computed == 6 and not one.failures and not two.failures
+    a, b = sorted_dataset(tmp_path / "one"), sorted_dataset(tmp_path / "two")
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(one.stats, two.stats)
+    # every (condition, replicate) is there once, with the design's seed
+    seeds = design.seeds()
+    per = a.groupby(["condition", "replicate"])["seed"].agg(["first", "nunique", "size"])
+    assert len(per) == 6 and (per["nunique"] == 1).all()
+    assert all(per.loc[(c, i), "first"] == seeds[i] for c, i in per.index)
+    # the emt sweep did something: mesenchymal cells shed more with EMT on
+    shed = a[a["observable"] == "shed_cells"].groupby("condition")["value"].mean()
+    assert list(shed.index) == ["emt_rate_per_h-0.0", "emt_rate_per_h-0.2"]
+    assert shed.iloc[1] > shed.iloc[0]
+    # a rerun of a complete experiment computes nothing and changes nothing
+    again = run_experiment(design, tmp_path / "one", workers=1)
+    assert again.computed == 0
+    pd.testing.assert_frame_equal(sorted_dataset(tmp_path / "one"), a)
+
+
+def test_a_killed_experiment_resumes_computing_only_the_missing_replicates(tmp_path):
+    out = tmp_path / "exp"
+    sets = [x for k, v in {**SMALL, "duration_h": 48.0}.items() for x in ("--set", f"{k}={json.dumps(v)}")]
+    proc = cli("experiment", "sweep", "invasion2d", "-n", "4", "--workers", "1", "--out", out,
+               "--vary", "clones.tumour.emt_rate_per_h=0.0,0.2", "--quiet", *sets, start_new_session=True)
+    deadline = time.time() + 120
+    parts = []
+    while time.time() < deadline and proc.poll() is None:
+        parts = list((out / "dataset").glob("condition=*/*.parquet")) if (out / "dataset").exists() else []
+        if len(parts) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the experiment finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI, its cluster and its workers
+    proc.wait()
+    done_before = len(list((out / "dataset").glob("condition=*/*.parquet")))
+    assert 2 <= done_before < 8
+    design = Design.from_json(json.loads((out / "experiment.json").read_text()))
+    resumed = run_experiment(design, out, workers=2)
+    assert resumed.computed == 8 - done_before and not resumed.failures
+    whole = run_experiment(design, tmp_path / "whole", workers=2)
+    pd.testing.assert_frame_equal(sorted_dataset(out), sorted_dataset(tmp_path / "whole"))
+    pd.testing.assert_frame_equal(resumed.stats, whole.stats)
+
+
+def test_a_replicate_that_raises_is_reported_and_retried_on_the_next_run(tmp_path):
+    # The 'full' condition injects 400 cells into a 5 x 5 liver holding one cell per point: the
+    # organ runs out of room at run time (SimulationError), which no check before the run sees.
+    base = {"duration_h": 1.0, "injections.0.cells": 400,
+            "organs.liver.lattice.capacity_cells_per_point": 1, "organs.liver.vessels.normal": 1}
+    vary = {"organs.liver.lattice.shape": [[5, 5], [41, 41]]}
+    design = sweep(replicates=2, overrides=base, vary=vary, scenario="luzzi1998")
+    full, roomy = (c.name for c in design.conditions)
+    res = run_experiment(design, tmp_path / "e", workers=2)
+    assert sorted((c, i) for c, i, _ in res.failures) == [(full, 0), (full, 1)]
+    assert all("full" in text for _, _, text in res.failures)
+    for i in range(2):
+        record = json.loads((tmp_path / "e" / "failures" / f"{full}.rep-{i:04d}.json").read_text())
+        assert record["condition"] == full and "full" in record["error"]
+        assert not part_path(tmp_path / "e", full, i).exists()
+        assert part_path(tmp_path / "e", roomy, i).exists()
+    assert set(res.replicates["condition"]) == {roomy}
+    # rerunning retries only the failed replicates (they fail again, and are reported again)
+    again = run_experiment(design, tmp_path / "e", workers=1)
+    assert again.computed == 0 and len(again.failures) == 2
+    # the command line says so and exits 1
+    proc = cli("experiment", "sweep", "luzzi1998", "-n", "2", "--workers", "1", "--seed", "11",
+               "--out", tmp_path / "e",
+               "--vary", "organs.liver.lattice.shape=[5,5],[41,41]", "--quiet",
+               *[x for k, v in base.items() for x in ("--set", f"{k}={json.dumps(v)}")])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert err.count("failed:") == 2 and "full" in err and "Traceback" not in err
+
+
+def test_killing_a_worker_mid_replicate_loses_nothing_and_records_each_replicate_once(tmp_path):
+    design = sweep(replicates=3, overrides={**SMALL, "duration_h": 36.0})
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        pids = client.run(os.getpid)
+        killed = []
+
+        def kill_one_when_busy(p):
+            if not killed and p.done >= 1:
+                os.kill(next(iter(pids.values())), signal.SIGKILL)
+                killed.append(True)
+
+        res = run_experiment(design, tmp_path / "e", client=client, progress=kill_one_when_busy)
+    assert killed and not res.failures
+    df = read_dataset(tmp_path / "e")
+    assert df.groupby(["condition", "replicate", "observable"]).size().max() == 1
+    whole = run_experiment(design, tmp_path / "whole", workers=2)
+    pd.testing.assert_frame_equal(sorted_dataset(tmp_path / "e"), sorted_dataset(tmp_path / "whole"))
+    assert whole.computed == 6
+
+
+def test_query_from_the_command_line_matches_the_api(tmp_path):
+    design = sweep(replicates=2)
+    run_experiment(design, tmp_path / "e", workers=1)
+    sql = ("select condition, count(*) as n, avg(value) as mean from replicates "
+           "where observable = 'shed_cells' group by condition order by condition")
+    api = query(tmp_path / "e", sql)
+    assert list(api["n"]) == [2, 2]
+    proc = cli("query", tmp_path / "e", sql, "--csv")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    cli_df = pd.read_csv(pd.io.common.StringIO(out))
+    np.testing.assert_allclose(cli_df["mean"], api["mean"])
+    stats = open_experiment(tmp_path / "e").stats
+    joined = query(tmp_path / "e", "select * from stats where observable = 'shed_cells' order by condition")
+    np.testing.assert_allclose(joined["mean"], stats[stats["observable"] == "shed_cells"]
+                               .sort_values("condition")["mean"])
+    bad = cli("query", tmp_path / "e", "select nope from replicates")
+    _, err = bad.communicate(timeout=60)
+    assert bad.returncode == 2 and "DuckDB refused it" in err and "Traceback" not in err
