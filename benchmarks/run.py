@@ -60,7 +60,7 @@ STRETCH_CASCADE_S = 5.0  # stretch target for the same run (from a later issue)
 #: Share of all CPUs taken by other processes above which a section is flagged as disturbed.
 NOISY_SHARE = 0.05
 
-SECTIONS = ("cells", "fields", "memory", "scenario", "threads", "cascade")
+SECTIONS = ("cells", "fields", "memory", "scenario", "threads", "cascade", "experiments")
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,14 @@ class Plan:
     #: base steps of its runs; None = the scenario's own duration (27,600 steps for franssen2019)
     cascade_steps: int | None = None
     cascade_reps: int = 3
+    #: section 8: replicates of the default scenario shortened to this many hours
+    experiment_replicates: int = 8
+    experiment_duration_h: float = 24.0
 
 
 FULL = Plan()
 QUICK = Plan(cell_steps=(20, 10, 5), reps=3, warmup=2, field_reps=3, field_min_rep_s=0.1, scenario_reps=3,
-             cascade_steps=2_760)
+             cascade_steps=2_760, experiment_replicates=4, experiment_duration_h=6.0)
 
 
 def steps_for(plan: Plan, n: int) -> int:
@@ -355,6 +358,29 @@ def run_scenario(console: Console, plan: Plan) -> bc.ScenarioResult:
               stat_text(r.steps_per_s, fixed), stat_text(r.days_per_minute, fixed),
               f"{r.cells_final:,}", str(r.ctcs))
     console.print(t)
+    return r
+
+
+def run_experiments(console: Console, plan: Plan):
+    """Section 8: replicates per hour on 1 and 2 Dask workers, and the experiment layer's overhead."""
+    from bench_experiments import experiment_benchmark
+
+    with console.status("experiment layer: plain loop, then 1 and 2 Dask workers"):
+        r = experiment_benchmark(plan.experiment_duration_h, plan.experiment_replicates)
+    t = Table(title=f"8. Experiments: {r.replicates} replicates of '{r.scenario}' shortened to "
+                    f"{r.duration_h:g} h", caption="plain loop = simulate(config, run_dir) in this process; "
+              "experiment = run_experiment on a started LocalCluster (start-up shown apart); overhead = "
+              "1 worker / plain loop - 1 (target under 5 %)", caption_justify="left")
+    for col in ("way", "wall s", "replicates / hour", "cluster start s", "vs plain loop"):
+        t.add_column(col, justify="left" if col == "way" else "right")
+    t.add_row("plain loop", f"{r.loop_s:.1f}", f"{r.per_hour(r.loop_s):,.0f}", "", "")
+    for w, s in r.workers_s.items():
+        t.add_row(f"experiment, {w} worker{'s' if w > 1 else ''}", f"{s:.1f}", f"{r.per_hour(s):,.0f}",
+                  f"{r.startup_s[w]:.1f}", f"{s / r.loop_s - 1:+.1%}")
+    console.print(t)
+    mark_ = mark(r.overhead < 0.05)
+    console.print(f"experiment-layer overhead on 1 worker: {r.overhead:+.1%} {mark_}; "
+                  f"2 workers / 1 worker speed-up: {r.workers_s[1] / r.workers_s[2]:.2f}x")
     return r
 
 
@@ -725,6 +751,9 @@ def main(argv: list[str] | None = None) -> int:
         with Section(console, "7. cascade", load):
             cascade = run_cascade(console, plan, scenario)
         out["cascade"] = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in cascade.items()}
+    if "experiments" in sections:
+        with Section(console, "8. experiments", load):
+            out["experiments"] = run_experiments(console, plan).to_dict()
     summary_table(console, plan, cells, out.get("ratios", []), scenario, threads, cascade)
     if args.profile:
         out["profile"] = profile_case(console)
