@@ -41,6 +41,7 @@ class ExperimentBench:
         return self.workers_s[1] / self.loop_s - 1.0
 
     def to_dict(self) -> dict:
+        """Plain data for the JSON output."""
         return asdict(self)
 
 
