@@ -145,7 +145,7 @@ def _split_top(text: str) -> list[str]:
 
 @app.command()
 def experiment(
-    kind: Annotated[str, typer.Argument(help="ablation, mixing, waves, injection or sweep")],
+    kind: Annotated[str, typer.Argument(help="ablation, mixing, waves, injection, sweep or sensitivity")],
     scenario: ScenarioArg = None,
     replicates: Annotated[int, typer.Option("--replicates", "-n", help="replicates per condition")] = 4,
     workers: Annotated[int | None, typer.Option("--workers", help="LocalCluster worker processes "
@@ -159,6 +159,9 @@ def experiment(
     set_: SetOpt = None,
     seed: SeedOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+    method: Annotated[str, typer.Option("--method", help="sensitivity: morris or sobol")] = "morris",
+    samples: Annotated[int, typer.Option("--samples", help="sensitivity: Morris trajectories or Sobol "
+                                                           "base samples")] = 10,
 ) -> None:
     """Run an ensemble experiment on Dask and print per-condition statistics."""
     from metacoop.config.loader import DEFAULT_SCENARIO, load_scenario, parse_override
@@ -172,7 +175,8 @@ def experiment(
         name = scenario or DEFAULT_SCENARIO
         cfg = load_scenario(name, set_ or [], seed=seed)
         base = dict(parse_override(item) for item in (set_ or []))
-        design = build_design(kind, name, cfg, replicates, cfg.seed, _parse_vary(vary or []), base)
+        design = build_design(kind, name, cfg, replicates, cfg.seed, _parse_vary(vary or []), base,
+                              method=method, samples=samples)
         out_dir = out if out is not None else Path("metacoop-experiments") / (
             f"{kind}-{cfg.name}-seed{cfg.seed}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
         total = len(design.conditions) * replicates
@@ -194,7 +198,10 @@ def experiment(
                 result = run_experiment(design, out_dir, workers=workers, scheduler=scheduler,
                                         progress=report)
         if not quiet:
-            _stats_table(result)
+            if result.sensitivity is not None:
+                _sensitivity_table(result)
+            else:
+                _stats_table(result)
         for cond, rep, text in result.failures:
             err_console.print(f"[bold red]failed:[/] {escape(cond)} replicate {rep}: {escape(text)}",
                               highlight=False, soft_wrap=True)
@@ -233,6 +240,19 @@ def _stats_table(result) -> None:
                           "" if r["p_holm"] != r["p_holm"] else f"{r['p_holm']:.3g}")
     err_console.print(table)
     err_console.print(f"all observables: {result.path / 'stats.csv'}", highlight=False)
+
+
+def _sensitivity_table(result) -> None:
+    s = result.sensitivity
+    shown = [o for o in (*TABLE_OBSERVABLES, "shed_cells", "primary_cells") if o in set(s["observable"])]
+    table = Table("observable", "parameter", "index", "value", "95% CI half-width", box=None,
+                  header_style="bold", title=f"sensitivity ({result.design.extra['method']}, SALib)",
+                  title_justify="left", title_style="")
+    for _, r in s[s["observable"].isin(shown)].iterrows():
+        table.add_row(escape(str(r["observable"])), escape(str(r["parameter"])), str(r["index"]),
+                      f"{r['value']:.4g}", "" if r["conf"] != r["conf"] else f"{r['conf']:.3g}")
+    err_console.print(table)
+    err_console.print(f"all observables: {result.path / 'sensitivity.csv'}", highlight=False)
 
 
 @app.command()

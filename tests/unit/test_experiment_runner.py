@@ -162,3 +162,38 @@ def test_query_from_the_command_line_matches_the_api(tmp_path):
     bad = cli("query", tmp_path / "e", "select nope from replicates")
     _, err = bad.communicate(timeout=60)
     assert bad.returncode == 2 and "DuckDB refused it" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("method", ["morris", "sobol"])
+def test_sensitivity_ranks_a_parameter_that_matters_above_one_that_cannot(tmp_path, method):
+    # More vessel points around the tumour shed more cells; the time-series interval changes
+    # what is recorded, never what happens, so its indices are exactly 0.
+    vary = {"primary.vessels.normal": [10, 120], "output.record_every_h": [1.0, 3.0]}
+    cfg = metacoop.load_scenario("invasion2d", SMALL)
+    design = build_design("sensitivity", "invasion2d", cfg, 1, 3, vary, SMALL, method=method,
+                          samples=4 if method == "morris" else 8)
+    assert len(design.conditions) == (4 * 3 if method == "morris" else 8 * 4)
+    assert {c.overrides["primary.vessels.normal"] for c in design.conditions} <= set(range(10, 121))
+    res = run_experiment(design, tmp_path / "s", workers=2)
+    s = res.sensitivity.set_index(["observable", "parameter", "index"])
+    main = "mu_star" if method == "morris" else "ST"
+    vessels = s.loc[("shed_cells", "primary.vessels.normal", main)]
+    record = s.loc[("shed_cells", "output.record_every_h", main)]
+    assert record["value"] == 0.0
+    assert vessels["value"] > 0.0
+    if method == "morris":
+        assert vessels["value"] > vessels["conf"]
+    saved = pd.read_csv(tmp_path / "s" / "sensitivity.csv")
+    assert len(saved) == len(res.sensitivity)
+    assert open_experiment(tmp_path / "s").sensitivity.equals(res.sensitivity)
+
+
+def test_sensitivity_ranges_must_be_two_increasing_numbers():
+    cfg = metacoop.load_scenario("invasion2d", SMALL)
+    for vary, text in (({"primary.vessels.normal": [10]}, "two finite numbers"),
+                       ({"primary.vessels.normal": [80, 10]}, "low < high"),
+                       ({}, "at least one parameter range")):
+        with pytest.raises(metacoop.InputError, match=text):
+            build_design("sensitivity", "invasion2d", cfg, 1, 3, vary, SMALL)
+    with pytest.raises(metacoop.InputError, match="methods: morris, sobol"):
+        build_design("sensitivity", "invasion2d", cfg, 1, 3, {"dt_h": [0.01, 0.1]}, SMALL, method="fast")

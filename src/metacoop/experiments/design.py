@@ -50,6 +50,7 @@ class Design:
         seed: root seed of the replicate seeds.
         base_overrides: overrides applied to every condition (``--set``).
         reference: the condition others are compared with (ablation: ``all_on``), or None.
+        extra: kind-specific settings kept with the design (sensitivity: method and problem).
     """
 
     kind: str
@@ -59,6 +60,7 @@ class Design:
     seed: int
     base_overrides: dict[str, Any] = field(default_factory=dict)
     reference: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def seeds(self) -> list[int]:
         """The replicate seeds (the same in every condition)."""
@@ -73,7 +75,7 @@ class Design:
         """Plain data describing the design (written to ``experiment.json``)."""
         return {"kind": self.kind, "scenario": self.scenario, "replicates": self.replicates,
                 "seed": self.seed, "base_overrides": self.base_overrides, "reference": self.reference,
-                "conditions": [{"name": c.name, "overrides": c.overrides, "values": c.values}
+                "extra": self.extra, "conditions": [{"name": c.name, "overrides": c.overrides, "values": c.values}
                                for c in self.conditions]}
 
     @classmethod
@@ -81,7 +83,7 @@ class Design:
         """Inverse of :meth:`to_json`."""
         return cls(kind=data["kind"], scenario=data["scenario"], replicates=int(data["replicates"]),
                    seed=int(data["seed"]), base_overrides=dict(data.get("base_overrides", {})),
-                   reference=data.get("reference"),
+                   reference=data.get("reference"), extra=dict(data.get("extra", {})),
                    conditions=tuple(Condition(c["name"], dict(c["overrides"]), dict(c.get("values", {})))
                                     for c in data["conditions"]))
 

@@ -9,6 +9,8 @@
 * ``injection``: experimental metastasis, varying the number of injected cells
   and the cluster size of the first injection (Luzzi, Fidler set-ups).
 * ``sweep``: any grid of values, ``--vary key=v1,v2,...`` (every combination).
+* ``sensitivity``: SALib samples of parameter ranges ``--vary key=low,high``
+  (Morris or Sobol; see :mod:`metacoop.experiments.sensitivity`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from metacoop.config.schema import SimulationConfig
 from metacoop.errors import InputError, Problem
 from metacoop.experiments.design import Condition, Design, condition_name, expand_grid
+from metacoop.experiments.sensitivity import sample_conditions
 from metacoop.mechanisms import COOPERATION
 
 #: Mechanisms the ablation switches (diversification changes what a clone is, so it is left as set).
@@ -96,15 +99,26 @@ KINDS: dict[str, KindBuilder] = {
 
 def build_design(kind: str, scenario: str, config: SimulationConfig, replicates: int, seed: int,
                  vary: Mapping[str, Sequence[Any]] | None = None,
-                 base_overrides: Mapping[str, Any] | None = None) -> Design:
-    """The design of a ``kind`` experiment on ``scenario`` (``config`` is its resolved configuration)."""
-    if kind not in KINDS:
-        raise InputError([Problem("kind", kind, f"unknown experiment kind; kinds: {', '.join(KINDS)}")])
+                 base_overrides: Mapping[str, Any] | None = None, method: str = "morris",
+                 samples: int = 10) -> Design:
+    """The design of a ``kind`` experiment on ``scenario`` (``config`` is its resolved configuration).
+
+    ``method`` and ``samples`` are the sensitivity analysis' method (``morris`` or
+    ``sobol``) and number of trajectories or base samples.
+    """
+    kinds = [*KINDS, "sensitivity"]
+    if kind not in kinds:
+        raise InputError([Problem("kind", kind, f"unknown experiment kind; kinds: {', '.join(kinds)}")])
     if replicates < 1:
         raise InputError([Problem("--replicates", replicates, "must be at least 1")])
-    conditions, reference = KINDS[kind](config, dict(vary or {}))
+    extra: dict[str, Any] = {}
+    if kind == "sensitivity":
+        conditions, extra = sample_conditions(dict(vary or {}), method, samples)
+        reference = None
+    else:
+        conditions, reference = KINDS[kind](config, dict(vary or {}))
     names = [c.name for c in conditions]
     if len(set(names)) != len(names):
         raise InputError([Problem("--vary", names, "two conditions would get the same name")])
     return Design(kind=kind, scenario=scenario, conditions=tuple(conditions), replicates=replicates,
-                  seed=seed, base_overrides=dict(base_overrides or {}), reference=reference)
+                  seed=seed, base_overrides=dict(base_overrides or {}), reference=reference, extra=extra)

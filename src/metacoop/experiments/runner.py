@@ -68,6 +68,8 @@ class ExperimentResult:
         design: the design.
         replicates: tidy observables (condition, replicate, seed, observable, value).
         stats: per-condition statistics (see :func:`metacoop.experiments.stats.summarize`).
+        sensitivity: for a sensitivity experiment, the indices per observable and
+            parameter (see :mod:`metacoop.experiments.sensitivity`); otherwise None.
         failures: ``(condition, replicate, message)`` of replicates that failed in this run.
         computed: replicates computed in this run (the others were already done).
     """
@@ -78,6 +80,7 @@ class ExperimentResult:
     stats: pd.DataFrame
     failures: list[tuple[str, int, str]]
     computed: int = 0
+    sensitivity: pd.DataFrame | None = None
 
 
 def part_path(root: Path, condition: str, replicate: int) -> Path:
@@ -262,7 +265,18 @@ def open_experiment(path: str | Path) -> ExperimentResult:
     reps = read_dataset(root)
     order = [c.name for c in design.conditions]
     stats = summarize(reps, reference=design.reference, order=order)
-    atomic_write(root / "stats.parquet",
-                 lambda tmp: pq.write_table(pa.Table.from_pandas(stats, preserve_index=False), tmp))
-    atomic_write(root / "stats.csv", lambda tmp: stats.to_csv(tmp, index=False))
-    return ExperimentResult(root, design, reps, stats, [])
+    _write_table(root / "stats", stats)
+    sensitivity = None
+    if design.kind == "sensitivity" and len(reps):
+        from metacoop.experiments.sensitivity import analyse
+
+        sensitivity = analyse(design.extra, reps, order)
+        _write_table(root / "sensitivity", sensitivity)
+    return ExperimentResult(root, design, reps, stats, [], sensitivity=sensitivity)
+
+
+def _write_table(stem: Path, df: pd.DataFrame) -> None:
+    """Write ``df`` as ``stem.parquet`` and ``stem.csv``, atomically."""
+    atomic_write(stem.with_suffix(".parquet"),
+                 lambda tmp: pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp))
+    atomic_write(stem.with_suffix(".csv"), lambda tmp: df.to_csv(tmp, index=False))
