@@ -75,7 +75,8 @@ class Design:
         """Plain data describing the design (written to ``experiment.json``)."""
         return {"kind": self.kind, "scenario": self.scenario, "replicates": self.replicates,
                 "seed": self.seed, "base_overrides": self.base_overrides, "reference": self.reference,
-                "extra": self.extra, "conditions": [{"name": c.name, "overrides": c.overrides, "values": c.values}
+                "extra": self.extra,
+                "conditions": [{"name": c.name, "overrides": c.overrides, "values": c.values}
                                for c in self.conditions]}
 
     @classmethod

@@ -15,7 +15,8 @@ usual replicates, and analyses the mean of each observable over replicates:
 Confidence intervals are SALib's bootstrap intervals at 95% (``*_conf`` is
 the half-width). Sobol indices of an observable that does not vary over the
 sample are undefined and left out. A range given by two integers (``primary.vessels.normal=10,80``)
-is sampled as integers (rounded; the analysis uses the unrounded sample). Observables that are NaN in some sample point are skipped.
+is sampled as integers (rounded; the analysis uses the unrounded sample).
+Observables that are NaN in some sample point are skipped.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def problem_of(vary: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
     return {"num_vars": len(names), "names": names, "bounds": bounds}
 
 
-def sample_conditions(vary: Mapping[str, Sequence[Any]], method: str, samples: int) -> tuple[list[Condition], dict]:
+def sample_conditions(vary: Mapping[str, Sequence[Any]], method: str,
+                      samples: int) -> tuple[list[Condition], dict]:
     """The sample points as conditions, and the settings needed to analyse them."""
     from SALib.sample import morris as morris_sample
     from SALib.sample import sobol as sobol_sample
