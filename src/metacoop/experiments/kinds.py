@@ -27,6 +27,9 @@ from metacoop.mechanisms import COOPERATION
 #: Mechanisms the ablation switches (diversification changes what a clone is, so it is left as set).
 ABLATED = tuple(m for m in COOPERATION if m != "diversification")
 
+#: Keys ``--vary`` accepts per kind (sweep and sensitivity take any scenario key).
+VARY_KEYS = {"ablation": (), "waves": (), "mixing": ("fraction",), "injection": ("cells", "cluster_size")}
+
 #: Default values of the kinds that vary something.
 MIXING_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 INJECTION_CELLS = (1000, 10000)
@@ -76,7 +79,8 @@ def _injection(config: SimulationConfig, vary: Mapping[str, Sequence[Any]]) -> t
         size = int(combo["cluster_size"])
         conds.append(Condition(condition_name(combo),
                                {"injections.0.cells": int(combo["cells"]),
-                                "injections.0.cluster_sizes": {size: 1.0}}, combo))
+                                # a string key, as in a TOML file: the design round-trips through JSON
+                                "injections.0.cluster_sizes": {str(size): 1.0}}, combo))
     return conds, None
 
 
@@ -109,6 +113,14 @@ def build_design(kind: str, scenario: str, config: SimulationConfig, replicates:
     kinds = [*KINDS, "sensitivity"]
     if kind not in kinds:
         raise InputError([Problem("kind", kind, f"unknown experiment kind; kinds: {', '.join(kinds)}")])
+    allowed = VARY_KEYS.get(kind)
+    if allowed is not None:
+        for key in vary or {}:
+            if key not in allowed:
+                raise InputError([Problem(f"--vary {key}", list((vary or {})[key]),
+                                          f"a {kind} experiment varies "
+                                          + (", ".join(allowed) if allowed else "nothing")
+                                          + "; use a sweep for other keys")])
     if replicates < 1:
         raise InputError([Problem("--replicates", replicates, "must be at least 1")])
     extra: dict[str, Any] = {}
