@@ -159,6 +159,13 @@ def experiment(
     set_: SetOpt = None,
     seed: SeedOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+    targets: Annotated[Path | None, typer.Option(
+        "--targets", help="calibrate: a targets CSV (columns of validation/targets.csv)")] = None,
+    match: Annotated[list[str] | None, typer.Option(
+        "--match", help="calibrate: ROW_ID=observable (repeatable)", show_default=False)] = None,
+    population: Annotated[int, typer.Option("--population", help="calibrate: particles per "
+                                                                 "generation")] = 20,
+    generations: Annotated[int, typer.Option("--generations", help="calibrate: ABC-SMC generations")] = 3,
     method: Annotated[str, typer.Option("--method", help="sensitivity: morris or sobol")] = "morris",
     samples: Annotated[int, typer.Option("--samples", help="sensitivity: Morris trajectories or Sobol "
                                                            "base samples")] = 10,
@@ -175,6 +182,10 @@ def experiment(
         name = scenario or DEFAULT_SCENARIO
         cfg = load_scenario(name, set_ or [], seed=seed)
         base = dict(parse_override(item) for item in (set_ or []))
+        if kind == "calibrate":
+            _calibrate(name, cfg, base, vary or [], targets, match or [], population, generations, workers,
+                       scheduler, out, quiet)
+            return
         design = build_design(kind, name, cfg, replicates, cfg.seed, _parse_vary(vary or []), base,
                               method=method, samples=samples)
         out_dir = out if out is not None else Path("metacoop-experiments") / (
@@ -240,6 +251,40 @@ def _stats_table(result) -> None:
                           "" if r["p_holm"] != r["p_holm"] else f"{r['p_holm']:.3g}")
     err_console.print(table)
     err_console.print(f"all observables: {result.path / 'stats.csv'}", highlight=False)
+
+
+def _calibrate(name, cfg, base, vary, targets, match, population, generations, workers, scheduler, out,
+               quiet) -> None:
+    """``metacoop experiment calibrate``: ABC-SMC on the named parameter ranges."""
+    from metacoop.experiments.calibrate import calibrate, read_targets
+    from metacoop.experiments.runner import dask_client
+
+    if targets is None:
+        raise InputError([Problem("--targets", None, "calibrate needs a targets CSV")])
+    pairs = {}
+    for item in match:
+        row, sep, obs = item.partition("=")
+        if not sep or not row.strip() or not obs.strip():
+            raise InputError([Problem("--match", item, "must look like ROW_ID=observable")])
+        pairs[row.strip()] = obs.strip()
+    chosen = read_targets(targets, pairs)
+    out_dir = out if out is not None else Path("metacoop-experiments") / (
+        f"calibrate-{cfg.name}-seed{cfg.seed}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    ranges = _parse_vary(vary)
+    if not quiet:
+        err_console.print(f"calibrating {', '.join(ranges)} of [bold]{escape(cfg.name)}[/] to "
+                          f"{', '.join(t.id for t in chosen)} -> {escape(str(out_dir))}", highlight=False)
+    with dask_client(workers, scheduler, in_process_if_one=True) as client:
+        with err_console.status(f"ABC-SMC: {generations} generations of {population} particles"):
+            res = calibrate(name, base, ranges, chosen, out_dir, population, generations, cfg.seed, client)
+    table = Table("parameter", "prior", "posterior mean", "sd", "5-95 %", box=None, header_style="bold")
+    for key, p in res.summary["posterior"].items():
+        lo, hi = res.summary["priors"][key]["uniform"]
+        table.add_row(escape(key), f"U({lo:g}, {hi:g})", f"{p['mean']:.4g}", f"{p['sd']:.3g}",
+                      f"[{p['q05']:.4g}, {p['q95']:.4g}]")
+    err_console.print(table)
+    out_console.print(f"Calibration written to {out_dir} (calibrated.toml, posterior.csv)", highlight=False,
+                      markup=False, soft_wrap=True)
 
 
 def _sensitivity_table(result) -> None:

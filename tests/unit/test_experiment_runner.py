@@ -197,3 +197,56 @@ def test_sensitivity_ranges_must_be_two_increasing_numbers():
             build_design("sensitivity", "invasion2d", cfg, 1, 3, vary, SMALL)
     with pytest.raises(metacoop.InputError, match="methods: morris, sobol"):
         build_design("sensitivity", "invasion2d", cfg, 1, 3, {"dt_h": [0.01, 0.1]}, SMALL, method="fast")
+
+
+TARGETS_CSV = """id,source,quantity,value,low,high,unit,condition,verified,url
+SIM-1,test,cells in the primary after half an hour,200,190,210,cells,invasion2d,no,
+QUAL-1,test,qualitative,observed,,,qualitative,,no,
+"""
+CAL_BASE = {"duration_h": 0.5, "primary.lattice.shape": [41, 41]}
+
+
+def test_calibration_concentrates_the_posterior_on_the_published_figure(tmp_path):
+    # Half an hour after seeding, the primary holds about the cells it was seeded with, so the
+    # posterior of the initial cell count must gather around the target of 200 (prior U(50, 400),
+    # sd 101); its 5-95 % interval must hold 200 and the calibrated scenario must load.
+    from metacoop.experiments.calibrate import calibrate, read_targets
+
+    (tmp_path / "t.csv").write_text(TARGETS_CSV, encoding="utf-8")
+    targets = read_targets(tmp_path / "t.csv", {"SIM-1": "primary_cells"})
+    assert targets[0].scale == 10.0  # half the published range
+    with Client(LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                             dashboard_address=":0")) as client:
+        res = calibrate("invasion2d", CAL_BASE, {"primary.initial_tumour.cells": [50, 400]}, targets,
+                        tmp_path / "c", population=20, generations=3, seed=1, client=client)
+        client.cluster.close()
+    post = res.summary["posterior"]["primary.initial_tumour.cells"]
+    assert post["q05"] <= 200 <= post["q95"]
+    assert abs(post["mean"] - 200) < 30 and post["sd"] < 101 / 3
+    eps = res.summary["epsilon"]
+    assert len(eps) == 3 and eps == sorted(eps, reverse=True)
+    assert len(res.posterior) == 20 and abs(res.posterior["weight"].sum() - 1) < 1e-9
+    calibrated = metacoop.load_scenario(tmp_path / "c" / "calibrated.toml")
+    assert calibrated.primary.initial_tumour.cells == round(post["mean"])
+    for name in ("abc.db", "posterior.parquet", "posterior.csv", "calibration.json"):
+        assert (tmp_path / "c" / name).is_file()
+
+
+def test_calibration_on_one_worker_is_reproducible_and_bad_targets_are_refused(tmp_path):
+    (tmp_path / "t.csv").write_text(TARGETS_CSV, encoding="utf-8")
+    args = ["experiment", "calibrate", "invasion2d", "--targets", tmp_path / "t.csv", "--match",
+            "SIM-1=primary_cells", "--vary", "primary.initial_tumour.cells=50,400", "--population", "10",
+            "--generations", "2", "--workers", "1", "--set", "duration_h=0.5",
+            "--set", "primary.lattice.shape=[41,41]"]
+    for out in ("a", "b"):
+        proc = cli(*args, "--out", tmp_path / out)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    a = pd.read_parquet(tmp_path / "a" / "posterior.parquet")
+    pd.testing.assert_frame_equal(a, pd.read_parquet(tmp_path / "b" / "posterior.parquet"))
+    for match, text in (("QUAL-1=primary_cells", "is not a number"), ("NOPE-1=primary_cells", "SIM-1, QUAL-1"),
+                        ("SIM-1=not_an_observable", "is not an observable"), ("SIM-1", "ROW_ID=observable")):
+        bad = [*args[:6], match, *args[7:], "--out", tmp_path / "bad"]
+        proc = cli(*bad)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2 and text in err and "Traceback" not in err, (match, err)

@@ -31,6 +31,7 @@ import os
 import shutil
 import traceback
 from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,52 +191,65 @@ def run_experiment(design: Design, out_dir: str | Path, workers: int | None = No
     return result
 
 
+@contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None, in_process_if_one: bool = False):
+    """A ``distributed.Client``: of an existing scheduler, or of a new LocalCluster of ``workers``.
+
+    With ``in_process_if_one`` and ``workers == 1`` yields None (run in this process).
+    """
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    n = workers or os.cpu_count() or 1
+    if in_process_if_one and n == 1:
+        yield None
+        return
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+        yield client
+
+
 def _compute(design: Design, root: Path, todo: list[tuple[Condition, int, int]], skipped: int, total: int,
              workers: int | None, scheduler: str | None, client, progress) -> list[tuple[str, int, str]]:
-    from distributed import Client, LocalCluster, as_completed
+    threads = None  # numba threads per replicate: the CPUs shared among the workers we start
+    with ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(dask_client(workers, scheduler))
+            if not scheduler:
+                threads = max(1, (os.cpu_count() or 1) // (workers or os.cpu_count() or 1))
+        return _submit_all(design, root, todo, skipped, total, client, threads, progress)
 
-    own = client is None
-    cluster = None
-    if own:
-        if scheduler:
-            client = Client(scheduler)
+
+def _submit_all(design: Design, root: Path, todo: list[tuple[Condition, int, int]], skipped: int, total: int,
+                client, threads: int | None, progress) -> list[tuple[str, int, str]]:
+    from distributed import as_completed
+
+    futures = {}
+    for c, i, seed in todo:
+        overrides = {**design.base_overrides, **c.overrides}
+        fut = client.submit(run_replicate, design.scenario, overrides, seed, str(run_path(root, c.name, i)),
+                            threads, key=f"replicate-{c.name}-{i}", pure=False, retries=1)
+        futures[fut] = (c, i, seed)
+    done, failures = skipped, []
+    for fut in as_completed(futures):
+        c, i, seed = futures[fut]
+        if fut.status == "finished":
+            _write_part(part_path(root, c.name, i), i, seed, fut.result())
+            _failure_path(root, c.name, i).unlink(missing_ok=True)
+            done += 1
         else:
-            n = workers or os.cpu_count() or 1
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=logging.CRITICAL)
-            client = Client(cluster)
-    try:
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})) or 1)
-        threads = max(1, (os.cpu_count() or 1) // n_workers) if cluster is not None else None
-        futures = {}
-        for c, i, seed in todo:
-            overrides = {**design.base_overrides, **c.overrides}
-            fut = client.submit(run_replicate, design.scenario, overrides, seed,
-                                str(run_path(root, c.name, i)), threads, key=f"replicate-{c.name}-{i}",
-                                pure=False, retries=1)
-            futures[fut] = (c, i, seed)
-        done, failures = skipped, []
-        for fut in as_completed(futures):
-            c, i, seed = futures[fut]
-            if fut.status == "finished":
-                _write_part(part_path(root, c.name, i), i, seed, fut.result())
-                _failure_path(root, c.name, i).unlink(missing_ok=True)
-                done += 1
-            else:
-                exc = fut.exception()
-                text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-                failures.append((c.name, i, text))
-                _failure_path(root, c.name, i).parent.mkdir(exist_ok=True)
-                atomic_write_json(_failure_path(root, c.name, i),
-                                  {"condition": c.name, "replicate": i, "seed": seed, "error": text})
-            if progress is not None:
-                progress(ExperimentProgress(done, len(failures), total, skipped))
-        return failures
-    finally:
-        if own:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            exc = fut.exception()
+            text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            failures.append((c.name, i, text))
+            _failure_path(root, c.name, i).parent.mkdir(exist_ok=True)
+            atomic_write_json(_failure_path(root, c.name, i),
+                              {"condition": c.name, "replicate": i, "seed": seed, "error": text})
+        if progress is not None:
+            progress(ExperimentProgress(done, len(failures), total, skipped))
+    return failures
 
 
 def read_dataset(root: Path) -> pd.DataFrame:
