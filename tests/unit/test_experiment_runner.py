@@ -244,7 +244,8 @@ def test_calibration_on_one_worker_is_reproducible_and_bad_targets_are_refused(t
         assert proc.returncode == 0, err
     a = pd.read_parquet(tmp_path / "a" / "posterior.parquet")
     pd.testing.assert_frame_equal(a, pd.read_parquet(tmp_path / "b" / "posterior.parquet"))
-    for match, text in (("QUAL-1=primary_cells", "is not a number"), ("NOPE-1=primary_cells", "SIM-1, QUAL-1"),
+    for match, text in (("QUAL-1=primary_cells", "is not a number"),
+                        ("NOPE-1=primary_cells", "SIM-1, QUAL-1"),
                         ("SIM-1=not_an_observable", "is not an observable"), ("SIM-1", "ROW_ID=observable")):
         bad = [*args[:6], match, *args[7:], "--out", tmp_path / "bad"]
         proc = cli(*bad)
