@@ -10,7 +10,6 @@ dataset parts; target under 5 %).
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import metacoop
 from metacoop.experiments import build_design, run_experiment
+from metacoop.experiments.runner import dask_client
 
 
 @dataclass
@@ -48,8 +48,6 @@ class ExperimentBench:
 def experiment_benchmark(duration_h: float = 24.0, replicates: int = 8, workers=(1, 2),
                          scenario: str = "default") -> ExperimentBench:
     """Time the same replicates in a plain loop and through the experiment layer."""
-    from distributed import Client, LocalCluster
-
     overrides = {"duration_h": duration_h}
     cfg = metacoop.load_scenario(scenario, overrides)
     design = build_design("sweep", scenario, cfg, replicates, cfg.seed,
@@ -64,8 +62,7 @@ def experiment_benchmark(duration_h: float = 24.0, replicates: int = 8, workers=
         times, startup = {}, {}
         for w in workers:
             t0 = time.perf_counter()
-            with LocalCluster(n_workers=w, threads_per_worker=1, processes=True, dashboard_address=":0",
-                              silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+            with dask_client(w) as client:
                 client.run(lambda: metacoop.simulate(metacoop.load_scenario(scenario, {"duration_h": 0.5})))
                 startup[w] = time.perf_counter() - t0
                 t0 = time.perf_counter()
