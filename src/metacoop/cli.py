@@ -156,6 +156,8 @@ def experiment(
                                                            "experiment to resume it)")] = None,
     vary: Annotated[list[str] | None, typer.Option("--vary", help="key=v1,v2,... (sweep; repeatable)",
                                                    show_default=False)] = None,
+    grid: Annotated[Path | None, typer.Option("--grid", help="sweep: a TOML file of key = [values] "
+                                                             "(added to --vary)")] = None,
     set_: SetOpt = None,
     seed: SeedOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
@@ -186,8 +188,13 @@ def experiment(
             _calibrate(name, cfg, base, vary or [], targets, match or [], population, generations, workers,
                        scheduler, out, quiet)
             return
-        design = build_design(kind, name, cfg, replicates, cfg.seed, _parse_vary(vary or []), base,
-                              method=method, samples=samples)
+        varied = _parse_vary(vary or [])
+        if grid is not None:
+            from metacoop.experiments.design import read_grid
+
+            varied = {**read_grid(grid), **varied}
+        design = build_design(kind, name, cfg, replicates, cfg.seed, varied, base, method=method,
+                              samples=samples)
         out_dir = out if out is not None else Path("metacoop-experiments") / (
             f"{kind}-{cfg.name}-seed{cfg.seed}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
         total = len(design.conditions) * replicates

@@ -730,3 +730,21 @@ def test_keys_a_kind_does_not_vary_are_refused(kind, scenario, vary):
     key = next(iter(vary))
     with pytest.raises(InputError, match=f"--vary {key}.*use a sweep"):
         build_design(kind, scenario, cfg, 1, 1, vary)
+
+
+def test_a_grid_file_gives_dotted_keys_and_refuses_what_is_not_an_array(tmp_path):
+    from metacoop.experiments.design import read_grid
+
+    f = tmp_path / "g.toml"
+    f.write_text('"clones.metastatic.cohesion" = [0.5, 1.0]\n[mechanisms.niche]\narrest_gain = [0, 2]\n',
+                 encoding="utf-8")
+    grid = read_grid(f)
+    assert grid == {"clones.metastatic.cohesion": [0.5, 1.0], "mechanisms.niche.arrest_gain": [0, 2]}
+    cfg = metacoop.load_scenario("classaction")
+    design = build_design("sweep", "classaction", cfg, 1, 1, grid)
+    assert len(design.conditions) == 4
+    for text, match in (('x = 3\n', "--grid x"), ('x = []\n', "--grid x"), ("x = [", "cannot be read"),
+                        ("", "holds no array")):
+        f.write_text(text, encoding="utf-8")
+        with pytest.raises(InputError, match=match):
+            read_grid(f)

@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,6 +107,40 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         if isinstance(grid[k], (str, bytes)) or not isinstance(grid[k], Sequence) or not len(grid[k]):
             raise ValueError(f"{k}: give a non-empty list of values")
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def read_grid(path: str | Path) -> dict[str, list[Any]]:
+    """A grid from a TOML file: every array is a list of values of its dotted key.
+
+    ``[mechanisms.niche]`` then ``arrest_gain = [0, 1, 2]`` gives
+    ``{"mechanisms.niche.arrest_gain": [0, 1, 2]}``; a key may also be written
+    dotted and quoted at the top level (``"clones.metastatic.cohesion" = [0.5, 1.0]``).
+    """
+    import tomllib
+
+    from metacoop.errors import InputError, Problem
+
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError([Problem("--grid", str(p), f"cannot be read as TOML: {exc}")]) from None
+    grid: dict[str, list[Any]] = {}
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, Mapping):
+                walk(value, path + ".")
+            elif isinstance(value, list) and value:
+                grid[path] = list(value)
+            else:
+                raise InputError([Problem(f"--grid {path}", value, "give a non-empty array of values")])
+
+    walk(raw, "")
+    if not grid:
+        raise InputError([Problem("--grid", str(p), "holds no array of values")])
+    return grid
 
 
 def condition_name(values: Mapping[str, Any]) -> str:
