@@ -86,9 +86,9 @@ class Plan:
     #: base steps of its runs; None = the scenario's own duration (27,600 steps for franssen2019)
     cascade_steps: int | None = None
     cascade_reps: int = 3
-    #: section 8: replicates of the default scenario shortened to this many hours
-    experiment_replicates: int = 8
-    experiment_duration_h: float = 24.0
+    #: section 8: replicates of the default scenario shortened to this many hours (half a default run)
+    experiment_replicates: int = 6
+    experiment_duration_h: float = 120.0
 
 
 FULL = Plan()
