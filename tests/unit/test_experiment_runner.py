@@ -251,3 +251,20 @@ def test_calibration_on_one_worker_is_reproducible_and_bad_targets_are_refused(t
         proc = cli(*bad)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 2 and text in err and "Traceback" not in err, (match, err)
+
+
+def test_a_truncated_dataset_part_is_reported_and_recomputed_once_deleted(tmp_path):
+    design = sweep(replicates=2)
+    run_experiment(design, tmp_path / "e", workers=1)
+    part = part_path(tmp_path / "e", design.conditions[0].name, 1)
+    good = part.read_bytes()
+    part.write_bytes(good[: len(good) // 2])
+    with pytest.raises(metacoop.InputError, match="is damaged .* delete it and rerun"):
+        open_experiment(tmp_path / "e")
+    proc = cli("query", tmp_path / "e", "select count(*) from replicates")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in err
+    part.unlink()
+    again = run_experiment(design, tmp_path / "e", workers=1)
+    assert again.computed == 1
+    assert part.read_bytes() == good  # the same replicate again, bit for bit

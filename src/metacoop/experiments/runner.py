@@ -266,7 +266,12 @@ def read_dataset(root: Path) -> pd.DataFrame:
     files = sorted((root / "dataset").glob("condition=*/rep-*.parquet"))
     frames = []
     for f in files:
-        df = pq.read_table(f).to_pandas()
+        try:
+            df = pq.read_table(f).to_pandas()
+        except (OSError, pa.ArrowException) as exc:
+            reason = (f"is damaged ({exc}); delete it and rerun the experiment, which recomputes "
+                      "that replicate")
+            raise InputError([Problem("dataset part", str(f), reason)]) from None
         df.insert(0, "condition", f.parent.name[len("condition="):])
         frames.append(df)
     if not frames:
