@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -444,14 +443,24 @@ def with_nonmetastatic(rows: list[dict]) -> int:
 
 
 @pytest.fixture(scope="module")
-def class_action():
+def class_action(tmp_path_factory):
+    # The replicates run through the experiment layer on a 2-worker LocalCluster: a sweep over
+    # the initial clone fractions, REPLICATES seeds spawned from seed 1, shared by both arms.
+    from metacoop.experiments import build_design, run_experiment
+    from metacoop.experiments.runner import run_path
+
+    cfg = metacoop.load_scenario("classaction", REDUCED)
+    vary = {"primary.initial_tumour.clone_fractions": [MIXED, ALONE]}
+    design = build_design("sweep", "classaction", cfg, REPLICATES, 1, vary, REDUCED)
+    root = tmp_path_factory.mktemp("classaction")
+    res = run_experiment(design, root, workers=2)
+    assert not res.failures
     out = {}
-    for label, fractions in (("mixed", MIXED), ("alone", ALONE)):
+    for label, cond in zip(("mixed", "alone"), design.conditions, strict=True):
         runs = []
-        for seed in range(1, REPLICATES + 1):
-            start = time.perf_counter()
-            result = metacoop.simulate(classaction(fractions, seed))
-            runs.append({"result": result, "wall_s": time.perf_counter() - start,
+        for i in range(REPLICATES):
+            result = metacoop.open_run(run_path(root, cond.name, i))
+            runs.append({"result": result, "wall_s": result.manifest["wall_s"],
                          "count": clone_shares(result)["nonmetastatic"]["metastases_with"]})
         out[label] = runs
     return out
