@@ -145,7 +145,8 @@ def _split_top(text: str) -> list[str]:
 
 @app.command()
 def experiment(
-    kind: Annotated[str, typer.Argument(help="ablation, mixing, waves, injection, sweep or sensitivity")],
+    kind: Annotated[str, typer.Argument(help="ablation, mixing, waves, injection, sweep, sensitivity "
+                                              "or calibrate")],
     scenario: ScenarioArg = None,
     replicates: Annotated[int, typer.Option("--replicates", "-n", help="replicates per condition")] = 4,
     workers: Annotated[int | None, typer.Option("--workers", help="LocalCluster worker processes "
