@@ -40,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from metacoop.errors import InputError, Problem, RunDirectoryError
+from metacoop.errors import InputError, Problem, RunDirectoryError, SimulationError
 from metacoop.experiments.design import Condition, Design
 from metacoop.experiments.stats import summarize
 from metacoop.io.atomic import atomic_write, atomic_write_json
@@ -215,9 +215,17 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, in_pro
     # Dask sets MALLOC_TRIM_THRESHOLD_=65536 in its workers' environment by default, which makes
     # glibc return every freed array to the OS and slows a simulation down 2.2x (measured on the
     # default scenario): the workers we start keep the usual allocator settings.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON}), \
-            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                         silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON}):
+        try:
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   silence_logs=logging.CRITICAL)
+        except RuntimeError as exc:
+            raise SimulationError(
+                f"the Dask workers could not start ({exc}). From a Python script, call run_experiment "
+                "under `if __name__ == \"__main__\":` (the workers are new processes that import the "
+                "script), or pass client= or scheduler="
+            ) from None
+    with cluster, Client(cluster) as client:
         yield client
 
 
