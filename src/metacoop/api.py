@@ -12,6 +12,9 @@ import pandas as pd
 
 from metacoop.config.schema import SimulationConfig
 from metacoop.core.simulation import Progress, Simulation
+from metacoop.errors import Problem, RunDirectoryError
+from metacoop.io import checkpoint
+from metacoop.io.atomic import atomic_write_dir
 from metacoop.io.results import DATA_FILES, Result, events_table, metastases_table, write_results
 from metacoop.io.rundir import FORMAT, RunDirectory, environment, now_iso
 from metacoop.observers.funnel import funnel
@@ -23,6 +26,7 @@ def simulate(
     progress: Callable[[Progress], None] | None = None,
     check: bool = False,
     force: bool = False,
+    resume: bool = False,
 ) -> Result:
     """Run one simulation of ``config``.
 
@@ -34,27 +38,47 @@ def simulate(
             a few times per second.
         check: verify cell accounting and fields after every step.
         force: replace a completed run already in ``out_dir``.
+        resume: continue the interrupted run in ``out_dir`` from its last checkpoint
+            (its own configuration is used; ``config`` may be None).
 
     Returns:
         The run's tables and field snapshots.
     """
     rundir = RunDirectory(out_dir) if out_dir is not None else None
-    manifest = {
-        "format": FORMAT,
-        "status": "running",
-        "scenario": config.name,
-        "seed": config.seed,
-        "started": now_iso(),
-        "environment": environment(),
-        "config": config.model_dump(mode="python"),
-    }
-    if rundir is not None:
-        rundir.prepare(force=force)
-        rundir.write_manifest(manifest)
+    if resume:
+        if rundir is None:
+            raise RunDirectoryError([Problem("--resume", None, "give the run directory to resume")])
+        manifest, config = _resumable(rundir)
+    else:
+        manifest = {
+            "format": FORMAT,
+            "status": "running",
+            "scenario": config.name,
+            "seed": config.seed,
+            "started": now_iso(),
+            "environment": environment(),
+            "config": config.model_dump(mode="python"),
+        }
+        if rundir is not None:
+            rundir.prepare(force=force)
+            rundir.write_manifest(manifest)
     start = time.perf_counter()
     try:
         sim = Simulation(config, check=check)
-        sim.run(progress)
+        after_step = None
+        if rundir is not None:
+            ckpt = rundir.path / "checkpoint"
+            last = checkpoint.latest(rundir.path) if resume else None
+            if last is not None:
+                checkpoint.load(sim, last)
+            every = config.output.checkpoint_every_h
+            if every > 0:
+                every_steps = max(1, round(every / config.dt_h))
+
+                def after_step() -> None:
+                    if sim.step_index % every_steps == 0 and sim.step_index < sim.n_steps:
+                        atomic_write_dir(ckpt, lambda tmp: checkpoint.save(sim, tmp))
+        sim.run(progress, after_step=after_step)
         timeseries = sim.recorder.timeseries()
         tables = {
             "timeseries": timeseries,
@@ -77,6 +101,7 @@ def simulate(
             write_results(rundir, tables, fields)
             manifest["files"] = rundir.checksums(DATA_FILES)
             rundir.write_manifest(manifest)
+            checkpoint.remove(rundir.path)  # the run is complete: nothing to resume
     except BaseException as exc:
         if rundir is not None and rundir.manifest_path.exists():
             manifest.update({"status": "failed", "ended": now_iso(),
@@ -90,3 +115,21 @@ def simulate(
     frames = {k: (v.to_pandas() if not isinstance(v, pd.DataFrame) else v) for k, v in tables.items()}
     return Result(config, fields=fields, manifest=manifest,
                   path=Path(out_dir) if out_dir is not None else None, **frames)
+
+
+def _resumable(rundir: RunDirectory) -> tuple[dict, SimulationConfig]:
+    """The manifest and configuration of an interrupted run in ``rundir``; raise if there is none."""
+    from metacoop.config.loader import validate_table
+
+    if not rundir.manifest_path.exists():
+        raise RunDirectoryError([Problem("--resume", str(rundir.path), "holds no run to resume")])
+    manifest = rundir.read_manifest(require_complete=False)
+    if manifest.get("status") == "completed":
+        raise RunDirectoryError([Problem("--resume", str(rundir.path),
+                                         "holds a completed run; nothing to resume")])
+    config = validate_table(manifest["config"])
+    manifest.update({"status": "running", "resumed": [*manifest.get("resumed", []), now_iso()]})
+    for key in ("reason", "traceback", "ended"):
+        manifest.pop(key, None)
+    rundir.write_manifest(manifest)
+    return manifest, config

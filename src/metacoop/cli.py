@@ -351,12 +351,20 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the run's size and peak memory "
                                                            "estimate, then stop")] = False,
     force: Annotated[bool, typer.Option("--force", help="replace a completed run in --out")] = False,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", help="continue the interrupted run in this directory from its last checkpoint")] = None,
 ) -> None:
     """Run a scenario and write its results to a directory."""
     from metacoop.api import simulate
     from metacoop.config.loader import load_scenario
 
     with friendly_errors():
+        if resume is not None:
+            if scenario or set_ or seed is not None or out is not None or dry_run or force:
+                raise InputError([Problem("--resume", str(resume), "takes the run's own scenario, seed and "
+                                                                   "directory: give no other argument")])
+            _resume(resume, quiet, check)
+            return
         cfg = load_scenario(scenario, set_ or [], seed=seed)
         if dry_run:
             _dry_run(cfg)
@@ -377,6 +385,31 @@ def run(
         if not quiet:
             _summary(result)
         out_console.print(f"Results written to {out_dir}", highlight=False, soft_wrap=True, markup=False)
+
+
+def _resume(run_dir: Path, quiet: bool, check: bool) -> None:
+    """``metacoop run --resume DIR``."""
+    from metacoop.api import simulate
+    from metacoop.io.checkpoint import latest
+    from metacoop.io.rundir import RunDirectory
+
+    rd = RunDirectory(run_dir)
+    last = latest(run_dir)
+    if not quiet:
+        where = "its last checkpoint" if last is not None else "the start (no checkpoint was written)"
+        err_console.print(f"Resuming {escape(str(run_dir))} from {where}", highlight=False)
+    if quiet or not rd.manifest_path.exists():
+        result = simulate(None, run_dir, check=check, resume=True)
+    else:
+        n_steps = rd.read_manifest(require_complete=False).get("config", {})
+        total = max(1, round(n_steps.get("duration_h", 1) / n_steps.get("dt_h", 1)))
+        with _progress_bar(total) as (bar, task):
+            def report(p):
+                bar.update(task, completed=p.step, sim=f"{p.time_h:8.1f} h", cells=f"{p.cells:,}")
+            result = simulate(None, run_dir, progress=report, check=check, resume=True)
+    if not quiet:
+        _summary(result)
+    out_console.print(f"Results written to {run_dir}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _dry_run(cfg) -> None:

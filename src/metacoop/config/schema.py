@@ -309,6 +309,10 @@ class OutputConfig(StrictModel):
     funnel_times_h: list[NonNegative] = Field(
         default_factory=list, description="times of the cascade funnel rows, h (the end is always added)"
     )
+    checkpoint_every_h: NonNegative = Field(
+        24.0, description="interval between checkpoints of a run written to a directory, h "
+        "(0: none); `metacoop run --resume DIR` continues from the last one"
+    )
 
 
 def _mechanisms_model():

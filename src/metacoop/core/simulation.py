@@ -195,12 +195,18 @@ class Simulation:
             self.check_fields()
         self.recorder.after_step(self.step_index, self.time_h, final=final)
 
-    def run(self, progress: Callable[[Progress], None] | None = None, every_s: float = 0.2) -> None:
-        """Run to the end of the scenario, calling ``progress`` about every ``every_s`` seconds."""
+    def run(self, progress: Callable[[Progress], None] | None = None, every_s: float = 0.2,
+            after_step: Callable[[], None] | None = None) -> None:
+        """Run to the end of the scenario, calling ``progress`` about every ``every_s`` seconds.
+
+        ``after_step`` (if given) is called after every step (checkpoints).
+        """
         start = time.perf_counter()
         last = -every_s
         while self.step_index < self.n_steps:
             self.step()
+            if after_step is not None:
+                after_step()
             now = time.perf_counter() - start
             if progress is not None and (now - last >= every_s or self.step_index == self.n_steps):
                 last = now

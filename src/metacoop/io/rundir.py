@@ -89,8 +89,9 @@ class RunDirectory:
             status = manifest.get("status", "unknown")
             if status != "completed":
                 raise RunDirectoryError([Problem(where, str(self.path),
-                                                 f"holds an incomplete run (status {status}); "
-                                                 "remove it or choose another output directory")])
+                                                 f"holds an incomplete run (status {status}); continue "
+                                                 f"it with metacoop run --resume {self.path}, or remove it "
+                                                 "or choose another output directory")])
             if not force:
                 raise RunDirectoryError([Problem(where, str(self.path),
                                                  "already holds a completed run; use --force to "

@@ -61,6 +61,13 @@ class Mechanism(ABC):
     def bind(self, sim: Simulation) -> None:  # noqa: B027 - optional hook
         """Precompute per-step tables from the configuration (optional)."""
 
+    def checkpoint(self) -> tuple[dict[str, np.ndarray], dict]:
+        """State this mechanism keeps between steps: ``(arrays, JSON-able data)`` (none by default)."""
+        return {}, {}
+
+    def restore(self, arrays: dict[str, np.ndarray], state: dict) -> None:  # noqa: B027 - optional hook
+        """Inverse of :meth:`checkpoint`, called on a freshly bound mechanism."""
+
     def refresh(self, sim: Simulation) -> None:  # noqa: B027 - optional hook
         """Recompute tables derived from the clone trait table (a clone was added to it)."""
 

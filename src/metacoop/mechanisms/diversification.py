@@ -67,6 +67,12 @@ class Diversification(Mechanism):
     def bind(self, sim) -> None:
         self.full = False
 
+    def checkpoint(self):
+        return {}, {"full": self.full}
+
+    def restore(self, arrays, state) -> None:
+        self.full = bool(state.get("full", False))
+
     def step(self, ctx: StepContext) -> None:
         sim = ctx.sim
         p = self.params

@@ -135,6 +135,12 @@ class Niche(Mechanism):
                              ("angiogenesis", angiogenesis)):
                 organ.modifiers.add_factor(kind, self.name, fn)
 
+    def checkpoint(self):
+        return {}, {"formed": self.formed}
+
+    def restore(self, arrays, state) -> None:
+        self.formed.update(state.get("formed", {}))
+
     def niche_level(self, organ) -> float:
         """Mean BMDC niche level ``B/(K + B)`` over the organ's blood-vessel points."""
         b = organ.fields[self.params.bmdc_field].flat[organ.blood_points]

@@ -112,6 +112,16 @@ class VesselDisruption(Mechanism):
                                            "compartment": site.name, "x": int(x[j]), "y": int(y[j]),
                                            "z": int(z[j])})
 
+    def checkpoint(self):
+        arrays = {f"{k}/damage": v for k, v in self.damage.items()}
+        arrays.update({f"{k}/disrupted": v for k, v in self.disrupted.items()})
+        return arrays, {}
+
+    def restore(self, arrays, state) -> None:
+        for k in self.damage:
+            self.damage[k][...] = arrays[f"{k}/damage"]
+            self.disrupted[k][...] = arrays[f"{k}/disrupted"]
+
     @classmethod
     def check(cls, params: DisruptionParams, config) -> list[Problem]:
         return [

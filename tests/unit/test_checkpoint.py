@@ -1,0 +1,119 @@
+"""Checkpoint and resume: a run killed with SIGKILL and resumed gives the same files, bit for bit."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import metacoop
+from metacoop.core.simulation import Simulation
+from metacoop.io import checkpoint
+
+pytestmark = pytest.mark.slow
+
+#: a small class action with every mechanism (diversification included) so that the saved state
+#: has cells, CTCs, metastases, new clones, macrophages, ruptured vessels and niche fields.
+SMALL = {"duration_h": 48.0, "primary.lattice.shape": [81, 81], "organs.lung.lattice.shape": [41, 41],
+         "organs.liver.lattice.shape": [41, 41], "primary.vessels.min_distance_um": 60.0,
+         "mechanisms.diversification.enabled": True,
+         "mechanisms.diversification.new_clone_probability": 0.01,
+         "output.checkpoint_every_h": 4.0}
+
+
+def sets(overrides: dict) -> list[str]:
+    return [x for k, v in overrides.items() for x in ("--set", f"{k}={json.dumps(v)}")]
+
+
+def cli(*args, **kw) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.Popen([sys.executable, "-m", "metacoop", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def data_checksums(run_dir: Path) -> dict[str, str]:
+    return json.loads((run_dir / "manifest.json").read_text())["files"]
+
+
+def test_a_checkpoint_restores_a_fresh_simulation_to_the_same_future():
+    cfg = metacoop.load_scenario("classaction", SMALL, seed=3)
+    a = Simulation(cfg)
+    for _ in range(300):
+        a.step()
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"metacoop-ckpt-{os.getpid()}"
+    try:
+        checkpoint.save(a, path)
+        b = Simulation(cfg)
+        checkpoint.load(b, path)
+    finally:
+        import shutil
+        shutil.rmtree(path, ignore_errors=True)
+    a.run()
+    b.run()
+    assert a.events == b.events
+    pd.testing.assert_frame_equal(a.recorder.timeseries(), b.recorder.timeseries())
+    assert a.clones.n_existing == b.clones.n_existing > 2
+    for sa, sb in zip(a.sites, b.sites, strict=True):
+        for key in ("uid", "pos", "clone", "phen", "state", "cycle_h"):
+            assert (sa.cells.live(key) == sb.cells.live(key)).all(), (sa.name, key)
+
+
+def test_a_run_killed_with_sigkill_resumes_to_bit_identical_files(tmp_path):
+    whole = cli("run", "classaction", "--seed", "3", "--out", tmp_path / "whole", "--quiet", *sets(SMALL))
+    out, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err
+    assert not (tmp_path / "whole" / "checkpoint").exists()  # removed once complete
+
+    run = tmp_path / "killed"
+    proc = cli("run", "classaction", "--seed", "3", "--out", run, "--quiet", *sets(SMALL))
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        state = run / "checkpoint" / "state.json"
+        if state.is_file() and json.loads(state.read_text())["step_index"] >= 4 * 2 / 0.05:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "running"  # killed: never marked complete
+    # a new run into it is refused with a hint; --resume continues it
+    again = cli("run", "classaction", "--out", run)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 2 and "--resume" in err
+    resumed = cli("run", "--resume", run, "--quiet")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and len(manifest["resumed"]) == 1
+    assert data_checksums(run) == data_checksums(tmp_path / "whole")
+    assert not (run / "checkpoint").exists()
+    verify = cli("verify", run)
+    verify.communicate(timeout=60)
+    assert verify.returncode == 0
+
+
+def test_resume_refuses_what_cannot_be_resumed(tmp_path):
+    for args, text in ((["run", "--resume", tmp_path / "nothing"], "holds no run to resume"),
+                       (["run", "classaction", "--resume", tmp_path], "give no other argument")):
+        proc = cli(*args)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2 and text in err and "Traceback" not in err, err
+    done = tmp_path / "done"
+    metacoop.simulate(metacoop.load_scenario("invasion2d", {"duration_h": 1.0,
+                                                            "primary.lattice.shape": [41, 41]}), done)
+    proc = cli("run", "--resume", done)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "nothing to resume" in err
+    (done / "manifest.json").write_text(json.dumps({**json.loads((done / "manifest.json").read_text()),
+                                                    "status": "running"}))
+    (done / "checkpoint").mkdir()
+    (done / "checkpoint" / "state.json").write_text("{not json")
+    proc = cli("run", "--resume", done)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "cannot be read" in err and "Traceback" not in err, err
