@@ -75,9 +75,8 @@ def save(sim, path: Path) -> None:
                              "injection_next_uid": sim.injection_next_uid, "sites": {}}
     for site in sim.sites:
         p = f"site/{site.name}"
-        if site.arrival_exposure_h:
-            raise RuntimeError("a checkpoint between steps expects no pending arrivals")
         s = {"n": _agents(f"{p}/cells", site.cells, arrays), "next_uid": site.next_uid,
+             "arrival_exposure_h": {str(k): v for k, v in site.arrival_exposure_h.items()},
              "zero": {k: f.zero for k, f in site.fields.items()},
              "agents": {k: _agents(f"{p}/agents/{k}", a, arrays) for k, a in site.agents.items()}}
         for k, f in site.fields.items():
@@ -151,6 +150,7 @@ def load(sim, path: Path) -> None:
         s = state["sites"][site.name]
         _load_agents(f"{p}/cells", site.cells, s["n"], arrays)
         site.next_uid = int(s["next_uid"])
+        site.arrival_exposure_h = {int(k): float(v) for k, v in s["arrival_exposure_h"].items()}
         for k, f in site.fields.items():
             f.values[...] = arrays[f"{p}/field/{k}/values"]
             f.deltas[...] = arrays[f"{p}/field/{k}/deltas"]
