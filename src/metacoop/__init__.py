@@ -20,13 +20,14 @@ from metacoop.api import simulate
 from metacoop.config.loader import builtin_scenarios, load_scenario, to_toml
 from metacoop.config.schema import SimulationConfig
 from metacoop.core.simulation import Simulation
-from metacoop.errors import ConfigError, InputError, MetacoopError, SimulationError
+from metacoop.errors import ConfigError, InputError, MetacoopError, OutputError, SimulationError
 from metacoop.io.results import Result, open_run
 
 __all__ = [
     "ConfigError",
     "InputError",
     "MetacoopError",
+    "OutputError",
     "Result",
     "Simulation",
     "SimulationConfig",

@@ -12,7 +12,7 @@ import pandas as pd
 
 from metacoop.config.schema import SimulationConfig
 from metacoop.core.simulation import Progress, Simulation
-from metacoop.errors import Problem, RunDirectoryError
+from metacoop.errors import OutputError, Problem, RunDirectoryError
 from metacoop.io import checkpoint
 from metacoop.io.atomic import atomic_write_dir
 from metacoop.io.results import DATA_FILES, Result, events_table, metastases_table, write_results
@@ -77,7 +77,10 @@ def simulate(
 
                 def after_step() -> None:
                     if sim.step_index % every_steps == 0 and sim.step_index < sim.n_steps:
-                        atomic_write_dir(ckpt, lambda tmp: checkpoint.save(sim, tmp))
+                        try:
+                            atomic_write_dir(ckpt, lambda tmp: checkpoint.save(sim, tmp))
+                        except OSError as exc:
+                            raise _output_error(rundir, exc, sim.time_h) from None
         sim.run(progress, after_step=after_step)
         timeseries = sim.recorder.timeseries()
         tables = {
@@ -98,9 +101,12 @@ def simulate(
             "status": "completed",
         })
         if rundir is not None:
-            write_results(rundir, tables, fields)
-            manifest["files"] = rundir.checksums(DATA_FILES)
-            rundir.write_manifest(manifest)
+            try:
+                write_results(rundir, tables, fields)
+                manifest["files"] = rundir.checksums(DATA_FILES)
+                rundir.write_manifest(manifest)
+            except OSError as exc:
+                raise _output_error(rundir, exc, sim.time_h) from None
             checkpoint.remove(rundir.path)  # the run is complete: nothing to resume
     except BaseException as exc:
         if rundir is not None and rundir.manifest_path.exists():
@@ -115,6 +121,15 @@ def simulate(
     frames = {k: (v.to_pandas() if not isinstance(v, pd.DataFrame) else v) for k, v in tables.items()}
     return Result(config, fields=fields, manifest=manifest,
                   path=Path(out_dir) if out_dir is not None else None, **frames)
+
+
+def _output_error(rundir: RunDirectory, exc: OSError, time_h: float) -> OutputError:
+    last = checkpoint.latest(rundir.path)
+    kept = ("its last checkpoint is kept" if last is not None else "no checkpoint had been written")
+    return OutputError(
+        f"cannot write to {rundir.path} at t = {time_h:.4g} h: {exc.strerror or exc}; {kept}. Make room "
+        f"(or copy the directory somewhere writable) and continue with metacoop run --resume {rundir.path}"
+    )
 
 
 def _resumable(rundir: RunDirectory) -> tuple[dict, SimulationConfig]:

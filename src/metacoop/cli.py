@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from metacoop.errors import InputError, Problem, SimulationError
+from metacoop.errors import InputError, OutputError, Problem, SimulationError
 
 STATUS_COLUMNS = ("dormant", "solitary", "micro", "macro", "extinct")
 
@@ -62,6 +62,9 @@ def friendly_errors():
     except SimulationError as exc:
         err_console.print(f"[bold red]simulation stopped:[/] {escape(str(exc))}", highlight=False,
                           soft_wrap=True)
+        raise typer.Exit(1) from None
+    except OutputError as exc:
+        err_console.print(f"[bold red]cannot write:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

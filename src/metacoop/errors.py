@@ -65,3 +65,7 @@ class RunDirectoryError(InputError):
 
 class SimulationError(MetacoopError):
     """A run stopped because a model invariant broke (a bug or a numerical failure)."""
+
+
+class OutputError(MetacoopError):
+    """Results or a checkpoint could not be written (full disk, directory no longer writable)."""

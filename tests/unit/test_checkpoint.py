@@ -117,3 +117,42 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path):
     proc = cli("run", "--resume", done)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "cannot be read" in err and "Traceback" not in err, err
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MB tmpfs (skipped where mounting is not allowed)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6M", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a size-limited tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_disk_ends_the_run_clearly_and_it_resumes_elsewhere(tmp_path, small_disk):
+    overrides = {**SMALL, "output.snapshot_every_h": 2.0}
+    whole = cli("run", "classaction", "--seed", "3", "--out", tmp_path / "whole", "--quiet", *sets(overrides))
+    _, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err
+    run = small_disk / "run"
+    proc = cli("run", "classaction", "--seed", "3", "--out", run, "--quiet", *sets(overrides))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    assert "cannot write:" in err and "No space left" in err and "--resume" in err and "Traceback" not in err
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] != "completed"
+    # nothing that looks like a finished result file is left half-written
+    for f in run.iterdir():
+        assert not f.name.endswith(".parquet") or f.stat().st_size > 0
+    # moved to a disk with room, the run continues and ends as if it had never stopped
+    import shutil
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    resumed = cli("run", "--resume", moved, "--quiet")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert data_checksums(moved) == data_checksums(tmp_path / "whole")
