@@ -117,6 +117,18 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path):
     proc = cli("run", "--resume", done)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "cannot be read" in err and "Traceback" not in err, err
+    # a real checkpoint whose arrays were truncated
+    cfg = metacoop.load_scenario("invasion2d", {"duration_h": 1.0, "primary.lattice.shape": [41, 41]})
+    sim = Simulation(cfg)
+    sim.step()
+    import shutil
+    shutil.rmtree(done / "checkpoint")
+    checkpoint.save(sim, done / "checkpoint")
+    npz = done / "checkpoint" / "arrays.npz"
+    npz.write_bytes(npz.read_bytes()[:200])
+    proc = cli("run", "--resume", done)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "cannot be read" in err and "Traceback" not in err, err
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ hash of its coordinates, so it needs no state).
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,7 @@ def load(sim, path: Path) -> None:
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
         npz = np.load(path / "arrays.npz", allow_pickle=False)
         arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError([Problem("checkpoint", str(path), f"cannot be read: {exc}")]) from None
     if state.get("format") != FORMAT:
         raise InputError([Problem("checkpoint", str(path), f"has format {state.get('format')!r}, "
