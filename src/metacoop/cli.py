@@ -404,8 +404,8 @@ def _resume(run_dir: Path, quiet: bool, check: bool) -> None:
     if quiet or not rd.manifest_path.exists():
         result = simulate(None, run_dir, check=check, resume=True)
     else:
-        n_steps = rd.read_manifest(require_complete=False).get("config", {})
-        total = max(1, round(n_steps.get("duration_h", 1) / n_steps.get("dt_h", 1)))
+        raw = rd.read_manifest(require_complete=False).get("config", {})
+        total = max(1, round(raw.get("duration_h", 1) / raw.get("dt_h", 1)))
         with _progress_bar(total) as (bar, task):
             def report(p):
                 bar.update(task, completed=p.step, sim=f"{p.time_h:8.1f} h", cells=f"{p.cells:,}")

@@ -52,6 +52,8 @@ def test_the_dataset_is_the_same_with_one_and_two_workers(tmp_path):
     a, b = sorted_dataset(tmp_path / "one"), sorted_dataset(tmp_path / "two")
     pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(one.stats, two.stats)
+    from metacoop.experiments.summary import is_observable
+    assert all(is_observable(o) for o in a["observable"].unique())  # the calibrate check knows them all
     # every (condition, replicate) is there once, with the design's seed
     seeds = design.seeds()
     per = a.groupby(["condition", "replicate"])["seed"].agg(["first", "nunique", "size"])

@@ -22,6 +22,7 @@ import json
 
 import numpy as np
 
+from metacoop.core.modifiers import product_of
 from metacoop.core.state import CELL_COLUMNS, AgentArrays, CellArrays
 from metacoop.errors import SimulationError
 from metacoop.kernels.random import uniforms
@@ -110,12 +111,7 @@ class Circulation:
 
     def hazard_factor(self, ctx) -> np.ndarray | None:
         """Product of the registered CTC death-hazard factors per live CTC, or ``None``."""
-        if not self.hazard_modifiers:
-            return None
-        out = np.array(self.hazard_modifiers[0][1](ctx), dtype=np.float64, copy=True)
-        for _, p in self.hazard_modifiers[1:]:
-            out *= p(ctx)
-        return out
+        return product_of(self.hazard_modifiers, ctx)
 
     # -- entry ----------------------------------------------------------------
     def route_index(self, name: str) -> int:

@@ -24,7 +24,7 @@ from metacoop.core.rng import CompartmentStreams
 from metacoop.core.state import ACTIVE, CellArrays, StromalArrays, uid_base
 from metacoop.core.vessels import LYMPHATIC_VESSEL, NORMAL_VESSEL, RUPTURED_VESSEL
 from metacoop.errors import SimulationError
-from metacoop.kernels.cells import DEAD
+from metacoop.kernels.cells import DEAD, scatter_add
 
 #: Per-clone event counters kept by every site. ``arrived`` counts cells reaching
 #: an organ's capillary bed (including those that pass through), ``extravasated``
@@ -180,6 +180,18 @@ class Site:
         if self._mask_scratch.shape[0] < n:
             self._mask_scratch = np.empty(max(n, 2 * self._mask_scratch.shape[0]), np.uint8)
         return self._mask_scratch
+
+    def secrete(self, field: str, per_step: np.ndarray) -> None:
+        """Add ``per_step[clone, phenotype]`` of every cell in the tissue to ``field``'s sources.
+
+        The sources are applied by the next FIELDS phase (see :class:`~metacoop.core.field.Field`).
+        """
+        c = self.cells
+        if c.n == 0:
+            return
+        f = self.fields[field]
+        f.zero = False
+        scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, per_step, f.flat_deltas)
 
     def count(self, kind: str, clone: np.ndarray) -> None:
         """Add one to ``counters[kind]`` for each entry of ``clone``."""

@@ -146,11 +146,12 @@ class CloneTable:
             table._grow(capacity)
         return table
 
-    def _arrays(self) -> dict[str, np.ndarray]:
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every per-clone array by name (all rows, the capacity)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "names"}
 
     def _grow(self, capacity: int) -> None:
-        for name, arr in self._arrays().items():
+        for name, arr in self.arrays().items():
             grown = np.zeros((capacity, *arr.shape[1:]), arr.dtype)
             grown[: arr.shape[0]] = arr
             setattr(self, name, grown)
@@ -176,7 +177,7 @@ class CloneTable:
         row = len(self.names)
         if row >= len(self):
             raise IndexError("the clone table is full")
-        for arr in self._arrays().values():
+        for arr in self.arrays().values():
             arr[row] = arr[parent]
         for trait, shift in factors.items():
             arr = getattr(self, trait)

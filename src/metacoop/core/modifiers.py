@@ -78,13 +78,7 @@ class Modifiers:
 
     def factor(self, kind: str, ctx) -> np.ndarray | None:
         """The product of every factor of ``kind`` per point, or ``None`` when none is registered."""
-        providers = self.factors[kind]
-        if not providers:
-            return None
-        out = np.array(providers[0][1](ctx), dtype=np.float64, copy=True)
-        for _, p in providers[1:]:
-            out *= p(ctx)
-        return out
+        return product_of(self.factors[kind], ctx)
 
     def cue_arrays(self, ctx, n_points: int, n_clones: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cue values ``(k, n_points)``, sensitivities ``(k, n_clones, 2)``, level flags ``(k,)``."""
@@ -110,6 +104,16 @@ class Modifiers:
     def open(self, time_h: float) -> bool:
         """Whether every registered gate lets cells intravasate at ``time_h``."""
         return all(g(time_h) for _, g in self.gates)
+
+
+def product_of(providers: list[tuple[str, Callable]], ctx) -> np.ndarray | None:
+    """The elementwise product of ``provider(ctx)`` over ``(name, provider)`` pairs (None if none)."""
+    if not providers:
+        return None
+    out = np.array(providers[0][1](ctx), dtype=np.float64, copy=True)
+    for _, p in providers[1:]:
+        out *= p(ctx)
+    return out
 
 
 def hazard_scaled(p: np.ndarray, factor: np.ndarray | None) -> np.ndarray:

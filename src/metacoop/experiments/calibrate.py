@@ -57,7 +57,7 @@ class Target:
 
 def read_targets(path: str | Path, match: Mapping[str, str]) -> list[Target]:
     """The rows of the targets CSV named in ``match`` (row id -> observable), as :class:`Target`."""
-    from metacoop.experiments.summary import __doc__ as observables_doc
+    from metacoop.experiments.summary import is_observable
 
     p = Path(path)
     try:
@@ -85,7 +85,7 @@ def read_targets(path: str | Path, match: Mapping[str, str]) -> list[Target]:
         low, high = _number(r.get("low")), _number(r.get("high"))
         ranged = low is not None and high is not None and high > low
         scale = (high - low) / 2 if ranged else (abs(value) or 1.0)
-        if f"``{observable.split('.')[0]}" not in (observables_doc or ""):
+        if not is_observable(observable):
             raise InputError([Problem(f"--match {row_id}", observable,
                                       "is not an observable (see metacoop.experiments.summary)")])
         targets.append(Target(row_id, observable, value, float(scale), r.get("source", "")))

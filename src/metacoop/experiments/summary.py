@@ -30,6 +30,17 @@ import numpy as np
 from metacoop.io.results import Result
 from metacoop.observables import clone_shares
 
+#: Observables with a fixed name, and the prefixes of those named after an organ, clone or wave.
+FIXED = ("metastases", "burden_cells", "first_metastasis_h", "shed_cells", "primary_cells",
+         "funnel.arrived_per_shed", "funnel.arrested_per_arrived", "funnel.extravasated_per_arrested",
+         "funnel.growing_per_extravasated")
+PREFIXED = ("metastases.", "clone_fraction_with.", "clone_share.", "wave.")
+
+
+def is_observable(name: str) -> bool:
+    """Whether ``name`` is (or may be, for a scenario with that organ, clone or wave) an observable."""
+    return name in FIXED or (name.startswith(PREFIXED) and name not in PREFIXED)
+
 
 def replicate_observables(result: Result) -> dict[str, float]:
     """The observables of one finished run (see the module docstring)."""

@@ -103,7 +103,7 @@ def save(sim, path: Path) -> None:
                            "founder_clones": [f.tolist() for f in reg.founder_clones],
                            "joiner_clones": [{str(k): v for k, v in j.items()} for j in reg.joiner_clones]}
     clones = sim.clones
-    for name, arr in clones._arrays().items():
+    for name, arr in clones.arrays().items():
         arrays[f"clones/{name}"] = arr
     state["clone_names"] = list(clones.names)
     state["mechanisms"] = {}
@@ -143,7 +143,7 @@ def load(sim, path: Path) -> None:
     sim.step_index = int(state["step_index"])
     sim.injection_next_uid = int(state["injection_next_uid"])
     clones = sim.clones
-    for name, arr in clones._arrays().items():
+    for name, arr in clones.arrays().items():
         arr[...] = arrays[f"clones/{name}"]
     clones.names[:] = state["clone_names"]
     for site in sim.sites:

@@ -56,9 +56,10 @@ class Arrest(Mechanism):
     def arrival_points(self, organ: np.ndarray, v: np.ndarray) -> np.ndarray:
         """The blood-vessel point each arriving CTC reaches, from its uniform draw ``v``."""
         point = np.empty(organ.size, np.int64)
-        for j in range(organ.size):
-            points = self.organs[organ[j]].blood_points
-            point[j] = points[min(int(v[j] * points.size), points.size - 1)]
+        for site in self.organs:
+            here = organ == site.organ_index
+            points = site.blood_points
+            point[here] = points[np.minimum((v[here] * points.size).astype(np.int64), points.size - 1)]
         return point
 
     def step(self, ctx: StepContext) -> None:

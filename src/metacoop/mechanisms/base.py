@@ -122,6 +122,25 @@ class Mechanism(ABC):
         return "\n".join(lines)
 
 
+def field_problems(mechanism: str, params: MechanismParams, keys: tuple[str, ...], config: SimulationConfig,
+                   sites: tuple[str, ...] | None = None) -> list[Problem]:
+    """Problems for parameters ``keys`` of ``params`` that do not name a field of every site.
+
+    ``sites`` limits the check to those sites (default: every site of the scenario).
+    """
+    problems = []
+    for name, site in config.sites().items():
+        if sites is not None and name not in sites:
+            continue
+        for key in keys:
+            value = getattr(params, key)
+            if value not in site.fields:
+                known = ", ".join(site.fields) or "none defined"
+                problems.append(Problem(f"mechanisms.{mechanism}.{key}", value,
+                                        f"must name a field of {name}: {known}"))
+    return problems
+
+
 #: Empty modifier arrays passed to kernels when nothing is registered.
 NO_FACTOR = np.zeros(0, np.float64)
 NO_MASK = np.zeros(0, np.uint8)

@@ -31,9 +31,9 @@ from metacoop.core.modifiers import Cue
 from metacoop.core.schedule import Phase
 from metacoop.core.state import ACTIVE
 from metacoop.errors import Problem
-from metacoop.kernels.cells import DEAD, scatter_add
+from metacoop.kernels.cells import DEAD
 from metacoop.kernels.random import uniforms
-from metacoop.mechanisms.base import Mechanism, StepContext
+from metacoop.mechanisms.base import Mechanism, StepContext, field_problems
 
 
 class CollectiveParams(MechanismParams):
@@ -137,11 +137,8 @@ class CollectiveMigration(Mechanism):
             if self.recover > 0:
                 w = site.fields[p.ecm_field].flat
                 w += (self.initial_ecm[site.name] - w) * self.recover
-            c = site.cells
-            if self.active and c.n:
-                f = site.fields[p.leader_field]
-                f.zero = False
-                scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, self.secretion, f.flat_deltas)
+            if self.active:
+                site.secrete(p.leader_field, self.secretion)
 
     def escort(self, ctx: StepContext, site, leaving: np.ndarray, group_point: np.ndarray) -> None:
         """Add cells next to an entering group to it (in place: ``leaving`` and ``group_point``)."""
@@ -167,8 +164,4 @@ class CollectiveMigration(Mechanism):
 
     @classmethod
     def check(cls, params: CollectiveParams, config) -> list[Problem]:
-        problems = []
-        if config.primary is not None and params.ecm_field not in config.primary.fields:
-            problems.append(Problem(f"mechanisms.{cls.name}.ecm_field", params.ecm_field,
-                                    f"must name a field of primary: {', '.join(config.primary.fields)}"))
-        return problems
+        return field_problems(cls.name, params, ("ecm_field",), config, sites=("primary",))

@@ -10,7 +10,7 @@ from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
 from metacoop.kernels.cells import scatter_add
 from metacoop.kernels.fields import degrade_exponential
-from metacoop.mechanisms.base import Mechanism, StepContext
+from metacoop.mechanisms.base import Mechanism, StepContext, field_problems
 
 
 class DegradationParams(MechanismParams):
@@ -61,13 +61,4 @@ class EcmDegradation(Mechanism):
 
     @classmethod
     def check(cls, params: DegradationParams, config) -> list[Problem]:
-        problems = []
-        for name, site in config.sites().items():
-            for key in ("ecm_field", "mmp2_field"):
-                value = getattr(params, key)
-                if value not in site.fields:
-                    problems.append(Problem(
-                        f"mechanisms.ecm_degradation.{key}", value,
-                        f"must name a field of {name}: {', '.join(site.fields) or 'none defined'}",
-                    ))
-        return problems
+        return field_problems(cls.name, params, ("ecm_field", "mmp2_field"), config)

@@ -15,7 +15,6 @@ from pydantic import Field
 
 from metacoop.config.base import MechanismParams, NonNegative, Positive, RatePerHour
 from metacoop.core.schedule import Phase
-from metacoop.kernels.cells import scatter_add
 from metacoop.mechanisms.base import Mechanism, StepContext
 
 
@@ -78,9 +77,4 @@ class GrowthFactor(Mechanism):
         if not self.active:
             return
         for site in ctx.sim.sites:
-            c = site.cells
-            if c.n == 0:
-                continue
-            f = site.fields[self.params.field]
-            f.zero = False
-            scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, self.table, f.flat_deltas)
+            site.secrete(self.params.field, self.table)

@@ -8,8 +8,7 @@ from pydantic import Field
 from metacoop.config.base import MechanismParams
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
-from metacoop.kernels.cells import scatter_add
-from metacoop.mechanisms.base import Mechanism, StepContext
+from metacoop.mechanisms.base import Mechanism, StepContext, field_problems
 
 
 class SecretionParams(MechanismParams):
@@ -41,18 +40,8 @@ class Mmp2Secretion(Mechanism):
         if not self.active:
             return
         for site in ctx.sim.sites:
-            c = site.cells
-            if c.n == 0:
-                continue
-            f = site.fields[self.params.field]
-            f.zero = False
-            scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, self.table, f.flat_deltas)
+            site.secrete(self.params.field, self.table)
 
     @classmethod
     def check(cls, params: SecretionParams, config) -> list[Problem]:
-        return [
-            Problem("mechanisms.mmp2_secretion.field", params.field,
-                    f"must name a field of {name}: {', '.join(site.fields) or 'none defined'}")
-            for name, site in config.sites().items()
-            if params.field not in site.fields
-        ]
+        return field_problems(cls.name, params, ("field",), config)

@@ -22,7 +22,7 @@ from metacoop.core.schedule import Phase
 from metacoop.core.state import StromalArrays
 from metacoop.core.vessels import NORMAL_VESSEL
 from metacoop.errors import Problem
-from metacoop.kernels.cells import random_walk, scatter_add
+from metacoop.kernels.cells import random_walk
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -134,10 +134,8 @@ class Paracrine(Mechanism):
         if site is None:
             return
         p = self.params
-        c = site.cells
-        if self.secreting and c.n:
-            self.csf1.zero = False
-            scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, self.csf1_table, self.csf1.flat_deltas)
+        if self.secreting:
+            site.secrete(p.csf1_field, self.csf1_table)
         mac = site.agents["macrophages"]
         if mac.n == 0:
             return

@@ -15,7 +15,7 @@ from pydantic import Field
 from metacoop.config.base import MechanismParams, NonNegative
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
-from metacoop.mechanisms.base import Mechanism, StepContext
+from metacoop.mechanisms.base import Mechanism, StepContext, field_problems
 
 
 class ProteaseParams(MechanismParams):
@@ -65,8 +65,4 @@ class ProteasePublicGood(Mechanism):
 
     @classmethod
     def check(cls, params: ProteaseParams, config) -> list[Problem]:
-        return [
-            Problem(f"mechanisms.{cls.name}.ecm_field", params.ecm_field,
-                    f"must name a field of {name}: {', '.join(site.fields) or 'none defined'}")
-            for name, site in config.sites().items() if params.ecm_field not in site.fields
-        ]
+        return field_problems(cls.name, params, ("ecm_field",), config)

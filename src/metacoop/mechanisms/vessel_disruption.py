@@ -24,7 +24,7 @@ from metacoop.core.schedule import Phase
 from metacoop.core.vessels import NORMAL_VESSEL, RUPTURED_VESSEL
 from metacoop.errors import Problem
 from metacoop.kernels.random import uniforms
-from metacoop.mechanisms.base import Mechanism, StepContext
+from metacoop.mechanisms.base import Mechanism, StepContext, field_problems
 
 
 class DisruptionParams(MechanismParams):
@@ -124,8 +124,4 @@ class VesselDisruption(Mechanism):
 
     @classmethod
     def check(cls, params: DisruptionParams, config) -> list[Problem]:
-        return [
-            Problem(f"mechanisms.{cls.name}.mmp2_field", params.mmp2_field,
-                    f"must name a field of {name}: {', '.join(site.fields) or 'none defined'}")
-            for name, site in config.sites().items() if params.mmp2_field not in site.fields
-        ]
+        return field_problems(cls.name, params, ("mmp2_field",), config)
