@@ -207,7 +207,7 @@ def test_decide_moves_matches_twin(ndim, upwind):
     target = np.full(n, -7, np.int64)
     k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
                      ecm, np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target,
-                     np.zeros(0), np.zeros((0, n_points)), np.zeros((0, 3, 2)), np.zeros(0, np.uint8))
+                     None, None, None, None)  # no modifiers: the path movement takes without them
     u = _draws(c["uid"])
     expect = np.full(n, -1, np.int64)
     for i in range(n):

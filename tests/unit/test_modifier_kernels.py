@@ -180,6 +180,10 @@ def test_decide_moves_unit_boost_and_zero_cues_change_nothing():
     decide_moves(*args, modified, np.ones(n_points), rng.uniform(0, 1, (2, n_points)), np.zeros((2, 3, 2)),
                  np.array([0, 1], np.uint8))
     np.testing.assert_array_equal(modified, plain)
+    # and the version compiled without modifiers (None), the one movement runs when none are registered
+    bare = np.empty(n, np.int64)
+    decide_moves(*args, bare, None, None, None, None)
+    np.testing.assert_array_equal(bare, plain)
 
 
 # -- advance_cycle: speed --------------------------------------------------------------------------
