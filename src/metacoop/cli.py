@@ -312,6 +312,115 @@ def _sensitivity_table(result) -> None:
 
 
 @app.command()
+def validate(
+    targets: Annotated[Path | None, typer.Option(
+        "--targets", help="a targets CSV with the columns of the shipped one (default: the shipped "
+                          "targets)")] = None,
+    replicates: Annotated[int, typer.Option("--replicates", "-n", help="replicates per condition")] = 4,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="validate only these target ids (repeatable; ID or ID1,ID2)",
+        show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="LocalCluster worker processes "
+                                                                  "(default: one per CPU)")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="address of an existing Dask "
+                                                                      "scheduler")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output directory (rerun the same command "
+                                                           "to resume)")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="list the targets and observables; "
+                                                       "run nothing")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+) -> None:
+    """Compare the model with published experiments (exit 1 if a target fails).
+
+    Runs the scenarios each target needs, as ensembles, and prints target, source,
+    published value, simulated value with 95% CI and pass/fail; writes validation.csv
+    and validation.html.
+    """
+    from metacoop.validation.runner import validate as run_validation
+    from metacoop.validation.targets import load_targets
+
+    with friendly_errors():
+        if workers is not None and scheduler is not None:
+            raise InputError([Problem("--workers", workers, "give --workers or --scheduler, not both")])
+        if workers is not None and workers < 1:
+            raise InputError([Problem("--workers", workers, "must be at least 1")])
+        chosen = load_targets(targets)
+        if only:
+            ids = [i.strip() for item in only for i in item.split(",") if i.strip()]
+            known = {t.id for t in chosen}
+            unknown = [i for i in ids if i not in known]
+            if unknown:
+                raise InputError([Problem("--only", unknown,
+                                          f"no such target; ids: {', '.join(sorted(known))}")])
+            chosen = [t for t in chosen if t.id in ids]
+        if list_:
+            _targets_listing(chosen)
+            return
+        out_dir = out if out is not None else Path("metacoop-validation") / (
+            f"validation-n{replicates}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        if quiet:
+            result = run_validation(chosen, out_dir, replicates, workers=workers, scheduler=scheduler)
+        else:
+            err_console.print(f"validating {len(chosen)} targets with {replicates} replicates per condition "
+                              f"-> {escape(str(out_dir))}", highlight=False)
+            bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                           TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                           console=err_console)
+            with bar:
+                tasks: dict[str, int] = {}
+
+                def report(scenario, p):
+                    if scenario not in tasks:
+                        tasks[scenario] = bar.add_task(escape(Path(scenario).stem), total=p.total)
+                    bar.update(tasks[scenario], completed=p.done + p.failed)
+                result = run_validation(chosen, out_dir, replicates, workers=workers, scheduler=scheduler,
+                                        progress=report)
+            _validation_table(result.table)
+        for scenario, cond, rep, text in result.failures:
+            err_console.print(f"[bold red]failed:[/] {escape(scenario)} {escape(cond)} replicate {rep}: "
+                              f"{escape(text)}", highlight=False, soft_wrap=True)
+    out_console.print(f"Validation written to {out_dir} (validation.csv, validation.html)", highlight=False,
+                      markup=False, soft_wrap=True)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _validation_table(df) -> None:
+    colour = {"pass": "green", "fail": "bold red", "guidance": "yellow", "not modelled": "dim"}
+    table = Table("target", "source", "published", "simulated", "95% CI", "rule", "status", box=None,
+                  header_style="bold", title="validation: simulated mean over replicates (yes/no "
+                  "observables: fraction of replicates) with bootstrap 95% CI", title_justify="left",
+                  title_style="")
+    for r in df.itertuples(index=False):
+        ci = "" if r.ci_low != r.ci_low else f"[{r.ci_low:.3g}, {r.ci_high:.3g}]"
+        sim = "" if r.simulated != r.simulated else f"{r.simulated:.4g}"
+        table.add_row(escape(r.id), escape(r.source.split("[")[0].strip()[:40]), escape(r.published[:30]),
+                      sim, ci, escape(r.rule), f"[{colour[r.status]}]{escape(r.status)}[/]")
+    err_console.print(table)
+    counts = df["status"].value_counts()
+    statuses = ("pass", "fail", "guidance", "not modelled")
+    err_console.print(", ".join(f"{counts.get(s, 0)} {s}" for s in statuses), highlight=False)
+
+
+def _targets_listing(chosen) -> None:
+    from metacoop.validation.observables import OBSERVABLES
+
+    table = Table("target", "scenario", "overrides", "observable", "rule", "fitted", box=None,
+                  header_style="bold")
+    for t in chosen:
+        over = "; ".join(f"{k}={v}" for k, v in t.overrides.items())
+        rule = t.rule.describe(t.value if isinstance(t.value, float) else float("nan"), t.low, t.high) \
+            if t.rule else "not modelled"
+        table.add_row(escape(t.id), escape(t.scenario), escape(over), escape(t.observable), escape(rule),
+                      escape(t.fitted.split(":")[0]))
+    out_console.print(table)
+    obs = Table("observable", "unit", "definition", box=None, header_style="bold")
+    for o in OBSERVABLES.values():
+        obs.add_row(escape(o.name), escape(o.unit), escape(o.definition))
+    out_console.print(obs)
+
+
+@app.command()
 def query(
     exp_dir: Annotated[Path, typer.Argument(help="an experiment directory")],
     sql: Annotated[str, typer.Argument(help="SQL over the views 'replicates' and 'stats'")],

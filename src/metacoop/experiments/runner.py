@@ -103,8 +103,12 @@ def _failure_path(root: Path, condition: str, replicate: int) -> Path:
 
 
 def run_replicate(scenario: str, overrides: dict[str, Any], seed: int, run_dir: str,
-                  threads: int | None = None) -> dict[str, float]:
-    """Run (or reopen, if complete) one replicate and return its observables. Runs on a worker."""
+                  threads: int | None = None, observables: tuple[str, ...] = ()) -> dict[str, float]:
+    """Run (or reopen, if complete) one replicate and return its observables. Runs on a worker.
+
+    ``observables`` names observables of :mod:`metacoop.validation.observables` computed
+    besides the experiment observables (a validation experiment lists those its targets need).
+    """
     import numba
 
     from metacoop.api import simulate
@@ -123,7 +127,12 @@ def run_replicate(scenario: str, overrides: dict[str, Any], seed: int, run_dir: 
             shutil.rmtree(path)  # an incomplete run of ours: start it again
     if result is None:
         result = simulate(load_scenario(scenario, overrides, seed=seed), path)
-    return replicate_observables(result)
+    values = replicate_observables(result)
+    if observables:
+        from metacoop.validation.observables import compute
+
+        values.update(compute(result, observables))
+    return values
 
 
 def _write_part(path: Path, replicate: int, seed: int, values: dict[str, float]) -> None:
@@ -248,7 +257,8 @@ def _submit_all(design: Design, root: Path, todo: list[tuple[Condition, int, int
     for c, i, seed in todo:
         overrides = {**design.base_overrides, **c.overrides}
         fut = client.submit(run_replicate, design.scenario, overrides, seed, str(run_path(root, c.name, i)),
-                            threads, key=f"replicate-{c.name}-{i}", pure=False, retries=1)
+                            threads, tuple(design.extra.get("observables", ())),
+                            key=f"replicate-{Path(design.scenario).stem}-{c.name}-{i}", pure=False, retries=1)
         futures[fut] = (c, i, seed)
     done, failures = skipped, []
     for fut in as_completed(futures):

@@ -112,8 +112,11 @@ def at_time(s: pd.Series, t: float) -> float:
 
 
 def time_course(s: pd.Series, t0: float) -> dict[str, float]:
-    """Onset (first time above a quarter of the peak), peak and return (first time after the
-    peak below a tenth of it) of a transient, in hours after ``t0``; NaN if it never rises."""
+    """Onset, peak and return of a transient, in hours after ``t0`` (NaN if it never rises).
+
+    Onset is the first time above a quarter of the peak; return the first time after the
+    peak below a tenth of it.
+    """
     s = s[s.index >= t0]
     if s.empty or not (s.max() > 0):
         return {"onset": math.nan, "peak": math.nan, "back": math.nan}
@@ -149,8 +152,10 @@ for _name, _key, _definition in (
      "micrometastases of 4-16 cells at day 3 per cell extravasated by day 3"),
     ("micro_d3_to_macro_d13", "micro_d3_to_macro_d13",
      "fraction of the day-3 micrometastases that are macroscopic (0.25 mm across) at day 13"),
-    ("macro_per_injected_d13", "macro_per_injected_d13", "macroscopic metastases at day 13 per injected cell"),
-    ("dormant_per_injected_d13", "dormant_per_injected_d13", "solitary dormant cells at day 13 per injected cell"),
+    ("macro_per_injected_d13", "macro_per_injected_d13",
+     "macroscopic metastases at day 13 per injected cell"),
+    ("dormant_per_injected_d13", "dormant_per_injected_d13",
+     "solitary dormant cells at day 13 per injected cell"),
     ("ki67_solitary_d13", "ki67_solitary_d13",
      "fraction of solitary cells at day 13 that are cycling (not dormant): the model's Ki-67 index"),
 ):
@@ -168,7 +173,8 @@ def extravasated_of_present_d3(result: Result) -> float:
     organ = injected_organ(result)
     t = start_h(result) + 72.0
     inside = at_time(series(result, organ, "cells.arrested"), t)
-    out = sum(at_time(series(result, organ, f"cells.{s}"), t) for s in ("dormant", "solitary", "micro", "macro"))
+    out = sum(at_time(series(result, organ, f"cells.{s}"), t)
+              for s in ("dormant", "solitary", "micro", "macro"))
     return out / (out + inside) if out + inside > 0 else math.nan
 
 
