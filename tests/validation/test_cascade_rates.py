@@ -125,6 +125,41 @@ def test_ctc_survival_is_exponential_in_the_configured_hazard(circulating, clone
     assert_binomial(int(cells) // size, n_ctcs, math.exp(-mu * t), f"{clone_name} CTCs alive at {t} h")
 
 
+@pytest.mark.parametrize("transit_h, dt_h, distribution", [
+    (0.03, 0.02, "fixed"),  # beds passed part-way through a step
+    (0.05, 0.02, "fixed"),
+    (0.04, 0.02, "exponential"),  # some transits shorter than a step: CTCs fall behind, then catch up
+])
+def test_ctc_survival_does_not_depend_on_passing_capillary_beds(transit_h, dt_h, distribution):
+    # CTCs circulate through an organ that never arrests them: every hour in the blood is an
+    # hour of exposure to the hazard mu, wherever in a step a bed is passed, so the number
+    # alive at t is Binomial(n, exp(-mu t)) as without beds. (Time after passing a bed used to
+    # go unexposed, so survival rose with the number of passes.)
+    n, mu, t = 4000, 1.0, 1.0
+    cfg = build(
+        seed=79, duration_h=t, dt_h=dt_h, record_every_h=t,
+        clones=[clone("x")],
+        organs={"a": organ(arrest_probability=0.0, size_restriction_cells=2, drains_to="loop")},
+        routes={"loop": {"a": 1.0}},
+        circulation={"transit_h": transit_h, "transit_distribution": distribution,
+                     "shear_death_rate_per_h": mu},
+        injections=[inject("loop", n)],
+    )
+    sim = run(cfg)
+    assert int(sim.site("a").counters["arrived"].sum()) > 10 * n  # the cells did pass the bed, many times
+    assert_binomial(sim.circulation.cells.n, n, math.exp(-mu * t), f"CTCs alive at {t} h")
+
+
+def test_a_fixed_transit_shorter_than_a_step_is_refused_where_ctcs_pass_beds():
+    # A CTC passes at most one bed per step, so CTCs would fall ever further behind.
+    kw = dict(duration_h=1.0, dt_h=0.05, clones=[clone("x")], routes={"loop": {"a": 1.0}},
+              circulation={"transit_h": 0.02}, injections=[inject("loop", 10)])
+    with pytest.raises(metacoop.ConfigError, match="circulation.transit_h.*at least dt_h = 0.05.*from a"):
+        build(organs={"a": organ(arrest_probability=0.5, drains_to="loop")}, **kw)
+    build(organs={"a": organ(arrest_probability=1.0, size_restriction_cells=1, drains_to="loop")},
+          **kw)  # nothing passes on
+
+
 @pytest.mark.parametrize("clone_name", list(CTC_CLONES))
 def test_ctc_death_causes_follow_the_hazard_shares(circulating, clone_name):
     # Given that a CTC died, its recorded cause is shear, immune or anoikis with probability

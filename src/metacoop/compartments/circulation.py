@@ -45,6 +45,8 @@ class CtcArrays(AgentArrays):
         "age_h": (np.float64, "time since the CTC entered the blood, h"),
         "remaining_h": (np.float64, "time left until the next capillary bed, h (<= 0: arrived)"),
         "step_h": (np.float64, "time spent in the blood during the current step, h"),
+        "exposed_h": (np.float64, "time exposed to the transit hazards in the current step, h"),
+        "carry_h": (np.float64, "time in the blood after passing a bed last step, exposed this step, h"),
         "dest": (np.int16, "organ index of the next capillary bed, -1 for none"),
         "origin": (np.int16, "compartment index where the CTC entered the blood (-1 injected)"),
         "route": (np.int16, "index of the route the CTC follows"),
@@ -55,6 +57,8 @@ class CtcArrays(AgentArrays):
     age_h: np.ndarray
     remaining_h: np.ndarray
     step_h: np.ndarray
+    exposed_h: np.ndarray
+    carry_h: np.ndarray
     dest: np.ndarray
     origin: np.ndarray
     route: np.ndarray
@@ -154,7 +158,8 @@ class Circulation:
         remaining = self.draw_transit(ids, step, ENTRY_DRAW) if remaining_h is None else np.broadcast_to(
             np.asarray(remaining_h, dtype=np.float64), (k,))
         self.ctcs.append({"id": ids, "size": sizes, "start_h": np.full(k, start_h), "age_h": np.zeros(k),
-                          "remaining_h": remaining, "step_h": np.zeros(k), "dest": dest,
+                          "remaining_h": remaining, "step_h": np.zeros(k), "exposed_h": np.zeros(k),
+                          "carry_h": np.zeros(k), "dest": dest,
                           "origin": np.full(k, origin, np.int16), "route": route})
         columns = dict(cells)
         columns["ctc"] = ids[inv]
@@ -192,26 +197,29 @@ class Circulation:
 
         A CTC that entered the blood during the step (``start_h`` after
         ``time_h``) travels only for the rest of it.
+
+        Exposure to the transit hazards (:meth:`exposure_h`): a CTC that reaches
+        its capillary bed part-way through the step is exposed until then; the
+        rest of the step is carried to the next step, when it is exposed if
+        the CTC passed on rather than arrested. Every hour in the blood is
+        thus exposed exactly once, whatever the ratio of transit time to time
+        step (a CTC passes at most one bed per step; with transits shorter
+        than a step it falls behind and catches up on later, longer draws).
         """
         n = self.ctcs.n
         c = self.ctcs
         elapsed = np.clip(time_h + dt_h - np.maximum(c.start_h[:n], time_h), 0.0, dt_h)
+        before = np.maximum(c.remaining_h[:n], 0.0)
+        in_transit = np.where(c.dest[:n] < 0, elapsed, np.minimum(elapsed, before))
+        c.exposed_h[:n] = in_transit + c.carry_h[:n]
+        c.carry_h[:n] = elapsed - in_transit
         c.step_h[:n] = elapsed
         c.age_h[:n] += elapsed
         c.remaining_h[:n] -= elapsed
 
     def exposure_h(self) -> np.ndarray:
-        """Time each CTC spent in transit during the current step, h (after :meth:`advance`).
-
-        A CTC that reached its capillary bed part-way through the step was in
-        transit only until then; one with no destination is in transit throughout.
-        """
-        n = self.ctcs.n
-        c = self.ctcs
-        t = np.clip(c.step_h[:n] + np.minimum(c.remaining_h[:n], 0.0), 0.0, c.step_h[:n])
-        nowhere = c.dest[:n] < 0
-        t[nowhere] = c.step_h[:n][nowhere]
-        return t
+        """Time each CTC is exposed to the transit hazards in the current step, h (after :meth:`advance`)."""
+        return self.ctcs.exposed_h[: self.ctcs.n].copy()
 
     def arrived(self) -> np.ndarray:
         """Slots of CTCs that have reached the capillary bed of an organ."""

@@ -219,6 +219,13 @@ def _check_cascade(config: SimulationConfig) -> list[Problem]:
             if p.vessels.lymphatic and p.lymph_route not in routes:
                 problems.append(Problem("primary.lymph_route", p.lymph_route,
                                         f"must be a route of circulation.routes: {known}"))
+    circ = config.circulation
+    passing = [n for n, o in config.organs.items()
+               if (o.arrest_probability < 1 or o.size_restriction_cells > 1) and routes.get(o.drains_to)]
+    if passing and circ.transit_distribution == "fixed" and circ.transit_h < config.dt_h:
+        problems.append(Problem("circulation.transit_h", circ.transit_h,
+                                f"must be at least dt_h = {config.dt_h}: CTCs pass on from "
+                                f"{', '.join(passing)} and a CTC passes at most one capillary bed per step"))
     clone_names = [c.name for c in config.clones]
     for i, inj in enumerate(config.injections):
         where = f"injections.{i}"
