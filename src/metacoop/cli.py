@@ -328,6 +328,8 @@ def validate(
                                                            "to resume)")] = None,
     list_: Annotated[bool, typer.Option("--list", help="list the targets and observables; "
                                                        "run nothing")] = False,
+    doc: Annotated[Path | None, typer.Option("--doc", help="with --list: write the targets as a Markdown "
+                                                           "document")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
 ) -> None:
     """Compare the model with published experiments (exit 1 if a target fails).
@@ -355,6 +357,15 @@ def validate(
             chosen = [t for t in chosen if t.id in ids]
         if list_:
             _targets_listing(chosen)
+            if doc is not None:
+                from metacoop.io.atomic import atomic_write
+                from metacoop.validation.report import targets_markdown
+
+                text = targets_markdown(chosen)
+                try:
+                    atomic_write(doc, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+                except OSError as exc:
+                    raise OutputError(f"{doc}: {exc.strerror or exc}") from None
             return
         out_dir = out if out is not None else Path("metacoop-validation") / (
             f"validation-n{replicates}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")

@@ -230,6 +230,16 @@ def second_clone_in_metastases(result: Result) -> float:
     return float(any(c.get(names[1], 0) > 0 for c in _live_compositions(result)))
 
 
+@observable("second_clone_metastases", "metastases",
+            "live metastases holding at least one cell of the second clone (the non-metastatic one) at the "
+            "end of the run")
+def second_clone_metastases(result: Result) -> float:
+    names = [c.name for c in result.config.clones]
+    if len(names) < 2:
+        return math.nan
+    return float(sum(c.get(names[1], 0) > 0 for c in _live_compositions(result)))
+
+
 # -- the primary tumour and its shedding (Butler & Gullino 1975; Coumans et al. 2013) ---------------
 
 

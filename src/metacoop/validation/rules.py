@@ -100,6 +100,10 @@ class Rule:
             word = "greater" if self.kind == "above" else "smaller"
             return f"{word} than with {other} (one-sided Mann-Whitney p < {ALPHA})"
         lo, hi = self.band(value, low, high)
+        if math.isinf(lo):
+            return f"mean <= {hi:.4g}"
+        if math.isinf(hi):
+            return f"mean >= {lo:.4g}"
         return f"mean in [{lo:.4g}, {hi:.4g}]"
 
     def judge(self, values: np.ndarray, value: float | str = math.nan, low: float = math.nan,
@@ -129,7 +133,7 @@ class Rule:
             return Verdict(mean, lo, hi, x.size, p < ALPHA,
                            f"comparison mean {float(y.mean()):.4g}, p = {p:.3g}")
         a, b = self.band(value, low, high)
-        return Verdict(mean, lo, hi, x.size, a <= mean <= b, self.describe(value, low, high))
+        return Verdict(mean, lo, hi, x.size, a <= mean <= b, f"{x.size} replicates with a value")
 
 
 def parse_rule(text: str, where: str) -> Rule:

@@ -5,8 +5,9 @@ kind ``validation`` (see :mod:`metacoop.experiments.runner`) whose conditions
 are the distinct override sets of its rows (``reference`` for none) and the
 comparison conditions of ``above``/``below`` rules; replicate ``i`` has the
 same seed in every condition, spawned from the scenario's own seed. The
-experiments share one Dask cluster and live under ``OUT/experiments/<scenario>``,
-so an interrupted validation resumes where it stopped.
+experiments share one Dask cluster and live under
+``OUT/experiments/<scenario>-<digest of the design>``, so an interrupted
+validation resumes where it stopped.
 
 The outcome is one row per target (:data:`COLUMNS`), written as
 ``OUT/validation.csv`` and ``OUT/validation.html`` (see
@@ -16,6 +17,8 @@ The outcome is one row per target (:data:`COLUMNS`), written as
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metacoop.errors import InputError, Problem
+from metacoop.errors import InputError, OutputError, Problem
 from metacoop.experiments.design import Condition, Design
 from metacoop.experiments.runner import ExperimentProgress, dask_client, run_experiment
 from metacoop.io.atomic import atomic_write
@@ -100,9 +103,14 @@ def plan(targets: Sequence[Target], replicates: int) -> list[Design]:
     return designs
 
 
-def experiment_dir(out: Path, scenario: str) -> Path:
-    """Where the experiment of one scenario is kept."""
-    return out / "experiments" / re.sub(r"[^A-Za-z0-9_.+-]+", "_", Path(scenario).stem)
+def experiment_dir(out: Path, design: Design) -> Path:
+    """Where the experiment of one scenario is kept: named after the scenario and a digest of the design.
+
+    Rerunning the same validation finds (and resumes) it; a validation of other targets or
+    replicates into the same directory gets experiments of its own instead of a refusal.
+    """
+    digest = hashlib.sha256(json.dumps(design.to_json(), sort_keys=True).encode()).hexdigest()[:8]
+    return out / "experiments" / f"{re.sub(r'[^A-Za-z0-9_.+-]+', '_', Path(design.scenario).stem)}-{digest}"
 
 
 def validate(targets: Sequence[Target], out_dir: str | Path, replicates: int = DEFAULT_REPLICATES,
@@ -121,13 +129,16 @@ def validate(targets: Sequence[Target], out_dir: str | Path, replicates: int = D
         with dask_client(workers, scheduler) if client is None else nullcontext(client) as c:
             for design in designs:
                 step = (lambda p, s=design.scenario: progress(s, p)) if progress else None
-                result = run_experiment(design, experiment_dir(out, design.scenario), client=c, progress=step)
+                result = run_experiment(design, experiment_dir(out, design), client=c, progress=step)
                 reps[design.scenario] = result.replicates
                 failures += [(design.scenario, cond, i, msg) for cond, i, msg in result.failures]
     table = judge(targets, reps)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "validation.csv", lambda tmp: table.to_csv(tmp, index=False))
-    write_report(table, out / "validation.html", replicates=replicates)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "validation.csv", lambda tmp: table.to_csv(tmp, index=False))
+        write_report(table, out / "validation.html", replicates=replicates)
+    except OSError as exc:
+        raise OutputError(f"{out}: {exc.strerror or exc}") from None
     return Validation(table, out, failures)
 
 
