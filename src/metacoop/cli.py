@@ -312,6 +312,45 @@ def _sensitivity_table(result) -> None:
 
 
 @app.command()
+def report(
+    path: Annotated[Path, typer.Argument(help="a run directory or an experiment directory")],
+    out: Annotated[Path | None, typer.Option("--out", help="the HTML file (default: report.html in "
+                                                           "PATH)")] = None,
+    figures: Annotated[Path | None, typer.Option("--figures", help="also write every figure as PNG (300 dpi) "
+                                                                   "and SVG into this directory")] = None,
+    animation: Annotated[bool, typer.Option("--animation/--no-animation",
+                                            help="embed an animation of the primary site (runs)")] = True,
+) -> None:
+    """Write a self-contained HTML report of a run or an experiment (opens offline)."""
+    from metacoop.report import write_report
+
+    with friendly_errors():
+        with err_console.status("drawing the report"):
+            target = write_report(path, out, figures, animation)
+    out_console.print(f"Report written to {target}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    vtk: Annotated[Path, typer.Option("--vtk", help="directory for the VTK files (one .vtu per site and "
+                                                    "snapshot, one .pvd time series per site)")],
+) -> None:
+    """Export a run's fields and cells per lattice point as VTK files for ParaView."""
+    from metacoop.io.results import open_run
+    from metacoop.io.vtk import export_vtk
+
+    with friendly_errors():
+        result = open_run(run_dir)
+        try:
+            files = export_vtk(result, vtk)
+        except OSError as exc:
+            raise OutputError(f"{vtk}: {exc.strerror or exc}") from None
+    out_console.print(f"{len(files)} VTK files written to {vtk}", highlight=False, markup=False,
+                      soft_wrap=True)
+
+
+@app.command()
 def validate(
     targets: Annotated[Path | None, typer.Option(
         "--targets", help="a targets CSV with the columns of the shipped one (default: the shipped "

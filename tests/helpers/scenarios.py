@@ -12,3 +12,7 @@ SHEDDING_2D = {
     "output.snapshot_every_h": 1.0,
     "output.record_every_h": 0.5,
 }
+
+#: The class action for 110 h with six snapshots: a short run that founds metastases in lung
+#: and liver (two with the scenario's seed), for reports and exports (about 10 s).
+SHORT_CLASSACTION = {"duration_h": 110.0, "output.snapshot_every_h": 22.0}

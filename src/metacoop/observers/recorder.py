@@ -19,8 +19,9 @@ phenotype):
   ``ctcs_created`` and each systemic factor's level (``<factor>.level``).
 
 Metastasis sizes by clone are recorded at every snapshot time. Snapshots hold
-every field, cells per point by phenotype, stromal agents per point by kind,
-and the vessel map (``vessel_state``: 0 none, 1 normal, 2 ruptured, 3 lymphatic).
+every field, cells per point by phenotype, the clone with most cells at each
+point (``main_clone``), stromal agents per point by kind, and the vessel map
+(``vessel_state``: 0 none, 1 normal, 2 ruptured, 3 lymphatic).
 """
 
 from __future__ import annotations
@@ -37,6 +38,20 @@ from metacoop.core.state import ARRESTED, DORMANT
 from metacoop.core.vessels import VESSEL_NAMES
 
 TIMESERIES_COLUMNS = ("time_h", "step", "compartment", "quantity", "clone", "phenotype", "value")
+
+
+def main_clone(pos: np.ndarray, clone: np.ndarray, n_clones: int, n_points: int) -> np.ndarray:
+    """Per lattice point, the index of the clone with most cells there (ties: the lower index; -1: empty)."""
+    out = np.full(n_points, -1, np.int16)
+    if pos.size == 0:
+        return out
+    keys, counts = np.unique(pos.astype(np.int64) * n_clones + clone, return_counts=True)
+    point, cl = np.divmod(keys, n_clones)
+    order = np.lexsort((-counts, point))  # by point, most cells first; equal counts keep clone order
+    point, cl = point[order], cl[order]
+    first = np.r_[True, point[1:] != point[:-1]]
+    out[point[first]] = cl[first]
+    return out
 
 
 class Recorder:
@@ -148,6 +163,8 @@ class Recorder:
                 sel = c.live("phen") == pi
                 occ = np.bincount(c.live("pos")[sel], minlength=site.lattice.n_points)
                 data[f"{pname}_cells"] = occ.astype(np.uint8).reshape(site.lattice.dims)
+            data["main_clone"] = main_clone(c.live("pos"), c.live("clone"), len(self.sim.clones),
+                                            site.lattice.n_points).reshape(site.lattice.dims)
             for kind, agents in site.agents.items():
                 occ = np.bincount(agents.live("pos"), minlength=site.lattice.n_points)
                 data[kind] = np.minimum(occ, 255).astype(np.uint8).reshape(site.lattice.dims)
@@ -212,6 +229,8 @@ class Recorder:
             ds = xr.Dataset(data_vars, coords=coords)
             ds["vessel"].attrs["flag_meanings"] = "0 none, 1 normal, 2 ruptured, 3 lymphatic (at the end)"
             ds["vessel_state"].attrs["flag_meanings"] = "0 none, 1 normal, 2 ruptured, 3 lymphatic"
+            ds["main_clone"].attrs["flag_meanings"] = ("index (in clones.parquet order) of the clone with "
+                                                       "most cells at the point; -1 none")
             ds.attrs["compartment"] = site.name
             ds.attrs["spacing_um"] = dx
             nodes[site.name] = ds

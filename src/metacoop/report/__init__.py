@@ -1,0 +1,63 @@
+"""Reports: a self-contained HTML page per run or experiment, and its figures as PNG and SVG.
+
+:func:`write_report` takes a run directory (it holds ``manifest.json``) or an
+experiment directory (``experiment.json``) and writes one HTML file that
+opens offline: images are embedded, styles inline, and there is no script.
+Figures share one matplotlib style (:mod:`metacoop.report.style`); with
+``figures_dir`` they are also written as PNG (300 dpi) and SVG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from metacoop.errors import InputError, OutputError, Problem
+from metacoop.io.atomic import atomic_write
+
+
+def write_report(
+    path: str | Path,
+    out: str | Path | None = None,
+    figures_dir: str | Path | None = None,
+    animation: bool = True,
+) -> Path:
+    """Write the report of a run or experiment directory; return the HTML file's path.
+
+    Args:
+        path: a run directory or an experiment directory.
+        out: the HTML file (default: ``report.html`` inside ``path``).
+        figures_dir: also write every figure there as PNG and SVG.
+        animation: embed the animation of the primary site (runs only).
+    """
+    root = Path(path)
+    figures = Path(figures_dir) if figures_dir is not None else None
+    if (root / "manifest.json").exists():
+        from metacoop.io.results import open_run
+        from metacoop.report.run_report import run_report
+
+        text = run_report(open_run(root), figures, animation)
+    elif (root / "experiment.json").exists():
+        from metacoop.experiments.runner import open_experiment
+        from metacoop.report.experiment_report import experiment_report
+
+        text = experiment_report(open_experiment(root), figures)
+    elif not root.exists():
+        raise InputError([Problem("report", str(root), "does not exist")])
+    else:
+        raise InputError(
+            [
+                Problem(
+                    "report",
+                    str(root),
+                    "is neither a run directory (manifest.json) nor an "
+                    "experiment directory (experiment.json)",
+                )
+            ]
+        )
+    target = Path(out) if out is not None else root / "report.html"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    except OSError as exc:
+        raise OutputError(f"{target}: {exc.strerror or exc}") from None
+    return target
