@@ -60,7 +60,7 @@ STRETCH_CASCADE_S = 5.0  # stretch target for the same run (from a later issue)
 #: Share of all CPUs taken by other processes above which a section is flagged as disturbed.
 NOISY_SHARE = 0.05
 
-SECTIONS = ("cells", "fields", "memory", "scenario", "threads", "cascade", "experiments")
+SECTIONS = ("cells", "fields", "memory", "scenario", "threads", "cascade", "experiments", "peers")
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,16 @@ class Plan:
     #: section 8: replicates of the default scenario shortened to this many hours (half a default run)
     experiment_replicates: int = 6
     experiment_duration_h: float = 120.0
+    #: section 9: 40-s steps of the MetaSpread / franssen2019 comparison (and a short run to separate
+    #: start-up from stepping), and the cells the growth model grows to
+    peer_steps: tuple[int, int] = (10, 300)
+    growth_target: int = 100_000
 
 
 FULL = Plan()
 QUICK = Plan(cell_steps=(20, 10, 5), reps=3, warmup=2, field_reps=3, field_min_rep_s=0.1, scenario_reps=3,
-             cascade_steps=2_760, experiment_replicates=4, experiment_duration_h=6.0)
+             cascade_steps=2_760, experiment_replicates=4, experiment_duration_h=6.0, peer_steps=(10, 60),
+             growth_target=10_000)
 
 
 def steps_for(plan: Plan, n: int) -> int:
@@ -382,6 +387,61 @@ def run_experiments(console: Console, plan: Plan):
     console.print(f"experiment-layer overhead on 1 worker: {r.overhead:+.1%} {mark_}; "
                   f"2 workers / 1 worker speed-up: {r.workers_s[1] / r.workers_s[2]:.2f}x")
     return r
+
+
+def run_peers(console: Console, plan: Plan, cascade: dict | None = None) -> dict:
+    """Section 9: MetaSpread and Mesa against metacoop, in the same run (see bench_peers.py)."""
+    import bench_peers as bp
+
+    short, n = plan.peer_steps
+    with console.status("peers: installing MetaSpread into its own environment (first use only)"):
+        bp.peer_python()
+    with console.status(f"peers: MetaSpread and metacoop franssen2019, {short} and {n} steps"):
+        ms = {k: bp.run_metaspread(k) for k in (short, n)}
+        mc = {k: bp.run_metacoop_franssen(k) for k in (short, n)}
+    t = Table(title=f"9a. MetaSpread {bp.METASPREAD.split('==')[1]} (Mesa) vs metacoop franssen2019: "
+                    "the same 40-s steps, whole commands", caption="wall = the whole command (start-up, "
+              "steps, output); per step = (wall at the longer run - wall at the shorter) / extra steps; "
+              "cells = live cells each tool wrote at the end, per grid / site. Each tool runs its own "
+              "model of Franssen et al. 2019, so cell counts agree only in order of magnitude.",
+              caption_justify="left")
+    for col in ("tool", "steps", "wall s", "per step ms", "cells at the end"):
+        t.add_column(col, justify="left" if col in ("tool", "cells at the end") else "right")
+    per_step = {}
+    for tool, runs in (("MetaSpread", ms), ("metacoop", mc)):
+        per_step[tool] = (runs[n].wall_s - runs[short].wall_s) / (n - short)
+        for k, r in runs.items():
+            t.add_row(tool, f"{k:,}", f"{r.wall_s:.2f}", f"{1e3 * per_step[tool]:.2f}" if k == n else "",
+                      ", ".join(f"{g} {c:,}" for g, c in r.cells.items()))
+    console.print(t)
+    full_steps = 27_600
+    projected = ms[short].wall_s + per_step["MetaSpread"] * (full_steps - short)
+    main = cascade["main"] if cascade else None
+    measured = float(np.median(main.wall_s)) if main is not None and not main.shortened else None
+    ratio = per_step["MetaSpread"] / max(per_step["metacoop"], 1e-9)
+    text = (f"MetaSpread / metacoop: {ms[n].wall_s / mc[n].wall_s:.0f}x at {n:,} steps (whole commands), "
+            f"{ratio:.0f}x per step; MetaSpread's full {full_steps:,}-step run, projected: "
+            f"{projected / 3600:.1f} h")
+    if measured:
+        text += f", {projected / measured:,.0f}x metacoop's measured {measured:.1f} s (section 7)"
+    console.print(text)
+    with console.status(f"peers: growth to {plan.growth_target:,} cells in Mesa and metacoop"):
+        growth = [bp.run_mesa_growth(plan.growth_target), bp.run_metacoop_growth(plan.growth_target)]
+    g = Table(title=f"9b. Lattice growth from 1 cell to {plan.growth_target:,} (divide p = 0.5 into an empty "
+                    "neighbour, die q = 0.01, per step)", caption="agent-steps = cells alive at the start of "
+              "each step, summed; rate = agent-steps per second of stepping (construction and compilation "
+              "excluded). Steps differ a little: a metacoop cell waiting for room divides as soon as it has "
+              "some, a Mesa cell tries again with p = 0.5.", caption_justify="left")
+    for col in ("tool", "steps", "cells", "agent-steps", "stepping s", "agent-steps/s"):
+        g.add_column(col, justify="left" if col == "tool" else "right")
+    for r in growth:
+        g.add_row(r.tool, str(r.steps), f"{r.cells:,}", f"{r.agent_steps:,}", f"{r.wall_s:.3f}", sci(r.rate))
+    console.print(g)
+    console.print(f"metacoop / Mesa growth rate: {growth[1].rate / growth[0].rate:.0f}x")
+    return {"metaspread": {str(k): r.to_dict() for k, r in ms.items()},
+            "metacoop_franssen": {str(k): r.to_dict() for k, r in mc.items()},
+            "per_step_s": per_step, "metaspread_projected_full_s": projected,
+            "growth": [r.to_dict() for r in growth]}
 
 
 def run_threads(console: Console, plan: Plan) -> dict[int, bc.CellResult]:
@@ -754,6 +814,9 @@ def main(argv: list[str] | None = None) -> int:
     if "experiments" in sections:
         with Section(console, "8. experiments", load):
             out["experiments"] = run_experiments(console, plan).to_dict()
+    if "peers" in sections:
+        with Section(console, "9. peers", load):
+            out["peers"] = run_peers(console, plan, cascade)
     summary_table(console, plan, cells, out.get("ratios", []), scenario, threads, cascade)
     if args.profile:
         out["profile"] = profile_case(console)

@@ -153,3 +153,19 @@ def test_cascade_tables_print(run):
     for title in ("7. Cascade scenarios", "SHORTENED", "7b. Where the franssen2019 run goes",
                   "7c. Where the franssen2019 run goes", "Summary against targets", "not judged"):
         assert title in text
+
+
+def test_the_metacoop_side_of_the_growth_comparison_runs(run):
+    # The Mesa and MetaSpread sides need their own environment (installed on first use by the
+    # benchmark, from PyPI), so only metacoop's side runs here.
+    import bench_peers
+
+    r = bench_peers.run_metacoop_growth(500)
+    assert r.cells >= 500 and r.steps > 0 and r.agent_steps >= r.steps and r.rate > 0
+    cfg = bench_peers.growth_config(500)
+    clone = cfg.clones[0]
+    # exponential cycles: P(a cell with room divides within one step) = 1 - exp(-dt ln 2 / T) = 0.5
+    assert clone.cycle_cv == 1.0
+    p = 1 - math.exp(-cfg.dt_h * math.log(2) / clone.doubling_time_h.epithelial)
+    assert p == pytest.approx(bench_peers.P_DIVIDE)
+    assert 1 - math.exp(-clone.death_rate_per_h.epithelial * cfg.dt_h) == pytest.approx(bench_peers.Q_DIE)
