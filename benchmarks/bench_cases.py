@@ -53,7 +53,7 @@ DEFAULT_DX_UM = 10.0
 
 @dataclass(frozen=True)
 class CpuSnapshot:
-    """CPU time used by the whole machine and by this process at one instant."""
+    """CPU time used by the whole machine and by this process (and its finished children) at one instant."""
 
     wall: float
     machine_busy_s: float
@@ -70,7 +70,8 @@ class CpuSnapshot:
             busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError):
             pass
-        return cls(time.perf_counter(), busy, time.process_time())
+        t = os.times()  # this process and its finished children (the peers of section 9 run as such)
+        return cls(time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system)
 
     def others_share(self, later: CpuSnapshot) -> float:
         """Fraction of all CPUs used by other processes between ``self`` and ``later`` (nan if unknown)."""
