@@ -234,3 +234,18 @@ def test_ecm_degradation_mechanism_matches_closed_form(scenario, precision):
     eps = np.finfo(precision).eps
     np.testing.assert_allclose(site.fields["ecm"].flat, expect, rtol=sim.n_steps * eps, atol=0)
     np.testing.assert_array_equal(site.fields["mmp2"].flat, np.float64(m))
+
+
+def test_exponential_degradation_is_exact_to_rounding_on_both_sides_of_the_polynomial_branch():
+    # degrade_exponential uses a Taylor polynomial of exp(-x) below SMALL_EXPONENT and exp above:
+    # both must give w * exp(-(gamma m + k) dt) to within a couple of units in the last place.
+    from metacoop.kernels.fields import SMALL_EXPONENT, degrade_exponential
+
+    dt, gamma = 0.5, 0.09
+    x = np.concatenate([np.linspace(0.0, 4 * SMALL_EXPONENT, 20001), [0.5, 3.0]])
+    m = x / (gamma * dt)
+    w0 = np.linspace(0.2, 1.0, x.size)
+    w = w0.copy()
+    degrade_exponential(w, m, np.zeros(x.size), gamma, dt)
+    exact = w0 * np.exp(-gamma * m * dt)
+    assert np.max(np.abs(w - exact) / np.spacing(exact)) <= 2.0
