@@ -348,9 +348,56 @@ def test_divide_carries_the_overshoot_of_a_clock_that_ran_out_this_step():
     shape, scale = np.array([[16.0, 16.0]]), np.array([[0.7, 0.7]])
     born = divide(n, uid, pos, clone, phen, lineage, parent, birth, cycle, state, met, flags,
                   np.zeros(0, np.int64), occ, 4, np.array([1, 3, 3], np.int64), 2, shape, scale,
-                  1.0, dt, 100, KEY, STREAM, STEP)
+                  1.0, dt, 100, KEY, STREAM, STEP, np.zeros(0, np.uint8))
     assert born == 2
     fresh = {u: gamma_variate(16.0, 0.7, KEY, STREAM, STEP, u, 1) for u in (10, 11, 100, 101)}
     np.testing.assert_allclose(cycle[:4], [fresh[10] - 0.03, fresh[11], fresh[100] - 0.03, fresh[101]],
                                rtol=1e-6)
     assert uid[2:].tolist() == [100, 101] and parent[2:].tolist() == [10, 11]
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_mark_room_and_divide_with_the_room_map_change_nothing(ndim):
+    # A crowded lattice where most cells are due: dividing with the room map gives the same
+    # daughters, positions and clocks as dividing without it (the map only skips cells with
+    # no room here or around, which the loop would have passed over).
+    from metacoop.kernels.cells import mark_room
+
+    rng = np.random.default_rng(7)
+    dims = np.array([1, 12, 13] if ndim == 2 else [6, 7, 8], np.int64)
+    points, capacity = int(np.prod(dims)), 2
+    occ = rng.choice([capacity, capacity, capacity, 1, 0], size=points).astype(np.uint8)
+    pos = np.repeat(np.arange(points), occ).astype(np.int32)
+    n = pos.size
+    room = np.zeros(points, np.uint8)
+    mark_room(occ, capacity, dims, ndim, room)
+    coords = np.array(np.unravel_index(np.arange(points), tuple(dims))).T
+    nbrs = [np.flatnonzero(np.abs(coords - coords[p]).sum(axis=1) == 1) for p in range(points)]
+    assert room.tolist() == [int(occ[p] < capacity or any(occ[q] < capacity for q in nbrs[p]))
+                             for p in range(points)]
+
+    def run(room_map):
+        size = 2 * n
+        arrays = dict(uid=np.zeros(size, np.int64), pos=np.zeros(size, np.int32),
+                      clone=np.zeros(size, np.int16), phen=np.zeros(size, np.int8),
+                      lineage=np.zeros(size, np.int32), parent=np.full(size, -1, np.int64),
+                      birth=np.zeros(size, np.float32),
+                      cycle=np.zeros(size, np.float32), state=np.zeros(size, np.uint8),
+                      flags=np.zeros(size, np.uint8), met=np.full(size, -1, np.int32))
+        arrays["uid"][:n] = np.arange(n)
+        arrays["pos"][:n] = pos
+        arrays["cycle"][:n] = rng_cycle
+        o = occ.copy()
+        born = divide(n, arrays["uid"], arrays["pos"], arrays["clone"], arrays["phen"], arrays["lineage"],
+                      arrays["parent"], arrays["birth"], arrays["cycle"], arrays["state"], arrays["met"],
+                      arrays["flags"], np.zeros(0, np.int64), o, capacity, dims, ndim,
+                      np.array([[4.0, 4.0]]), np.array([[5.0, 5.0]]), 1.0, 0.1, 1000, KEY, STREAM, STEP,
+                      room_map)
+        return born, o, {k: v[: n + born].copy() for k, v in arrays.items()}
+
+    rng_cycle = np.where(rng.random(n) < 0.8, -0.05, 3.0).astype(np.float32)  # most cells due
+    born_a, occ_a, a = run(np.zeros(0, np.uint8))
+    born_b, occ_b, b = run(room)
+    assert born_a == born_b > 0 and np.array_equal(occ_a, occ_b)
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k

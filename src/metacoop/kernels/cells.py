@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from metacoop.kernels.dispatch import first_arg, sized_kernel
+from metacoop.kernels.dispatch import first_arg, first_array, sized_kernel
 from metacoop.kernels.random import gamma_variate, uniform
 
 DEAD = np.uint8(1)
@@ -280,7 +280,7 @@ def advance_cycle(n, cycle_h, state, met, flags, met_room, dt, pos, speed):
 @njit(cache=True)
 def divide(
     n, uid, pos, clone, phen, lineage, parent, birth_h, cycle_h, state, met, flags, met_room,
-    occ, capacity, dims, ndim, cycle_shape, cycle_scale, time_h, dt, next_uid, key, stream, step,
+    occ, capacity, dims, ndim, cycle_shape, cycle_scale, time_h, dt, next_uid, key, stream, step, room,
 ):
     """Divide every live cell whose cycle clock has run out, in cell order.
 
@@ -296,6 +296,11 @@ def divide(
     Daughters are written to slots ``n, n+1, ...``; the arrays must have room
     for every due cell (the caller checks).
 
+    ``room`` (per point, from :func:`mark_room` before the call, or empty)
+    marks the points where a daughter could go at the start of the loop. The
+    loop only fills points, so a cell at a point without room is passed over
+    at once, with the same outcome as looking at its neighbours.
+
     Returns the number of daughters created.
     """
     nz, ny, nx = dims[0], dims[1], dims[2]
@@ -306,6 +311,8 @@ def divide(
         if flags[i] & DEAD or cycle_h[i] > 0.0 or state[i] != ACTIVE or _blocked(met, i, met_room):
             continue
         p = pos[i]
+        if room.shape[0] > 0 and room[p] == 0:
+            continue  # full here and all around: the division waits
         dest = -1
         if occ[p] < capacity:
             dest = p
@@ -343,6 +350,24 @@ def divide(
         cycle_h[j] = carry + gamma_variate(k_, s_, key, stream, step, uid[j], 1)
         born += 1
     return born
+
+
+@sized_kernel(first_array)
+def mark_room(occ, capacity, dims, ndim, room):
+    """``room[p] = 1`` where point ``p`` or one of its neighbours holds fewer than ``capacity`` cells."""
+    nz, ny, nx = dims[0], dims[1], dims[2]
+    nd = 2 * ndim
+    for p in prange(occ.shape[0]):
+        r = 1 if occ[p] < capacity else 0
+        if r == 0:
+            rest = p // nx
+            x, y, z = p % nx, rest % ny, rest // ny
+            for d in range(nd):
+                nb = _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim)
+                if nb >= 0 and occ[nb] < capacity:
+                    r = 1
+                    break
+        room[p] = r
 
 
 @njit(cache=True)

@@ -13,9 +13,16 @@ organ's ``avascular_max_cells`` wait until its angiogenic switch.
 
 from __future__ import annotations
 
+import numpy as np
+
 from metacoop.core.schedule import Phase
-from metacoop.kernels.cells import advance_cycle, divide
+from metacoop.kernels.cells import advance_cycle, divide, mark_room
 from metacoop.mechanisms.base import NO_FACTOR, Mechanism, StepContext
+
+#: Map the points with room before dividing when at least one cell is due per this many points
+#: (a full-lattice pass costs about as much as looking around that many waiting cells).
+ROOM_MAP_RATIO = 16
+NO_ROOM_MAP = np.zeros(0, np.uint8)
 
 
 class Proliferation(Mechanism):
@@ -32,6 +39,15 @@ class Proliferation(Mechanism):
 
     def bind(self, sim) -> None:
         self.clones = sim.clones
+        self.room = {site.name: np.zeros(site.lattice.n_points, np.uint8) for site in sim.sites}
+
+    def _room(self, site, due: int) -> np.ndarray:
+        """Points where a daughter could go, when enough cells are due for the map to pay off."""
+        if due * ROOM_MAP_RATIO < site.lattice.n_points:
+            return NO_ROOM_MAP
+        room = self.room[site.name]
+        mark_room(site.occ, site.capacity, site.lattice.dims_array, site.lattice.ndim, room)
+        return room
 
     def step(self, ctx: StepContext) -> None:
         sim = ctx.sim
@@ -46,12 +62,13 @@ class Proliferation(Mechanism):
                 continue
             c.reserve(int(due))
             n0 = c.n
+            room = self._room(site, int(due))
             born = divide(
                 c.n, c.uid, c.pos, c.clone, c.phen, c.lineage, c.parent, c.birth_h, c.cycle_h,
                 c.state, c.met, c.flags, site.met_room, site.occ, site.capacity,
                 site.lattice.dims_array, site.lattice.ndim,
                 self.clones.cycle_shape, self.clones.cycle_scale_h, ctx.time_h + ctx.dt_h, ctx.dt_h,
-                site.next_uid, site.streams.key, self.stream, ctx.step,
+                site.next_uid, site.streams.key, self.stream, ctx.step, room,
             )
             if born:
                 c.n = n0 + born
