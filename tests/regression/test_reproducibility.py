@@ -182,3 +182,34 @@ def test_results_do_not_depend_on_what_ran_before_in_the_process():
         for seed, value in d.items():
             assert len(value) == 64, f"seed {seed}: {value}"
     assert digests[0] == digests[1]
+
+
+def test_a_whole_run_is_bit_identical_on_one_and_two_threads(monkeypatch):
+    # Every random draw is keyed by (seed, step, cell id) and conflicts are settled in cell
+    # order, so the thread count changes nothing: the class action with every mechanism on
+    # (movement cues, macrophages, clusters, niche, ...) for 30 h, on 1 and on 2 numba threads.
+    # Kernels take their parallel build from any size here (it is normally used from 1e5 items
+    # on, which this small run never reaches), so both runs go through the prange loops.
+    import numba
+
+    from metacoop.kernels import dispatch
+
+    monkeypatch.setattr(dispatch, "PARALLEL_MIN_ITEMS", 1)
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has a single thread here")
+    before = numba.get_num_threads()
+    cfg = metacoop.load_scenario("classaction", {"duration_h": 30.0, "output.snapshot_every_h": 10.0})
+    results = {}
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            results[threads] = metacoop.simulate(cfg)
+    finally:
+        numba.set_num_threads(before)
+    one, two = results[1], results[2]
+    for name in ("timeseries", "events", "metastases", "funnel"):
+        pd.testing.assert_frame_equal(getattr(one, name), getattr(two, name), obj=name)
+    for site in one.fields.children:
+        assert one.fields[site].to_dataset().identical(two.fields[site].to_dataset()), site
+    assert len(one.events) > 0
