@@ -163,3 +163,23 @@ def test_dry_run_prints_the_size_and_memory_and_writes_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "27600 steps" in proc.stdout and "peak memory estimate" in proc.stdout
     assert not out.exists()
+
+
+def test_cell_compaction_keeps_order_and_every_column():
+    # CellArrays.remove runs one in-place kernel over the columns; it must do what boolean
+    # indexing of each column does.
+    from metacoop.core.state import CELL_COLUMNS, CellArrays
+
+    rng = np.random.default_rng(4)
+    n = 1000
+    c = CellArrays(0)
+    c.append({name: rng.integers(0, 100, n).astype(dtype) for name, (dtype, _) in CELL_COLUMNS.items()})
+    before = {name: getattr(c, name)[:n].copy() for name in CELL_COLUMNS}
+    for mask in (rng.random(n) < 0.1, np.zeros(n, bool), np.r_[np.zeros(n - 1, bool), True]):
+        m = mask[: c.n]
+        expected = {name: getattr(c, name)[: c.n][~m].copy() for name in CELL_COLUMNS}
+        c.remove(m)
+        assert c.n == len(expected["uid"])
+        for name in CELL_COLUMNS:
+            assert np.array_equal(getattr(c, name)[: c.n], expected[name]), name
+    assert before["uid"].size == n

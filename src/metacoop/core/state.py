@@ -161,3 +161,19 @@ class CellArrays(AgentArrays):
     def bytes_per_cell(cls) -> int:
         """Bytes of state per cell slot."""
         return cls.bytes_per_agent()
+
+    def remove(self, mask: np.ndarray) -> None:
+        """Remove live cells where ``mask`` is true, keeping order, in one pass over every column.
+
+        Cells before the first removed one stay where they are; the rest move down in place,
+        with no temporary arrays (the generic :meth:`AgentArrays.remove` copies each column
+        through a boolean index). Subclasses with more columns use the generic path.
+        """
+        if self.COLUMNS is not CELL_COLUMNS:
+            super().remove(mask)
+            return
+        from metacoop.kernels.cells import compact_cells
+
+        mask = np.asarray(mask, dtype=bool)
+        self.n = compact_cells(self.n, mask, self.uid, self.parent, self.pos, self.lineage, self.met,
+                               self.birth_h, self.cycle_h, self.clone, self.phen, self.state, self.flags)

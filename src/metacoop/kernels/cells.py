@@ -371,6 +371,33 @@ def mark_room(occ, capacity, dims, ndim, room):
 
 
 @njit(cache=True)
+def compact_cells(n, remove, uid, parent, pos, lineage, met, birth_h, cycle_h, clone, phen, state, flags):
+    """Drop the cells where ``remove`` is true, keeping order, in place; return the new count.
+
+    The columns are those of :data:`metacoop.core.state.CELL_COLUMNS`.
+    """
+    j = 0
+    while j < n and not remove[j]:
+        j += 1
+    for i in range(j, n):
+        if remove[i]:
+            continue
+        uid[j] = uid[i]
+        parent[j] = parent[i]
+        pos[j] = pos[i]
+        lineage[j] = lineage[i]
+        met[j] = met[i]
+        birth_h[j] = birth_h[i]
+        cycle_h[j] = cycle_h[i]
+        clone[j] = clone[i]
+        phen[j] = phen[i]
+        state[j] = state[i]
+        flags[j] = flags[i]
+        j += 1
+    return j
+
+
+@njit(cache=True)
 def scatter_add(n, pos, clone, phen, state, flags, table, out):
     """Add ``table[clone, phen]`` of each live cell in the tissue to ``out[pos]``.
 
