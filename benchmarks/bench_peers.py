@@ -45,7 +45,9 @@ P_DIVIDE, Q_DIE = 0.5, 0.01
 def peer_python() -> Path:
     """The peers' interpreter, installing MetaSpread (and Mesa) into their own venv on first use."""
     py = PEERS_VENV / "bin" / "python"
-    ready = py.exists() and subprocess.run([py, "-c", "import metaspread, mesa"], capture_output=True)
+    # importing metaspread writes its configuration file into the working directory: a scratch one
+    ready = py.exists() and subprocess.run([py, "-c", "import metaspread, mesa"], capture_output=True,
+                                           cwd=tempfile.gettempdir())
     if ready and ready.returncode == 0:
         return py
     base = os.environ.get("PEERS_PYTHON", "python3.11")
