@@ -209,3 +209,16 @@ def test_mixing_waves_and_funnel_figures_draw_the_condition_means():
     assert waves.data["waves"] == ["wave.0.seeding_efficiency", "wave.1.seeding_efficiency"]
     for c in conds:
         assert waves.data["conditions"][c.name] == [mean[(c.name, w)] for w in waves.data["waves"]]
+
+
+def test_a_long_metastasis_table_lists_the_largest(run_dir, result, tmp_path, monkeypatch):
+    # An injection of 20,000 cells opens as many metastases: the page lists the largest
+    # MAX_TABLE_ROWS (here 1) and says where the rest are.
+    from metacoop.report import run_report
+
+    monkeypatch.setattr(run_report, "MAX_TABLE_ROWS", 1)
+    html = write_report(run_dir, tmp_path / "r.html", animation=False).read_text(encoding="utf-8")
+    rows = re.findall(r'<tr data-id="(\d+)">', html.split('id="metastases"')[1].split("</table>")[0])
+    largest = result.metastases.sort_values(["size", "met_id"], ascending=[False, True])["met_id"].iloc[0]
+    assert rows == [str(largest)]
+    assert "lists the 1 largest" in html

@@ -13,6 +13,9 @@ from metacoop.report.page import escape, figure_html, gif_html, page, table_html
 from metacoop.report.panel import Panel
 from metacoop.report.style import clone_colour, save
 
+#: Rows of the metastasis table, at most (the largest metastases when there are more).
+MAX_TABLE_ROWS = 2000
+
 
 def provenance(result: Result) -> pd.DataFrame:
     """What ran, where and how long: one row per item."""
@@ -114,11 +117,19 @@ def run_report(result: Result, figures_dir: Path | None = None, animation: bool 
             nav.append((f"section-{name}", name))
     if result.config.organs:
         table = metastasis_table(result)
+        shown = table
+        note = ""
+        if len(table) > MAX_TABLE_ROWS:  # e.g. an injection of 20,000 cells, each a metastasis of one
+            shown = table.sort_values(["cells", "metastasis"], ascending=[False, True]).head(MAX_TABLE_ROWS)
+            shown = shown.sort_values("metastasis")
+            note = (f" The table lists the {MAX_TABLE_ROWS:,} largest; every one is in metastases.parquet "
+                    "and metacoop.io.results.open_run(...).metastases.")
+        alive = int((table["cells"] > 0).sum()) if len(table) else 0
         sections.append(
             '<section id="section-metastases"><h2>Metastases</h2>'
-            f"<p>{len(table)} metastases opened (founders arrested), "
-            f"{int((table['cells'] > 0).sum()) if len(table) else 0} holding live cells at the end.</p>"
-            + table_html(table, "metastases", row_id="metastasis")
+            f"<p>{len(table):,} metastases opened (founders arrested), {alive:,} holding live cells at the "
+            f"end.{note}</p>"
+            + table_html(shown, "metastases", row_id="metastasis")
             + "</section>"
         )
         nav.append(("section-metastases", "metastases"))
