@@ -166,9 +166,11 @@ def experiment(
     seed: SeedOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
     targets: Annotated[Path | None, typer.Option(
-        "--targets", help="calibrate: a targets CSV (columns of validation/targets.csv)")] = None,
+        "--targets", help="calibrate: a targets CSV (columns of validation/targets.csv; default: the "
+                          "shipped targets)")] = None,
     match: Annotated[list[str] | None, typer.Option(
-        "--match", help="calibrate: ROW_ID=observable (repeatable)", show_default=False)] = None,
+        "--match", help="calibrate: ROW_ID[=observable] (repeatable; default observable: the row's)",
+        show_default=False)] = None,
     population: Annotated[int, typer.Option("--population", help="calibrate: particles per "
                                                                  "generation")] = 20,
     generations: Annotated[int, typer.Option("--generations", help="calibrate: ABC-SMC generations")] = 3,
@@ -270,13 +272,11 @@ def _calibrate(name, cfg, base, vary, targets, match, population, generations, w
     from metacoop.experiments.calibrate import calibrate, read_targets
     from metacoop.experiments.runner import dask_client
 
-    if targets is None:
-        raise InputError([Problem("--targets", None, "calibrate needs a targets CSV")])
     pairs = {}
     for item in match:
         row, sep, obs = item.partition("=")
-        if not sep or not row.strip() or not obs.strip():
-            raise InputError([Problem("--match", item, "must look like ROW_ID=observable")])
+        if not row.strip() or (sep and not obs.strip()):
+            raise InputError([Problem("--match", item, "must look like ROW_ID or ROW_ID=observable")])
         pairs[row.strip()] = obs.strip()
     chosen = read_targets(targets, pairs)
     out_dir = out if out is not None else Path("metacoop-experiments") / (

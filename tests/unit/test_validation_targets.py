@@ -177,3 +177,18 @@ def test_the_validation_document_is_generated_from_the_shipped_targets():
     doc = Path(__file__).parents[2] / "docs" / "validation.md"
     assert doc.read_text(encoding="utf-8") == targets_markdown(load_targets()), (
         "docs/validation.md is stale: run `metacoop validate --list --doc docs/validation.md`")
+
+
+def test_calibration_reads_the_shipped_targets_and_their_observables():
+    from metacoop.experiments.calibrate import _model, read_targets
+
+    (t,) = read_targets(None, {"LUZ-1": ""})  # the row's own observable, from the shipped file
+    assert (t.observable, t.value, t.scale) == ("extravasated_alive_d3", 0.8, 0.8)
+    (m,) = read_targets(None, {"MEN-1": ""})
+    assert m.observable == "ctc_half_life_h" and m.scale == pytest.approx(0.7)  # half of [1.0, 2.4]
+    with pytest.raises(InputError, match="names no observable"):
+        read_targets(None, {"AND-1": ""})
+    # a calibration run computes validation observables too
+    out = _model({"p0": 24.0}, "koop1995", {"injections.0.cells": 400}, {"p0": "duration_h"},
+                 {"duration_h": False}, ["extravasated_alive_d1", "metastases"])
+    assert 0.5 < out["extravasated_alive_d1"] <= 1.0 and out["metastases"] >= 0

@@ -1,10 +1,12 @@
 """Calibration: fit named parameters to published figures with pyabc's ABC-SMC.
 
-``metacoop experiment calibrate SCENARIO --targets FILE --match ROW=OBSERVABLE
+``metacoop experiment calibrate SCENARIO [--targets FILE] --match ROW[=OBSERVABLE]
 --vary key=low,high ...`` reads rows of a targets CSV (the columns of
 ``validation/targets.csv``: id, source, quantity, value, low, high, unit,
-condition, verified, url), matches each chosen row to an observable of
-:mod:`metacoop.experiments.summary`, puts uniform priors on the parameter
+condition, verified, url; by default the targets shipped with metacoop),
+matches each chosen row to an observable of :mod:`metacoop.experiments.summary`
+or :mod:`metacoop.validation.observables` (by default the row's own
+``observable`` column), puts uniform priors on the parameter
 ranges, and runs ABC-SMC (Del Moral et al. 2012, as implemented by pyabc,
 Klinger et al. 2018) on the same Dask cluster as the other experiments. The
 distance between a simulated and the published figures is
@@ -55,11 +57,17 @@ class Target:
     source: str
 
 
-def read_targets(path: str | Path, match: Mapping[str, str]) -> list[Target]:
-    """The rows of the targets CSV named in ``match`` (row id -> observable), as :class:`Target`."""
-    from metacoop.experiments.summary import is_observable
+def read_targets(path: str | Path | None, match: Mapping[str, str]) -> list[Target]:
+    """The rows of the targets CSV named in ``match`` (row id -> observable), as :class:`Target`.
 
-    p = Path(path)
+    ``path`` None reads the targets shipped with metacoop. An empty observable takes the row's
+    own ``observable`` column (the shipped file maps every modelled row to one).
+    """
+    from metacoop.experiments.summary import is_observable
+    from metacoop.validation.observables import OBSERVABLES
+    from metacoop.validation.targets import shipped_targets_path
+
+    p = Path(path) if path is not None else shipped_targets_path()
     try:
         with p.open(encoding="utf-8", newline="") as fh:
             rows = list(csv.DictReader(fh))
@@ -77,6 +85,10 @@ def read_targets(path: str | Path, match: Mapping[str, str]) -> list[Target]:
             raise InputError([Problem("--match", row_id, f"no row with that id in {p}; ids: "
                                                          f"{', '.join(by_id)}")])
         r = by_id[row_id]
+        observable = observable or (r.get("observable") or "").strip()
+        if not observable:
+            raise InputError([Problem("--match", row_id, "the row names no observable: give one, "
+                                                         "ROW_ID=observable")])
         try:
             value = float(r["value"])
         except (TypeError, ValueError):
@@ -85,9 +97,10 @@ def read_targets(path: str | Path, match: Mapping[str, str]) -> list[Target]:
         low, high = _number(r.get("low")), _number(r.get("high"))
         ranged = low is not None and high is not None and high > low
         scale = (high - low) / 2 if ranged else (abs(value) or 1.0)
-        if not is_observable(observable):
+        if not is_observable(observable) and observable not in OBSERVABLES:
             raise InputError([Problem(f"--match {row_id}", observable,
-                                      "is not an observable (see metacoop.experiments.summary)")])
+                                      "is not an observable (see metacoop.experiments.summary and "
+                                      "metacoop validate --list)")])
         targets.append(Target(row_id, observable, value, float(scale), r.get("source", "")))
     return targets
 
@@ -111,8 +124,12 @@ def _model(params: Mapping[str, float], scenario: str, base: dict[str, Any], nam
     for safe, key in names.items():
         v = float(params[safe])
         overrides[key] = round(v) if integer[key] else v
+    from metacoop.validation.observables import OBSERVABLES, compute
+
     seed = int(np.random.randint(0, 2**62))  # pyabc seeds numpy per run and per worker
-    obs = replicate_observables(simulate(load_scenario(scenario, overrides, seed=seed)))
+    result = simulate(load_scenario(scenario, overrides, seed=seed))
+    obs = replicate_observables(result)
+    obs.update(compute(result, [o for o in observables if o in OBSERVABLES]))
     return {o: float(obs.get(o, math.nan)) for o in observables}
 
 
