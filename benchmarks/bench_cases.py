@@ -21,6 +21,8 @@ import dataclasses
 import gc
 import math
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -562,6 +564,8 @@ class ScenarioResult:
     threads: int = 0
     #: digest of the run's outcome (see :func:`outcome_digest`), the same for every repetition.
     digest: str = ""
+    #: seconds from a new process to its first step (section 5 only), or None.
+    startup: Stat | None = None
 
     @property
     def shortened(self) -> bool:
@@ -612,6 +616,29 @@ def outcome_digest(res: metacoop.Result) -> str:
 
 def _event_counts(res: metacoop.Result) -> dict[str, int]:
     return {str(k): int(v) for k, v in res.events["event"].value_counts().items()}
+
+
+#: What a fresh process does before its first step, as ``metacoop run`` does it.
+_FIRST_STEP = ("import metacoop, sys; sim = metacoop.Simulation(metacoop.load_scenario(sys.argv[1])); "
+               "sim.step(); print('stepped', flush=True)")
+
+
+def startup_benchmark(name: str = "franssen2019", reps: int = 3) -> Stat:
+    """Seconds from starting a new Python process until it has taken the first step of ``name``.
+
+    The process imports metacoop, loads and checks the scenario, builds the simulation (the
+    compiled kernels come from numba's on-disk cache) and takes one step: what a second
+    ``metacoop run`` does before it simulates. One untimed process first fills the cache.
+    """
+    cmd = [sys.executable, "-c", _FIRST_STEP, name]
+    subprocess.run(cmd, check=True, capture_output=True)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        times.append(time.perf_counter() - t0)
+        assert "stepped" in out.stdout
+    return Stat.of(times)
 
 
 def scenario_benchmark(name: str = "default", reps: int = 3, overrides: dict | None = None) -> ScenarioResult:

@@ -169,3 +169,8 @@ def test_the_metacoop_side_of_the_growth_comparison_runs(run):
     p = 1 - math.exp(-cfg.dt_h * math.log(2) / clone.doubling_time_h.epithelial)
     assert p == pytest.approx(bench_peers.P_DIVIDE)
     assert 1 - math.exp(-clone.death_rate_per_h.epithelial * cfg.dt_h) == pytest.approx(bench_peers.Q_DIE)
+
+
+def test_startup_benchmark_takes_a_first_step_in_a_new_process(run):
+    s = run.bc.startup_benchmark("invasion2d", reps=1)
+    assert s.finite_positive() and s.n == 1
