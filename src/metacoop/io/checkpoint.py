@@ -24,7 +24,7 @@ import numpy as np
 from metacoop.core.state import AgentArrays, StromalArrays
 from metacoop.errors import InputError, Problem
 
-FORMAT = 1
+FORMAT = 2  # 2: CTC exposure columns and the main_clone snapshot (1 cannot be resumed by this version)
 
 
 def latest(run_dir: Path) -> Path | None:
