@@ -222,3 +222,21 @@ def test_a_long_metastasis_table_lists_the_largest(run_dir, result, tmp_path, mo
     largest = result.metastases.sort_values(["size", "met_id"], ascending=[False, True])["met_id"].iloc[0]
     assert rows == [str(largest)]
     assert "lists the 1 largest" in html
+
+
+def test_the_sensitivity_figure_draws_the_indices():
+    import pandas as pd
+
+    from metacoop.experiments.design import Condition
+    from metacoop.report import experiment_report as er
+
+    conds = [Condition(f"sample-{i}", {}, {}) for i in range(3)]
+    values = {c.name: {"metastases": 1.0 + i} for i, c in enumerate(conds)}
+    exp = synthetic_experiment("sensitivity", conds, values)
+    exp.sensitivity = pd.DataFrame({
+        "observable": ["metastases"] * 4, "parameter": ["a.b", "a.b", "c.d", "c.d"],
+        "index": ["mu_star", "sigma", "mu_star", "sigma"], "value": [2.0, 0.5, 0.25, 0.1],
+        "conf": [0.1, 0.1, 0.1, 0.1]})
+    (panel,) = er.experiment_panels(exp)
+    assert panel.name == "sensitivity" and panel.data["index"] == "mu_star"
+    assert panel.data["observables"]["metastases"] == {"a.b": 2.0, "c.d": 0.25}
