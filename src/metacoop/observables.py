@@ -98,12 +98,9 @@ def clone_shares(result: Result) -> dict[str, dict[str, float]]:
     * ``founded``: metastases the clone helped found (a founder of the clone);
     * ``joined``: metastases the clone joined later (a joiner of the clone).
     """
-    import json
-
     mets = result.metastases
-    names = list(result.clones["clone"]) if len(result.clones) else [c.name for c in result.config.clones]
-    comps = [json.loads(c) if isinstance(c, str) else {} for c in mets["composition"]] if len(mets) else []
-    alive = [c for c in comps if sum(c.values()) > 0]
+    names = result.clone_names()
+    alive = [c for c in result.compositions() if sum(c.values()) > 0]
     total_cells = sum(sum(c.values()) for c in alive)
     out = {}
     for name in names:

@@ -12,6 +12,7 @@ import numba
 import numpy as np
 import pytest
 
+from helpers.twins import decide_moves_twin
 from metacoop.kernels.cells import (
     DEAD,
     advance_cycle,
@@ -177,20 +178,6 @@ def test_advance_cycle_and_scatter_add_match_twins():
     assert maxrelerr(out, expect) < 1e-12
 
 
-def _neighbours(p, dims, ndim):
-    """Flat indices of the 2*ndim neighbours of point p in the order -x +x -y +y -z +z (-1 if none)."""
-    nz, ny, nx = dims
-    z, rest = divmod(p, nx * ny)
-    y, x = divmod(rest, nx)
-    nb = [
-        p - 1 if x > 0 else -1, p + 1 if x < nx - 1 else -1,
-        p - nx if y > 0 else -1, p + nx if y < ny - 1 else -1,
-    ]
-    if ndim == 3:
-        nb += [p - nx * ny if z > 0 else -1, p + nx * ny if z < nz - 1 else -1]
-    return nb
-
-
 @pytest.mark.parametrize("upwind", [True, False], ids=["upwind", "central"])
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_decide_moves_matches_twin(ndim, upwind):
@@ -208,29 +195,7 @@ def test_decide_moves_matches_twin(ndim, upwind):
     k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
                      ecm, np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target,
                      None, None, None, None)  # no modifiers: the path movement takes without them
-    u = _draws(c["uid"])
-    expect = np.full(n, -1, np.int64)
-    for i in range(n):
-        if c["flags"][i] & DEAD or c["state"][i] != 0:
-            continue
-        pd, ph = p_diff[c["clone"][i], c["phen"][i]], p_hapt[c["clone"][i], c["phen"][i]]
-        if pd == 0 and ph == 0:
-            continue
-        p = int(c["pos"][i])
-        nbs = _neighbours(p, dims, ndim)
-        acc = 0.0
-        for d, nb in enumerate(nbs):
-            if nb < 0:
-                continue
-            if upwind:
-                g = max(0.0, ecm[nb] - ecm[p])
-            else:
-                other = nbs[d ^ 1]
-                g = 0.25 * (ecm[nb] - (ecm[other] if other >= 0 else ecm[p]))
-            acc += pd + ph * g
-            if u[i] < acc:
-                expect[i] = nb
-                break
+    expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, ndim, upwind)
     np.testing.assert_array_equal(target, expect)
     assert k == (expect >= 0).sum()
     assert n // 20 < k < n - n // 20  # the comparison exercised both moving and staying
@@ -401,3 +366,24 @@ def test_mark_room_and_divide_with_the_room_map_change_nothing(ndim):
     assert born_a == born_b > 0 and np.array_equal(occ_a, occ_b)
     for k in a:
         assert np.array_equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("upwind", [True, False], ids=["upwind", "central"])
+def test_decide_moves_with_few_cells_per_point_matches_twin(upwind):
+    # Under one cell per BOUND_MIN_CELLS_PER_POINT points decide_moves skips the bound (and its pass
+    # over the lattice) and looks at every cell's neighbours: the same rule either way.
+    from metacoop.kernels.cells import BOUND_MIN_CELLS_PER_POINT
+
+    dims, n = (1, 60, 70), 400
+    assert n * BOUND_MIN_CELLS_PER_POINT < 60 * 70
+    c = _cells(n, 60 * 70, 31)
+    ecm = np.random.default_rng(9).uniform(0.0, 1.0, 60 * 70)
+    p_diff = np.array([[0.05, 0.08], [0.0, 0.1], [0.06, 0.0]])
+    p_hapt = np.minimum(4 * p_diff, 0.15)
+    target = np.full(n, -7, np.int64)
+    k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
+                     ecm, np.asarray(dims, np.int64), 2, upwind, KEY, STREAM, STEP, target,
+                     None, None, None, None)
+    expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, 2, upwind)
+    np.testing.assert_array_equal(target, expect)
+    assert 0 < k == (expect >= 0).sum()

@@ -21,6 +21,7 @@ import math
 import numpy as np
 import pytest
 
+from helpers.twins import decide_moves_twin, neighbours
 from metacoop.core.lattice import Lattice
 from metacoop.core.modifiers import hazard_scaled
 from metacoop.kernels.cells import (
@@ -55,59 +56,12 @@ def _cells(n: int, n_points: int, seed: int, n_clones: int = 3) -> dict[str, np.
     }
 
 
-def _neighbours(p: int, dims, ndim: int) -> list[int]:
-    """Neighbours of flat point ``p`` in the kernels' order -x +x -y +y (-z +z); -1 past an edge."""
-    nz, ny, nx = dims
-    z, rest = divmod(p, nx * ny)
-    y, x = divmod(rest, nx)
-    nb = [p - 1 if x > 0 else -1, p + 1 if x < nx - 1 else -1,
-          p - nx if y > 0 else -1, p + nx if y < ny - 1 else -1]
-    if ndim == 3:
-        nb += [p - nx * ny if z > 0 else -1, p + nx * ny if z < nz - 1 else -1]
-    return nb
-
-
 def _dims(ndim: int) -> tuple[int, int, int]:
     # Odd, unequal sizes so that an axis mix-up cannot go unnoticed.
     return (1, 9, 11) if ndim == 2 else (5, 6, 7)
 
 
 # -- decide_moves: boost and cues -----------------------------------------------------------------
-
-
-def _decide_moves_twin(c, p_diff, p_hapt, ecm, dims, ndim, upwind, boost, cues, cue_sens, level):
-    """The rule of ``decide_moves``' docstring, one cell at a time, in the kernel's summation order."""
-    n = c["uid"].size
-    u = _draws(c["uid"])
-    expect = np.full(n, -1, np.int64)
-    for i in range(n):
-        if c["flags"][i] & DEAD or c["state"][i] != 0:
-            continue
-        cl, ph, p = int(c["clone"][i]), int(c["phen"][i]), int(c["pos"][i])
-        pd = p_diff[cl, ph] * (boost[p] if boost.size else 1.0)
-        hp = p_hapt[cl, ph]
-        sens = [cue_sens[k, cl, ph] for k in range(cues.shape[0])]
-        if pd == 0.0 and hp == 0.0 and not any(s != 0.0 for s in sens):
-            continue
-        nbs = _neighbours(p, dims, ndim)
-        acc = 0.0
-        for d, nb in enumerate(nbs):
-            if nb < 0:
-                continue
-            if upwind:
-                g = max(0.0, ecm[nb] - ecm[p])
-            else:
-                other = nbs[d ^ 1]
-                g = 0.25 * (ecm[nb] - (ecm[other] if other >= 0 else ecm[p]))
-            acc += pd + hp * g
-            for k, s in enumerate(sens):
-                gk = cues[k, nb] if level[k] else cues[k, nb] - cues[k, p]
-                if s != 0.0 and gk > 0.0:
-                    acc += s * gk
-            if u[i] < acc:
-                expect[i] = nb
-                break
-    return expect
 
 
 @pytest.mark.parametrize("n_cues", [1, 2])
@@ -145,7 +99,8 @@ def test_decide_moves_with_boost_and_cues_matches_twin(ndim, upwind, n_cues):
     k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
                      ecm, np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target, boost, cues,
                      cue_sens, level)
-    expect = _decide_moves_twin(c, p_diff, p_hapt, ecm, dims, ndim, upwind, boost, cues, cue_sens, level)
+    expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, ndim, upwind, boost, cues,
+                               cue_sens, level)
     np.testing.assert_array_equal(target, expect)
     assert k == (expect >= 0).sum()
     assert n // 50 < k < n - n // 50  # both moving and staying were exercised
@@ -348,7 +303,7 @@ def test_random_walk_matches_twin(ndim):
     for i in range(n):
         p = int(pos[i])
         acc = 0.0
-        for nb in _neighbours(p, dims, ndim):
+        for nb in neighbours(p, dims, ndim):
             if nb < 0:
                 continue
             acc += p_diff + p_chem * max(0.0, cue[nb] - cue[p])
@@ -447,7 +402,7 @@ def test_lattice_neighbours_match_brute_force(lat):
         assert nb[p].tolist() == _brute_neighbours(lat, int(p)), p
     # And the kernels' neighbour order (the one the twins above use).
     for p in pts:
-        assert nb[p].tolist() == _neighbours(int(p), lat.dims, lat.ndim)
+        assert nb[p].tolist() == neighbours(int(p), lat.dims, lat.ndim)
     # Any subset, in any order, with repeats.
     rng = np.random.default_rng(lat.n_points)
     sub = rng.integers(0, lat.n_points, 40)

@@ -240,3 +240,12 @@ def test_the_sensitivity_figure_draws_the_indices():
     (panel,) = er.experiment_panels(exp)
     assert panel.name == "sensitivity" and panel.data["index"] == "mu_star"
     assert panel.data["observables"]["metastases"] == {"a.b": 2.0, "c.d": 0.25}
+
+
+def test_the_timeline_marks_every_founding_and_joining(result):
+    panel = run_figures.timeline(result)
+    founded = result.metastases[result.metastases["founded_h"].notna()]
+    expected = zip(founded["founded_h"], founded["met_id"], strict=True)
+    assert panel.data["founded"] == [[float(t), float(m)] for t, m in expected]
+    joins = result.events[result.events["event"] == "metastasis_joined"]
+    assert len(panel.data["joined"]) == len(joins)

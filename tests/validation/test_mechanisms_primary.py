@@ -247,6 +247,16 @@ def test_collective_migration_escorts_make_intravasating_ctcs_larger():
     np.testing.assert_array_equal(ctc_sizes(True, 1, cohesion=0.0), ctc_sizes(False, 1, cohesion=0.0))
 
 
+def intravasations_per_step(sim):
+    """Run ``sim`` to the end; after each step with intravasations, yield that step's events."""
+    while sim.step_index < sim.n_steps:
+        seen = len(sim.events)
+        sim.step()
+        new = [e for e in sim.events[seen:] if e["event"] == "intravasation"]
+        if new:
+            yield new
+
+
 def test_collective_migration_escort_probability_one_takes_every_neighbour():
     """Escort probability 1, cohesion 1: no active cell is left next to a point cells just entered."""
     cfg = scenario([clone("tumour", D=(36.0, 36.0), cohesion=1.0)], ("collective_migration",), seed=2,
@@ -255,12 +265,7 @@ def test_collective_migration_escort_probability_one_takes_every_neighbour():
     sim = metacoop.Simulation(cfg, check=True)
     lat = sim.primary.lattice
     groups = 0
-    while sim.step_index < sim.n_steps:
-        seen = len(sim.events)
-        sim.step()
-        new = [e for e in sim.events[seen:] if e["event"] == "intravasation"]
-        if not new:
-            continue
+    for new in intravasations_per_step(sim):
         entry = lat.flat(np.array([e["x"] for e in new]), np.array([e["y"] for e in new]))
         nb = lat.neighbours(entry)
         around = np.zeros(lat.n_points, bool)
@@ -323,12 +328,7 @@ def epithelial_normal_entries(seed: int, on: bool, macrophages: int) -> tuple[in
     sim = metacoop.Simulation(cfg, check=True)
     site, lat = sim.primary, sim.primary.lattice
     entered = stray = 0
-    while sim.step_index < sim.n_steps:
-        seen = len(sim.events)
-        sim.step()
-        new = [e for e in sim.events[seen:] if e["event"] == "intravasation"]
-        if not new:
-            continue
+    for new in intravasations_per_step(sim):
         # Macrophages do not move after intravasation within a step: the doorways are as now.
         here = np.zeros(lat.n_points, bool)
         if on:

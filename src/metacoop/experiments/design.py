@@ -143,6 +143,11 @@ def read_grid(path: str | Path) -> dict[str, list[Any]]:
     return grid
 
 
+def safe_name(text: str) -> str:
+    """``text`` with every run of characters not allowed in a condition or directory name as ``_``."""
+    return _SAFE.sub("_", text)
+
+
 def condition_name(values: Mapping[str, Any]) -> str:
     """A filesystem-safe name for a combination of values (``key-value`` joined by ``+``)."""
     if not values:
@@ -151,4 +156,4 @@ def condition_name(values: Mapping[str, Any]) -> str:
     for k, v in values.items():
         text = json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
         parts.append(f"{k.split('.')[-1]}-{text}")
-    return _SAFE.sub("_", "+".join(parts))[:120]
+    return safe_name("+".join(parts))[:120]

@@ -22,7 +22,6 @@ statistics, queries and reports can refer to them:
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -46,7 +45,7 @@ def replicate_observables(result: Result) -> dict[str, float]:
     """The observables of one finished run (see the module docstring)."""
     out: dict[str, float] = {}
     mets = result.metastases
-    comps = [json.loads(c) if isinstance(c, str) and c else {} for c in mets["composition"]]
+    comps = result.compositions()
     alive = [sum(c.values()) > 0 for c in comps]
     out["metastases"] = float(sum(alive))
     for organ in result.config.organs:
@@ -58,8 +57,7 @@ def replicate_observables(result: Result) -> dict[str, float]:
     for clone, s in clone_shares(result).items():
         out[f"clone_fraction_with.{clone}"] = s["fraction_with"]
         out[f"clone_share.{clone}"] = s["share_of_cells"]
-    ev = result.events
-    shed = float(ev.loc[(ev["event"] == "intravasation") & (ev["compartment"] == "primary"), "size"].sum())
+    shed = shed_cells(result)
     out["shed_cells"] = shed
     if result.config.primary is not None:
         ts = result.timeseries
@@ -76,6 +74,12 @@ def replicate_observables(result: Result) -> dict[str, float]:
     if waves.enabled:
         out.update(_wave_efficiency(result, waves.waves_h))
     return out
+
+
+def shed_cells(result: Result) -> float:
+    """Cells that entered the blood from the primary site (summed over intravasation events)."""
+    ev = result.events
+    return float(ev.loc[(ev["event"] == "intravasation") & (ev["compartment"] == "primary"), "size"].sum())
 
 
 def _ratio(num: float, den: float) -> float:

@@ -7,6 +7,7 @@ directory and :func:`open_run` reads a completed run back.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,21 @@ class Result:
     def total_cells(self, compartment: str = "primary") -> pd.Series:
         """Total live cells over time in one compartment."""
         return self.cells(compartment).sum(axis=1)
+
+    def clone_names(self) -> list[str]:
+        """Clone names in clone-index order, clones made by diversification included."""
+        if len(self.clones) and "clone" in self.clones:
+            return [str(c) for c in self.clones["clone"]]
+        return [c.name for c in self.config.clones]
+
+    def compositions(self) -> list[dict[str, int]]:
+        """Live cells per clone of each metastasis at the end, in the order of :attr:`metastases`."""
+        return [composition(c) for c in self.metastases["composition"]]
+
+
+def composition(text: object) -> dict[str, int]:
+    """A composition column (metastases or events): JSON ``{clone: cells}``, empty when missing."""
+    return json.loads(text) if isinstance(text, str) and text else {}
 
 
 def events_table(rows: list[dict]) -> pa.Table:

@@ -112,6 +112,11 @@ def switch_phenotype(n, uid, clone, phen, state, flags, p_emt, p_met, key, strea
     return switched
 
 
+#: ``decide_moves`` bounds move probabilities (one pass over the lattice) only from this many cells
+#: per lattice point on.
+BOUND_MIN_CELLS_PER_POINT = 8
+
+
 @sized_kernel(first_arg)
 def decide_moves(
     n, uid, pos, clone, phen, state, flags, p_diff, p_hapt, ecm, dims, ndim, upwind,
@@ -143,7 +148,9 @@ def decide_moves(
     and ``w_min`` over the lattice). A draw above the bound means the cell
     stays, as the full computation would find, so the neighbours are only
     looked at for the few cells that may move: the outcome is the same, bit
-    for bit, as without the bound.
+    for bit, as without the bound. The lattice maxima cost a pass over the
+    lattice, made only with at least one cell per
+    :data:`BOUND_MIN_CELLS_PER_POINT` points.
 
     Args:
         target: output, int64 per cell: destination flat index or -1 to stay.
@@ -153,19 +160,23 @@ def decide_moves(
     nz, ny, nx = dims[0], dims[1], dims[2]
     nd = 2 * ndim
     movers = np.zeros(n, dtype=np.int64)
+    # The bounds need one pass over the lattice: with few cells per point that costs more than it
+    # saves, so then no cell is skipped (the outcome is the same).
+    bounded = n * BOUND_MIN_CELLS_PER_POINT >= ecm.shape[0]
     w_max = -np.inf
     w_min = np.inf
-    for j in range(ecm.shape[0]):
-        w = ecm[j]
-        if w > w_max:
-            w_max = w
-        if w < w_min:
-            w_min = w
+    if bounded:
+        for j in range(ecm.shape[0]):
+            w = ecm[j]
+            if w > w_max:
+                w_max = w
+            if w < w_min:
+                w_min = w
     n_cues = 0
     if cues is not None:
         n_cues = cues.shape[0]
     cue_max = np.zeros(n_cues)
-    if cues is not None:
+    if cues is not None and bounded:
         for k in range(n_cues):
             top = 0.0
             for j in range(cues.shape[1]):
@@ -192,13 +203,14 @@ def decide_moves(
             continue
         w0 = ecm[p]
         u = uniform(key, stream, step, uid[i], 0)
-        spread = (w_max - w0) if upwind else 0.25 * (w_max - w_min)
-        one = pd + abs(ph_) * spread
-        if cues is not None and cued:
-            for k in range(n_cues):
-                one += max(cue_sens[k, c, ph], 0.0) * cue_max[k]
-        if u >= nd * one * (1.0 + 1e-9):  # above every partial sum below: the cell stays
-            continue
+        if bounded:
+            spread = (w_max - w0) if upwind else 0.25 * (w_max - w_min)
+            one = pd + abs(ph_) * spread
+            if cues is not None and cued:
+                for k in range(n_cues):
+                    one += max(cue_sens[k, c, ph], 0.0) * cue_max[k]
+            if u >= nd * one * (1.0 + 1e-9):  # above every partial sum below: the cell stays
+                continue
         rest = p // nx
         x, y, z = p % nx, rest % ny, rest // ny
         acc = 0.0

@@ -123,15 +123,16 @@ def table_html(
     return "".join(out)
 
 
-def page(title: str, intro: str, sections: Sequence[str], nav: Sequence[tuple[str, str]] = ()) -> str:
-    """The whole page."""
+def page(title: str, intro: str, sections: Sequence[str], nav: Sequence[tuple[str, str]] = (),
+         css: str = "") -> str:
+    """The whole page (``css``: rules added to the common style)."""
     links = "".join(f'<a href="#{escape(anchor)}">{escape(label)}</a>' for anchor, label in nav)
     return "\n".join(
         [
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
             f"<title>{escape(title)}</title>",
-            f"<style>{CSS}</style></head><body>",
+            f"<style>{CSS}{css}</style></head><body>",
             f"<h1>{escape(title)}</h1>",
             intro,
             f"<nav>{links}</nav>" if links else "",

@@ -7,16 +7,14 @@ figure's content against the run's tables rather than comparing images.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from matplotlib import colors as mcolors
 from matplotlib.ticker import MaxNLocator
 
-from metacoop.io.results import Result
+from metacoop.io.results import Result, composition
 from metacoop.observers.funnel import STAGES
 from metacoop.report.panel import Panel
 from metacoop.report.style import STAGE_COLOURS, clone_colour, close, new_figure, styled
@@ -27,23 +25,14 @@ MAX_METASTASES_SHOWN = 40
 MAX_FIELDS_SHOWN = 5
 
 
-def clone_names(result: Result) -> list[str]:
-    """Clone names in clone-index order (including clones made by diversification)."""
-    if len(result.clones) and "clone" in result.clones:
-        return [str(c) for c in result.clones["clone"]]
-    return [c.name for c in result.config.clones]
-
-
 def growth(result: Result) -> Panel:
     """Live cells per clone over time, one axes per site."""
     sites = list(result.fields.children) or ["primary"]
-    names = clone_names(result)
+    names = result.clone_names()
     fig, axes = new_figure(3.2 * len(sites), 3.0, ncols=len(sites), squeeze=False, sharex=True)
     data: dict = {}
-    ts = result.timeseries
     for ax, site in zip(axes[0], sites, strict=True):
-        sel = ts[(ts["compartment"] == site) & (ts["quantity"] == "cells")]
-        table = sel.pivot_table(index="time_h", columns="clone", values="value", aggfunc="sum", observed=True)
+        table = result.cells(site).T.groupby(level="clone").sum().T  # phenotypes summed
         data[site] = {}
         for ci, name in enumerate(names):
             if name in table and table[name].max() > 0:
@@ -152,17 +141,13 @@ def circulation(result: Result) -> Panel:
 
 def compositions(result: Result) -> dict[int, dict[str, int]]:
     """Cells per clone of every metastasis at the end of the run (met_id -> clone -> cells)."""
-    mets = result.metastases
-    out = {}
-    for mid, comp in zip(mets["met_id"], mets["composition"], strict=True):
-        out[int(mid)] = json.loads(comp) if isinstance(comp, str) and comp else {}
-    return out
+    return dict(zip((int(m) for m in result.metastases["met_id"]), result.compositions(), strict=True))
 
 
 def metastasis_composition(result: Result) -> Panel:
     """Clone composition of the largest metastases at the end, as stacked bars."""
     comps = compositions(result)
-    names = clone_names(result)
+    names = result.clone_names()
     mets = result.metastases.set_index("met_id") if len(result.metastases) else result.metastases
     alive = sorted(
         (m for m, c in comps.items() if sum(c.values()) > 0), key=lambda m: -sum(comps[m].values())
@@ -200,32 +185,26 @@ def metastasis_composition(result: Result) -> Panel:
 def timeline(result: Result) -> Panel:
     """When each metastasis was founded and joined, coloured by the clones involved."""
     ev = result.events
-    names = clone_names(result)
+    names = result.clone_names()
     fig, ax = new_figure(6.4, 3.2)
     data: dict = {"founded": [], "joined": []}
-    mets = result.metastases
-    for row in mets.itertuples(index=False):
-        if pd.notna(row.founded_h):
-            clones = list(row.founder_clones)
-            colour = clone_colour(names.index(clones[0])) if clones and clones[0] in names else "black"
-            ax.scatter(
-                [row.founded_h],
-                [row.met_id],
-                marker="o",
-                s=22,
-                color=colour,
-                edgecolor="black" if len(set(clones)) > 1 else "none",
-                linewidth=0.8,
-                zorder=3,
-            )
-            data["founded"].append([float(row.founded_h), int(row.met_id)])
+    def colour_of(clone) -> str:
+        return clone_colour(names.index(clone)) if clone in names else "black"
+
+    # one scatter per kind of mark (thousands of metastases after an injection)
+    founded = result.metastases[result.metastases["founded_h"].notna()]
+    if len(founded):
+        clones = [list(c) for c in founded["founder_clones"]]
+        dots = ax.scatter(founded["founded_h"], founded["met_id"], marker="o", s=22, zorder=3, linewidth=0.8,
+                          color=[colour_of(c[0] if c else None) for c in clones],
+                          edgecolor=["black" if len(set(c)) > 1 else "none" for c in clones])
+        data["founded"] = dots.get_offsets().tolist()
     joins = ev[ev["event"] == "metastasis_joined"]
-    for row in joins.itertuples(index=False):
-        comp = json.loads(row.composition) if isinstance(row.composition, str) and row.composition else {}
-        clone = next(iter(comp), None)
-        colour = clone_colour(names.index(clone)) if clone in names else "black"
-        ax.scatter([row.time_h], [row.met_id], marker="x", s=16, color=colour, zorder=2)
-        data["joined"].append([float(row.time_h), int(row.met_id)])
+    if len(joins):
+        first = [next(iter(composition(c)), None) for c in joins["composition"]]
+        crosses = ax.scatter(joins["time_h"], joins["met_id"], marker="x", s=16, zorder=2,
+                             color=[colour_of(c) for c in first])
+        data["joined"] = crosses.get_offsets().tolist()
     for ci, name in enumerate(names[:8]):
         ax.scatter([], [], marker="o", color=clone_colour(ci), label=f"{name} founded")
     ax.scatter([], [], marker="x", color="black", label="joined")
@@ -322,7 +301,7 @@ def tissue(result: Result, site: str, t: int = -1) -> Panel:
     extent = (0, ds.sizes["x"] * dx / 1000, 0, ds.sizes["y"] * dx / 1000)
     if "ecm" in ds:
         ax.imshow(_slice(ds, "ecm", t), origin="lower", cmap="Greys", alpha=0.35, extent=extent)
-    names = clone_names(result)
+    names = result.clone_names()
     ax.imshow(cells_rgba(ds, t, len(names)), origin="lower", extent=extent, interpolation="nearest")
     vessels = _slice(ds, "vessel_state", t) if "vessel_state" in ds else _slice(ds, "vessel", t)
     for code, marker, colour, label in (
@@ -371,7 +350,7 @@ def animation_gif(result: Result, site: str = "primary", fps: int = 3) -> bytes:
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     ds = result.fields[site].to_dataset()
-    names = clone_names(result)
+    names = result.clone_names()
     dx = float(ds.attrs.get("spacing_um", 1.0))
     extent = (0, ds.sizes["x"] * dx / 1000, 0, ds.sizes["y"] * dx / 1000)
     with styled():

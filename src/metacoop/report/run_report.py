@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -58,10 +57,9 @@ def composition_bar(comp: dict[str, int], names: list[str]) -> str:
 def metastasis_table(result: Result) -> pd.DataFrame:
     """One row per metastasis the run founded or opened, with its composition as text and as a bar."""
     mets = result.metastases
-    names = run_figures.clone_names(result)
+    names = result.clone_names()
     rows = []
-    for row in mets.itertuples(index=False):
-        comp = json.loads(row.composition) if isinstance(row.composition, str) and row.composition else {}
+    for row, comp in zip(mets.itertuples(index=False), result.compositions(), strict=True):
         rows.append(
             {
                 "metastasis": int(row.met_id),

@@ -21,7 +21,6 @@ Conventions:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.integrate import trapezoid
 
+from metacoop.experiments.summary import shed_cells
 from metacoop.io.results import Result
 from metacoop.observables import luzzi_funnel
 
@@ -138,8 +138,15 @@ def _luzzi(key: str, day3_h: float = 72.0) -> Callable[[Result], float]:
 
 
 def _live_compositions(result: Result) -> list[dict[str, int]]:
-    comps = [json.loads(c) if isinstance(c, str) and c else {} for c in result.metastases["composition"]]
-    return [c for c in comps if sum(c.values()) > 0]
+    return [c for c in result.compositions() if sum(c.values()) > 0]
+
+
+def _second_clone_hits(result: Result) -> list[bool] | None:
+    """For each live metastasis, whether it holds a cell of the second clone (None: one clone only)."""
+    names = [c.name for c in result.config.clones]
+    if len(names) < 2:
+        return None
+    return [c.get(names[1], 0) > 0 for c in _live_compositions(result)]
 
 
 # -- Luzzi et al. 1998 and other injection experiments ----------------------------------------------
@@ -224,20 +231,16 @@ def any_metastasis(result: Result) -> float:
             "a cell of the second clone (the non-metastatic one) is in at least one live metastasis at "
             "the end of the run")
 def second_clone_in_metastases(result: Result) -> float:
-    names = [c.name for c in result.config.clones]
-    if len(names) < 2:
-        return math.nan
-    return float(any(c.get(names[1], 0) > 0 for c in _live_compositions(result)))
+    hits = _second_clone_hits(result)
+    return math.nan if hits is None else float(any(hits))
 
 
 @observable("second_clone_metastases", "metastases",
             "live metastases holding at least one cell of the second clone (the non-metastatic one) at the "
             "end of the run")
 def second_clone_metastases(result: Result) -> float:
-    names = [c.name for c in result.config.clones]
-    if len(names) < 2:
-        return math.nan
-    return float(sum(c.get(names[1], 0) > 0 for c in _live_compositions(result)))
+    hits = _second_clone_hits(result)
+    return math.nan if hits is None else float(sum(hits))
 
 
 # -- the primary tumour and its shedding (Butler & Gullino 1975; Coumans et al. 2013) ---------------
@@ -247,8 +250,7 @@ def second_clone_metastases(result: Result) -> float:
             "cells entering the blood from the primary site per day per gram of primary tumour "
             "(time-averaged cells over CELLS_PER_GRAM)")
 def shed_per_gram_per_day(result: Result) -> float:
-    ev = result.events
-    shed = float(ev.loc[(ev["event"] == "intravasation") & (ev["compartment"] == "primary"), "size"].sum())
+    shed = shed_cells(result)
     cells = series(result, "primary", "cells")
     if len(cells) < 2:
         return math.nan

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from metacoop.errors import InputError, OutputError, Problem
-from metacoop.experiments.design import Condition, Design
+from metacoop.experiments.design import Condition, Design, condition_name, safe_name
 from metacoop.experiments.runner import ExperimentProgress, dask_client, run_experiment
 from metacoop.io.atomic import atomic_write
 from metacoop.validation.observables import OBSERVABLES
@@ -65,12 +64,15 @@ class Validation:
 
 
 def condition_for(overrides: dict[str, Any]) -> str:
-    """The condition name of a set of overrides: ``reference`` for none, else a readable slug."""
+    """The condition name of a set of overrides: ``reference`` for none.
+
+    Otherwise :func:`~metacoop.experiments.design.condition_name` of them, a mechanism switch
+    named after its mechanism (``growth_factor-False``).
+    """
     if not overrides:
         return "reference"
-    parts = [f"{k.split('.')[-2] if k.endswith('.enabled') else k.split('.')[-1]}-{v}"
-             for k, v in sorted(overrides.items())]
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", "__".join(parts))[:120]
+    return condition_name({k.rsplit(".", 1)[0] if k.endswith(".enabled") else k: v
+                           for k, v in sorted(overrides.items())})
 
 
 def plan(targets: Sequence[Target], replicates: int) -> list[Design]:
@@ -110,7 +112,7 @@ def experiment_dir(out: Path, design: Design) -> Path:
     replicates into the same directory gets experiments of its own instead of a refusal.
     """
     digest = hashlib.sha256(json.dumps(design.to_json(), sort_keys=True).encode()).hexdigest()[:8]
-    return out / "experiments" / f"{re.sub(r'[^A-Za-z0-9_.+-]+', '_', Path(design.scenario).stem)}-{digest}"
+    return out / "experiments" / f"{safe_name(Path(design.scenario).stem)}-{digest}"
 
 
 def validate(targets: Sequence[Target], out_dir: str | Path, replicates: int = DEFAULT_REPLICATES,
