@@ -13,6 +13,6 @@ SHEDDING_2D = {
     "output.record_every_h": 0.5,
 }
 
-#: The class action for 110 h with six snapshots: a short run that founds metastases in lung
-#: and liver (two with the scenario's seed), for reports and exports (about 10 s).
-SHORT_CLASSACTION = {"duration_h": 110.0, "output.snapshot_every_h": 22.0}
+#: The class action for 120 h with six snapshots: a short run that founds metastases in lung
+#: and liver (four with the scenario's seed), for reports and exports (about 10 s).
+SHORT_CLASSACTION = {"duration_h": 120.0, "output.snapshot_every_h": 24.0}

@@ -216,6 +216,7 @@ def test_a_long_metastasis_table_lists_the_largest(run_dir, result, tmp_path, mo
     # MAX_TABLE_ROWS (here 1) and says where the rest are.
     from metacoop.report import run_report
 
+    assert len(result.metastases) >= 2  # the fixture run must have more metastases than the table lists
     monkeypatch.setattr(run_report, "MAX_TABLE_ROWS", 1)
     html = write_report(run_dir, tmp_path / "r.html", animation=False).read_text(encoding="utf-8")
     rows = re.findall(r'<tr data-id="(\d+)">', html.split('id="metastases"')[1].split("</table>")[0])

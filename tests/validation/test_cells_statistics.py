@@ -89,8 +89,8 @@ def test_unbiased_movement_msd_is_2_d_D_t(scenario, ndim):
     checked = 0
     while sim.step_index < sim.n_steps:
         sim.step()
-        # No crowding: a move is cancelled only into a full point, and points stay far from full.
-        assert sim.primary.occ.max() < cap // 2
+        # No crowding: a move is cancelled only into a full point, and no point fills up.
+        assert sim.primary.occ.max() < cap
         if sim.step_index not in (half, sim.n_steps):
             continue
         uid, x = positions(sim)
@@ -156,7 +156,7 @@ def test_haptotaxis_drifts_up_the_ecm_gradient(scenario, scheme):
     cap = sim.primary.capacity
     while sim.step_index < sim.n_steps:
         sim.step()
-        assert sim.primary.occ.max() < cap // 2
+        assert sim.primary.occ.max() < cap  # no point fills up, so no move is cancelled
     uid, x1 = positions(sim)
     np.testing.assert_array_equal(uid, uid0)
     disp = x1 - x0

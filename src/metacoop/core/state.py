@@ -9,7 +9,7 @@ least half), so kernels never allocate.
 
 :class:`CellArrays` holds the cells of a lattice site. Bytes of state per cell:
 8 (uid) + 8 (parent) + 4 (pos) + 8 (lineage) + 4 (met) + 4 (birth_h)
-+ 4 (cycle_h) + 2 (clone) + 1 (phen) + 1 (state) + 1 (flags) = 45.
++ 4 (cycle_h) + 2 (wake) + 2 (clone) + 1 (phen) + 1 (state) + 1 (flags) = 47.
 
 Cell ids. Every compartment that creates cells issues ids from its own
 counter, starting at ``compartment index << UID_BITS`` (see :func:`uid_base`),
@@ -46,10 +46,13 @@ CELL_COLUMNS: dict[str, tuple[type, str]] = {
     "met": (np.int32, "id of the metastasis the cell belongs to, -1 for none"),
     "birth_h": (np.float32, "time of birth, h (0 for initial cells)"),
     "cycle_h": (np.float32, "time left until the cell is due to divide, h"),
+    "wake": (np.uint16, "step (mod 2**16) of the cell's next candidate move, valid while flags bit 1 is set "
+                        "(see metacoop.kernels.move_clock)"),
     "clone": (np.int16, "row of the clone trait table"),
     "phen": (np.int8, "phenotype: 0 epithelial, 1 mesenchymal"),
     "state": (np.uint8, "0 active, 1 arrested in a capillary, 2 dormant"),
-    "flags": (np.uint8, "per-step request bits (bit 0: death requested)"),
+    "flags": (np.uint8, "bit 0: death requested this step; bits 1-3: the movement clock (metacoop.kernels."
+                        "move_clock)"),
 }
 
 
@@ -152,6 +155,7 @@ class CellArrays(AgentArrays):
     met: np.ndarray
     birth_h: np.ndarray
     cycle_h: np.ndarray
+    wake: np.ndarray
     clone: np.ndarray
     phen: np.ndarray
     state: np.ndarray
@@ -161,6 +165,18 @@ class CellArrays(AgentArrays):
     def bytes_per_cell(cls) -> int:
         """Bytes of state per cell slot."""
         return cls.bytes_per_agent()
+
+    def append(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """As :meth:`AgentArrays.append`; arriving cells start without a movement clock.
+
+        Whatever ``flags`` they bring, the clock bits are cleared, so a cell
+        never wakes on a step counted in another compartment.
+        """
+        from metacoop.kernels.move_clock import CLOCK_BITS
+
+        slots = super().append(columns)
+        self.flags[slots] &= ~CLOCK_BITS
+        return slots
 
     def remove(self, mask: np.ndarray) -> None:
         """Remove live cells where ``mask`` is true, keeping order, in one pass over every column.
@@ -176,4 +192,5 @@ class CellArrays(AgentArrays):
 
         mask = np.asarray(mask, dtype=bool)
         self.n = compact_cells(self.n, mask, self.uid, self.parent, self.pos, self.lineage, self.met,
-                               self.birth_h, self.cycle_h, self.clone, self.phen, self.state, self.flags)
+                               self.birth_h, self.cycle_h, self.wake, self.clone, self.phen, self.state,
+                               self.flags)

@@ -24,7 +24,9 @@ import numpy as np
 from metacoop.core.state import AgentArrays, StromalArrays
 from metacoop.errors import InputError, Problem
 
-FORMAT = 2  # 2: CTC exposure columns and the main_clone snapshot (1 cannot be resumed by this version)
+#: 2: CTC exposure columns and the main_clone snapshot; 3: the cells' movement clock (``wake``).
+#: Older formats cannot be resumed by this version.
+FORMAT = 3
 
 
 def latest(run_dir: Path) -> Path | None:
@@ -57,8 +59,8 @@ def _agents(prefix: str, agents: AgentArrays, arrays: dict[str, np.ndarray]) -> 
 
 def _load_agents(prefix: str, agents: AgentArrays, n: int, arrays) -> None:
     agents.n = 0
-    if n:
-        agents.append({name: arrays[f"{prefix}/{name}"] for name in agents.COLUMNS})
+    if n:  # the generic append: restored cells keep their movement clocks (CellArrays.append clears them)
+        AgentArrays.append(agents, {name: arrays[f"{prefix}/{name}"] for name in agents.COLUMNS})
 
 
 def _plain(obj: Any) -> Any:

@@ -112,6 +112,64 @@ def switch_phenotype(n, uid, clone, phen, state, flags, p_emt, p_met, key, strea
     return switched
 
 
+@njit(cache=True, inline="always")
+def _move_numbers(c, ph, p, p_diff, p_hapt, boost, cues, cue_sens):
+    """``(p_diff, p_hapt, cued)`` of a cell of clone ``c`` and phenotype ``ph`` at point ``p``.
+
+    ``p_diff`` times the point's motility factor (``boost``, or none), and
+    whether any cue has a non-zero sensitivity for the cell.
+    """
+    pd = p_diff[c, ph]
+    if boost is not None and boost.shape[0] > 0:
+        pd *= boost[p]
+    cued = False
+    if cues is not None:
+        for k in range(cues.shape[0]):
+            if cue_sens[k, c, ph] != 0.0:
+                cued = True
+    return pd, p_hapt[c, ph], cued
+
+
+@njit(cache=True, inline="always")
+def _chosen_neighbour(u, p, pd, ph_, c, ph, ecm, nx, ny, nz, ndim, upwind, cues, cue_sens, cue_level, cued):
+    """The neighbour a cell at ``p`` moves to for the uniform ``u``, or -1 to stay.
+
+    The partial sums of the move probabilities over the neighbours, in the
+    order of :func:`_neighbour` (see :func:`decide_moves` for the rule), are
+    compared with ``u``; ``pd`` and ``ph_`` are the cell's diffusion and
+    haptotaxis numbers, ``c`` and ``ph`` its clone and phenotype (for the cue
+    sensitivities), ``cued`` whether any cue acts on it.
+    """
+    w0 = ecm[p]
+    rest = p // nx
+    x, y, z = p % nx, rest % ny, rest // ny
+    acc = 0.0
+    for d in range(2 * ndim):
+        nb = _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim)
+        if nb < 0:
+            continue
+        if upwind:
+            g = ecm[nb] - w0
+            if g < 0.0:
+                g = 0.0
+        else:
+            other = _neighbour_at(p, d ^ 1, x, y, z, nx, ny, nz, ndim)
+            w_other = ecm[other] if other >= 0 else w0
+            g = 0.25 * (ecm[nb] - w_other)
+        acc += pd + ph_ * g
+        if cues is not None and cued:
+            for k in range(cues.shape[0]):
+                if cue_level[k]:
+                    gk = cues[k, nb]
+                else:
+                    gk = cues[k, nb] - cues[k, p]
+                if gk > 0.0:
+                    acc += cue_sens[k, c, ph] * gk
+        if u < acc:
+            return nb
+    return -1
+
+
 #: ``decide_moves`` bounds move probabilities (one pass over the lattice) only from this many cells
 #: per lattice point on.
 BOUND_MIN_CELLS_PER_POINT = 8
@@ -190,15 +248,7 @@ def decide_moves(
         c = clone[i]
         ph = phen[i]
         p = pos[i]
-        pd = p_diff[c, ph]
-        if boost is not None and boost.shape[0] > 0:
-            pd *= boost[p]
-        ph_ = p_hapt[c, ph]
-        cued = False
-        if cues is not None:
-            for k in range(cues.shape[0]):
-                if cue_sens[k, c, ph] != 0.0:
-                    cued = True
+        pd, ph_, cued = _move_numbers(c, ph, p, p_diff, p_hapt, boost, cues, cue_sens)
         if pd == 0.0 and ph_ == 0.0 and not cued:
             continue
         w0 = ecm[p]
@@ -211,34 +261,11 @@ def decide_moves(
                     one += max(cue_sens[k, c, ph], 0.0) * cue_max[k]
             if u >= nd * one * (1.0 + 1e-9):  # above every partial sum below: the cell stays
                 continue
-        rest = p // nx
-        x, y, z = p % nx, rest % ny, rest // ny
-        acc = 0.0
-        for d in range(nd):
-            nb = _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim)
-            if nb < 0:
-                continue
-            if upwind:
-                g = ecm[nb] - w0
-                if g < 0.0:
-                    g = 0.0
-            else:
-                other = _neighbour_at(p, d ^ 1, x, y, z, nx, ny, nz, ndim)
-                w_other = ecm[other] if other >= 0 else w0
-                g = 0.25 * (ecm[nb] - w_other)
-            acc += pd + ph_ * g
-            if cues is not None and cued:
-                for k in range(cues.shape[0]):
-                    if cue_level[k]:
-                        gk = cues[k, nb]
-                    else:
-                        gk = cues[k, nb] - cues[k, p]
-                    if gk > 0.0:
-                        acc += cue_sens[k, c, ph] * gk
-            if u < acc:
-                target[i] = nb
-                movers[i] = 1
-                break
+        nb = _chosen_neighbour(u, p, pd, ph_, c, ph, ecm, nx, ny, nz, ndim, upwind, cues, cue_sens, cue_level,
+                               cued)
+        if nb >= 0:
+            target[i] = nb
+            movers[i] = 1
     return movers.sum()
 
 
@@ -383,7 +410,8 @@ def mark_room(occ, capacity, dims, ndim, room):
 
 
 @njit(cache=True)
-def compact_cells(n, remove, uid, parent, pos, lineage, met, birth_h, cycle_h, clone, phen, state, flags):
+def compact_cells(n, remove, uid, parent, pos, lineage, met, birth_h, cycle_h, wake, clone, phen, state,
+                  flags):
     """Drop the cells where ``remove`` is true, keeping order, in place; return the new count.
 
     The columns are those of :data:`metacoop.core.state.CELL_COLUMNS`.
@@ -401,6 +429,7 @@ def compact_cells(n, remove, uid, parent, pos, lineage, met, birth_h, cycle_h, c
         met[j] = met[i]
         birth_h[j] = birth_h[i]
         cycle_h[j] = cycle_h[i]
+        wake[j] = wake[i]
         clone[j] = clone[i]
         phen[j] = phen[i]
         state[j] = state[i]

@@ -15,6 +15,16 @@ clone traits per phenotype. Two discretisations of the gradient ``g``:
 A move into a point already holding ``capacity`` cells is cancelled; moves are
 applied in cell order (decided in parallel, applied serially).
 
+Two exact ways to draw the moves (``clock``):
+
+* ``event`` (default): each cell sleeps until its next candidate step, drawn
+  from a geometric law whose rate bounds every cell's move probability, and
+  only candidates draw a move (thinning; :mod:`metacoop.kernels.move_clock`).
+* ``step``: every cell draws every step (:func:`metacoop.kernels.cells.decide_moves`).
+
+Both give every cell, in every step, the same probability of each move; they
+use different random numbers, so runs agree in distribution, not cell by cell.
+
 Other mechanisms change movement through the site's modifiers (see
 :mod:`metacoop.core.modifiers`): ``motility`` factors multiply ``D`` at a
 point (the protease public good) and cues add climbing terms (tracks, leader
@@ -33,7 +43,12 @@ from metacoop.core.clones import CloneTable
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
 from metacoop.kernels.cells import apply_moves, decide_moves
+from metacoop.kernels.move_clock import CLOCK_BITS, apply_flagged_moves, decide_moves_clocked, move_bound
 from metacoop.mechanisms.base import Mechanism, StepContext
+
+#: Factor by which a site's clock rate rises at least when a cell's move probability exceeds it (each
+#: rise restarts every clock, a pass with two draws per cell).
+CEILING_GROWTH = 1.25
 
 
 class MovementParams(MechanismParams):
@@ -43,6 +58,10 @@ class MovementParams(MechanismParams):
         "upwind", description="discretisation of the haptotactic gradient"
     )
     ecm_field: str = Field("ecm", description="field that cells climb (normalised density)")
+    clock: Literal["event", "step"] = Field(
+        "event", description="event: cells draw only at candidate steps (exact thinning, faster); "
+        "step: every cell draws every step"
+    )
 
 
 def move_probabilities(clones, dt_h: float, dx_um: float) -> tuple[np.ndarray, np.ndarray]:
@@ -69,12 +88,22 @@ class Movement(Mechanism):
 
     def bind(self, sim) -> None:
         self.upwind = self.params.scheme == "upwind"
+        self.refresh(sim)
+        #: Per site, the move rate ``C`` the cells' clocks were drawn with (0: no clock yet).
+        self.ceiling = {site.name: 0.0 for site in sim.sites}
+
+    def refresh(self, sim) -> None:
+        """Derive the per-step move tables from the clone traits (a clone was added)."""
         self.tables = {
             site.name: move_probabilities(sim.clones, sim.dt_h, site.lattice.spacing_um)
             for site in sim.sites
         }
 
-    refresh = bind  # bind only derives tables from the clone traits
+    def checkpoint(self):
+        return {}, {"ceiling": self.ceiling}
+
+    def restore(self, arrays, state) -> None:
+        self.ceiling.update(state.get("ceiling", {}))
 
     def step(self, ctx: StepContext) -> None:
         n_clones = len(ctx.sim.clones)
@@ -87,15 +116,37 @@ class Movement(Mechanism):
             boost = mods.factor("motility", ctx)
             cues, sens, level = mods.cue_arrays(ctx, site.lattice.n_points, n_clones) if mods.cues else (
                 None, None, None)
+            ecm = site.fields[self.params.ecm_field].flat
+            lat = site.lattice
+            if self.params.clock == "step":
+                target = site.scratch_int(c.n)
+                if decide_moves(c.n, c.uid, c.pos, c.clone, c.phen, c.state, c.flags, p_diff, p_hapt, ecm,
+                                lat.dims_array, lat.ndim, self.upwind, site.streams.key, self.stream,
+                                ctx.step, target, boost, cues, sens, level):
+                    apply_moves(c.n, c.pos, target, site.occ, site.capacity)
+                continue
+            ceiling = self._ceiling(site, move_bound(p_diff, p_hapt, ecm, lat.ndim, self.upwind, boost, cues,
+                                                     sens))
+            if ceiling == 0.0:
+                continue  # no cell can move
             target = site.scratch_int(c.n)
-            wanting = decide_moves(
-                c.n, c.uid, c.pos, c.clone, c.phen, c.state, c.flags, p_diff, p_hapt,
-                site.fields[self.params.ecm_field].flat, site.lattice.dims_array,
-                site.lattice.ndim, self.upwind, site.streams.key, self.stream, ctx.step, target,
-                boost, cues, sens, level,
-            )
-            if wanting:
-                apply_moves(c.n, c.pos, target, site.occ, site.capacity)
+            if decide_moves_clocked(c.n, c.uid, c.pos, c.clone, c.phen, c.state, c.flags, c.wake, p_diff,
+                                    p_hapt, ecm, lat.dims_array, lat.ndim, self.upwind, site.streams.key,
+                                    self.stream, ctx.step, target, boost, cues, sens, level, ceiling):
+                apply_flagged_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity)
+
+    def _ceiling(self, site, bound: float) -> float:
+        """The site's clock rate for this step, at least ``bound``.
+
+        When it must rise it rises by at least a quarter, and every clock of the site restarts (exact:
+        the gaps are memoryless).
+        """
+        ceiling = self.ceiling[site.name]
+        if bound > ceiling:
+            ceiling = min(1.0, max(bound, CEILING_GROWTH * ceiling))
+            self.ceiling[site.name] = ceiling
+            site.cells.live("flags")[:] &= ~CLOCK_BITS
+        return ceiling
 
     @classmethod
     def check(cls, params: MovementParams, config) -> list[Problem]:

@@ -1,0 +1,258 @@
+"""The event-driven movement clock against the step-by-step rule it replaces.
+
+:mod:`metacoop.kernels.move_clock` claims to be exact: in every step each cell
+moves to each neighbour with the probability of the step-by-step rule
+(:func:`metacoop.kernels.cells.decide_moves`), also when those probabilities
+change between steps, as long as the site's ceiling bounds them. The tests
+count moves over many steps and compare them with the sum of the exact
+per-step probabilities, within ``Z`` binomial standard deviations
+(``sqrt(sum p (1 - p))``), for both clocks; and they check the parts of the
+clock a plain rate test would not reach: the per-cell counts are binomial
+(no cell moves at a clock of its own), gaps longer than the 16-bit clock holds
+and its wrap-around, cells that stop and restart, a ceiling that rises during
+a run, and the parallel build.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import metacoop
+from metacoop.kernels.cells import decide_moves
+from metacoop.kernels.move_clock import (
+    MAX_GAP,
+    MOVING,
+    ROLL,
+    apply_flagged_moves,
+    decide_moves_clocked,
+    move_bound,
+)
+from metacoop.mechanisms import REGISTRY
+
+pytestmark = pytest.mark.validation
+
+Z = 4.0
+KEY, STREAM = 7, 3
+
+
+class Cells:
+    """``n`` cells of one clone on a 2-D lattice, at fixed points unless moves are applied."""
+
+    def __init__(self, n: int, shape=(41, 41), seed: int = 0, mesenchymal: float = 0.5):
+        rng = np.random.default_rng(seed)
+        self.ny, self.nx = shape
+        self.dims = np.array([1, self.ny, self.nx], np.int64)
+        # Interior points only, so every cell has its four neighbours.
+        xs = rng.integers(1, self.nx - 1, n)
+        ys = rng.integers(1, self.ny - 1, n)
+        self.n = n
+        self.pos = (xs + self.nx * ys).astype(np.int32)
+        self.uid = np.arange(n, dtype=np.int64) * 3 + 11
+        self.clone = np.zeros(n, np.int16)
+        self.phen = (rng.random(n) < mesenchymal).astype(np.int8)
+        self.state = np.zeros(n, np.uint8)
+        self.flags = np.zeros(n, np.uint8)
+        self.wake = np.zeros(n, np.uint16)
+        self.target = np.full(n, -1, np.int64)
+
+    def neighbours(self) -> np.ndarray:
+        """(n, 4) neighbour points in the kernels' order -x +x -y +y."""
+        p = self.pos.astype(np.int64)
+        return np.stack([p - 1, p + 1, p - self.nx, p + self.nx], axis=1)
+
+    def probabilities(self, p_diff, p_hapt, ecm) -> np.ndarray:
+        """(n, 4) exact per-step probability of each move (upwind rule)."""
+        nb = self.neighbours()
+        g = np.maximum(ecm[nb] - ecm[self.pos][:, None], 0.0)
+        return p_diff[self.clone, self.phen][:, None] + p_hapt[self.clone, self.phen][:, None] * g
+
+    def clocked(self, step, p_diff, p_hapt, ecm, ceiling) -> np.ndarray:
+        """One step of the event clock; returns (n,) the wanted direction 0..3 or -1, moves not applied."""
+        decide_moves_clocked(self.n, self.uid, self.pos, self.clone, self.phen, self.state, self.flags,
+                             self.wake, p_diff, p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step,
+                             self.target, None, None, None, None, ceiling)
+        wants = (self.flags & MOVING) != 0
+        self.flags[wants] &= ~MOVING
+        return self._direction(np.where(wants, self.target, -1))
+
+    def stepwise(self, step, p_diff, p_hapt, ecm) -> np.ndarray:
+        """One step of the step-by-step rule; same return as :meth:`clocked`."""
+        decide_moves(self.n, self.uid, self.pos, self.clone, self.phen, self.state, self.flags, p_diff,
+                     p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step, self.target, None, None, None, None)
+        return self._direction(self.target)
+
+    def _direction(self, target: np.ndarray) -> np.ndarray:
+        d = np.full(self.n, -1)
+        for k, nb in enumerate(self.neighbours().T):
+            d[target == nb] = k
+        return d
+
+
+def tables(d_epi: float, d_mes: float, h: float) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([[d_epi, d_mes]]), np.array([[h, h]])
+
+
+def assert_counts(got: np.ndarray, p_sum: np.ndarray, var_sum: np.ndarray, what: str) -> None:
+    """Every count within Z binomial standard deviations of its expectation."""
+    z = (got - p_sum) / np.sqrt(var_sum)
+    assert np.all(np.abs(z) < Z), f"{what}: {got.tolist()} against {p_sum.round(1).tolist()}: z {z.round(2)}"
+
+
+@pytest.mark.parametrize("clock", ["event", "step"])
+def test_moves_follow_the_step_probabilities_while_the_ecm_changes(clock):
+    # 2000 cells at fixed points; the ECM is redrawn every step (so each cell's probabilities
+    # change every step, up to the ceiling). Moves per phenotype and direction against the sum of
+    # the exact per-step probabilities.
+    cells = Cells(2000, seed=1)
+    rng = np.random.default_rng(2)
+    p_diff, p_hapt = tables(0.004, 0.008, 0.03)
+    ceiling = move_bound(p_diff, p_hapt, np.array([0.0, 1.0]), 2, True, None, None, None)
+    steps = 400
+    got = np.zeros((2, 4))
+    p_sum = np.zeros((2, 4))
+    var_sum = np.zeros((2, 4))
+    for step in range(steps):
+        ecm = rng.random(cells.nx * cells.ny) ** (1 + step % 3)
+        p = cells.probabilities(p_diff, p_hapt, ecm)
+        assert p.sum(axis=1).max() <= ceiling
+        d = cells.clocked(step, p_diff, p_hapt, ecm, ceiling) if clock == "event" else \
+            cells.stepwise(step, p_diff, p_hapt, ecm)
+        for ph in (0, 1):
+            sel = cells.phen == ph
+            got[ph] += np.bincount(d[sel & (d >= 0)], minlength=4)
+            p_sum[ph] += p[sel].sum(axis=0)
+            var_sum[ph] += (p[sel] * (1 - p[sel])).sum(axis=0)
+    assert got.sum() > 5000
+    assert_counts(got.ravel(), p_sum.ravel(), var_sum.ravel(), f"{clock} clock, moves by phenotype and way")
+
+
+def test_each_cell_moves_a_binomial_number_of_times():
+    # Constant probabilities: each cell's count over T steps is Binomial(T, p), so across cells the
+    # mean is T p and the variance T p (1 - p); a clock that ran faster for some cells and slower for
+    # others would inflate the variance. The sample variance of n counts has standard error
+    # sigma^2 sqrt(2 / (n - 1)) (the binomial's excess kurtosis is negligible at T p = 48).
+    cells = Cells(4000, seed=3, mesenchymal=1.0)
+    p_diff, p_hapt = tables(0.0, 0.03, 0.0)
+    ecm = np.ones(cells.nx * cells.ny)
+    ceiling = 0.2  # above the true 0.12, so candidates are also rejected
+    steps = 400
+    counts = np.zeros(cells.n)
+    for step in range(steps):
+        counts += cells.clocked(step, p_diff, p_hapt, ecm, ceiling) >= 0
+    p = 4 * 0.03
+    mean, var = steps * p, steps * p * (1 - p)
+    assert abs(counts.mean() - mean) < Z * math.sqrt(var / cells.n)
+    assert abs(counts.var(ddof=1) - var) < Z * var * math.sqrt(2 / (cells.n - 1))
+
+
+def test_gaps_longer_than_the_clock_holds_and_its_wrap_around():
+    # A tiny move rate (C = 5e-5 per step): gaps average 20,000 steps and a fifth of them exceed
+    # MAX_GAP, so they are cut and redrawn (the ROLL bit); 140,000 steps pass the 16-bit clock's
+    # wrap twice. The number of moves must still be Binomial(n T, C).
+    cells = Cells(400, seed=4, mesenchymal=1.0)
+    c = 5e-5
+    p_diff, p_hapt = tables(0.0, c / 4, 0.0)
+    ecm = np.ones(cells.nx * cells.ny)
+    steps = 140_000
+    assert steps > 2 * 65_536 and 1 / c > MAX_GAP / 2
+    moves = 0
+    rolled = 0
+    for step in range(steps):
+        moves += int((cells.clocked(step, p_diff, p_hapt, ecm, c) >= 0).sum())
+        if step % 1000 == 0:
+            rolled += int(((cells.flags & ROLL) != 0).sum())
+    assert rolled > 0
+    mean = cells.n * steps * c
+    assert abs(moves - mean) < Z * math.sqrt(mean * (1 - c)), (moves, mean)
+
+
+def test_cells_that_stop_and_restart_move_only_while_active():
+    # Cells are arrested for 150 steps out of every 250. An arrested cell loses its clock, so when
+    # it is active again it draws a new gap from that step: the moves are those of the active steps.
+    # A clock kept through the arrest would ring on stale steps (or not for 65,536 steps).
+    cells = Cells(3000, seed=5, mesenchymal=1.0)
+    p_diff, p_hapt = tables(0.0, 0.01, 0.0)
+    ecm = np.ones(cells.nx * cells.ny)
+    ceiling = 0.05
+    active_steps = 0
+    moves = 0
+    half = cells.uid % 2 == 0  # half the cells stop; the others keep moving (a control)
+    moves_control = 0
+    steps = 5000
+    for step in range(steps):
+        arrested = step % 250 < 150
+        cells.state[half] = 1 if arrested else 0
+        d = cells.clocked(step, p_diff, p_hapt, ecm, ceiling)
+        assert not np.any(d[half] >= 0) or not arrested
+        moves += int((d[half] >= 0).sum())
+        moves_control += int((d[~half] >= 0).sum())
+        active_steps += 0 if arrested else 1
+    p = 4 * 0.01
+    for got, n_steps in ((moves, active_steps), (moves_control, steps)):
+        k = int(half.sum()) if got is moves else int((~half).sum())
+        mean = k * n_steps * p
+        assert abs(got - mean) < Z * math.sqrt(mean * (1 - p)), (got, mean)
+
+
+def test_the_parallel_build_decides_exactly_as_the_serial_one():
+    results = []
+    for build in (decide_moves_clocked.serial, decide_moves_clocked.parallel):
+        cells = Cells(150_000, shape=(201, 201), seed=6)
+        p_diff, p_hapt = tables(0.004, 0.008, 0.03)
+        ecm = np.random.default_rng(7).random(201 * 201)
+        occ = np.bincount(cells.pos, minlength=201 * 201).astype(np.uint8)
+        for step in range(30):
+            build(cells.n, cells.uid, cells.pos, cells.clone, cells.phen, cells.state, cells.flags,
+                  cells.wake, p_diff, p_hapt, ecm, cells.dims, 2, True, KEY, STREAM, step, cells.target, None,
+                  None, None, None, 0.2)
+            apply_flagged_moves(cells.n, cells.pos, cells.target, cells.flags, occ, 255)
+        results.append((cells.pos.copy(), cells.flags.copy(), cells.wake.copy()))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_rising_ceiling_restarts_the_clocks_without_bias():
+    # Through the movement mechanism: uniform ECM (only diffusion, bound 4 p_diff) until step 100,
+    # then a steep ECM ramp makes haptotaxis possible and the site's ceiling must rise (every clock
+    # restarts). The moves made over the run, counted per step, against the sum of every cell's
+    # exact move probability at its current point; no point comes near capacity, so none is cancelled.
+    overrides = {f"mechanisms.{name}.enabled": name == "movement" for name in REGISTRY}
+    overrides.update({
+        "seed": 5, "duration_h": 30.0, "dt_h": 0.1,
+        "primary.lattice.shape": [121, 121], "primary.lattice.capacity_cells_per_point": 64,
+        "primary.vessels.normal": 0, "primary.vessels.ruptured": 0,
+        "primary.fields": {"ecm": {"initial": 1.0}},
+        "primary.initial_tumour.cells": 3000, "primary.initial_tumour.radius_um": 300.0,
+        "clones.tumour.diffusion_um2_per_h": {"epithelial": 5.0, "mesenchymal": 10.0},
+        "clones.tumour.haptotaxis_um2_per_h": {"epithelial": 150.0, "mesenchymal": 150.0},
+    })
+    sim = metacoop.Simulation(metacoop.load_scenario("invasion2d", overrides=overrides))
+    site = sim.primary
+    movement = next(m for m in sim.mechanisms if m.name == "movement")
+    p_diff, p_hapt = movement.tables[site.name]
+    nx = site.lattice.dims[2]
+    ceilings = []
+    moves = p_sum = var_sum = 0.0
+    while sim.step_index < sim.n_steps:
+        if sim.step_index == 100:
+            xs = np.arange(site.lattice.n_points) % nx
+            site.fields["ecm"].flat[:] = 0.2 + 0.8 * (xs % 3 == 0)
+        c = site.cells
+        cells = Cells.__new__(Cells)
+        cells.nx, cells.ny, cells.n = nx, site.lattice.dims[1], c.n
+        cells.pos, cells.clone, cells.phen = c.live("pos"), c.live("clone"), c.live("phen")
+        x, y = cells.pos % nx, cells.pos // nx
+        assert x.min() > 0 and x.max() < nx - 1 and y.min() > 0 and y.max() < nx - 1  # four neighbours each
+        p = cells.probabilities(p_diff, p_hapt, site.fields["ecm"].flat).sum(axis=1)
+        before = c.live("pos").copy()
+        sim.step()
+        ceilings.append(movement.ceiling[site.name])
+        assert site.occ.max() < site.capacity
+        moves += float((c.live("pos") != before).sum())
+        p_sum += float(p.sum())
+        var_sum += float((p * (1 - p)).sum())
+    assert ceilings[99] < ceilings[100]  # the ceiling rose when the ramp appeared
+    assert abs(moves - p_sum) < Z * math.sqrt(var_sum), (moves, p_sum, math.sqrt(var_sum))
