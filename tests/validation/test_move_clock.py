@@ -31,6 +31,7 @@ from metacoop.kernels.move_clock import (
     move_bound,
 )
 from metacoop.mechanisms import REGISTRY
+from metacoop.mechanisms.movement import EVENT_MAX_CEILING
 
 pytestmark = pytest.mark.validation
 
@@ -214,14 +215,17 @@ def test_the_parallel_build_decides_exactly_as_the_serial_one():
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_rising_ceiling_restarts_the_clocks_without_bias():
-    # Through the movement mechanism: uniform ECM (only diffusion, bound 4 p_diff) until step 100,
-    # then a steep ECM ramp makes haptotaxis possible and the site's ceiling must rise (every clock
-    # restarts). The moves made over the run, counted per step, against the sum of every cell's
-    # exact move probability at its current point; no point comes near capacity, so none is cancelled.
+@pytest.mark.parametrize("clock", ["event", "auto"])
+def test_a_rising_ceiling_restarts_the_clocks_without_bias(clock):
+    # Through the movement mechanism: uniform ECM (only diffusion, bound 4 p_diff = 0.04) until step
+    # 100, then a steep ECM ramp makes haptotaxis possible and the site's ceiling must rise to about
+    # 0.52: the event clock restarts every clock; "auto" hands over to the step clock (the ceiling
+    # is above EVENT_MAX_CEILING). The moves made over the run, counted per step, against the sum
+    # of every cell's exact move probability at its current point; no point comes near capacity, so
+    # no move is cancelled.
     overrides = {f"mechanisms.{name}.enabled": name == "movement" for name in REGISTRY}
     overrides.update({
-        "seed": 5, "duration_h": 30.0, "dt_h": 0.1,
+        "mechanisms.movement.clock": clock, "seed": 5, "duration_h": 30.0, "dt_h": 0.1,
         "primary.lattice.shape": [121, 121], "primary.lattice.capacity_cells_per_point": 64,
         "primary.vessels.normal": 0, "primary.vessels.ruptured": 0,
         "primary.fields": {"ecm": {"initial": 1.0}},
@@ -234,7 +238,7 @@ def test_a_rising_ceiling_restarts_the_clocks_without_bias():
     movement = next(m for m in sim.mechanisms if m.name == "movement")
     p_diff, p_hapt = movement.tables[site.name]
     nx = site.lattice.dims[2]
-    ceilings = []
+    ceilings, clocked = [], []
     moves = p_sum = var_sum = 0.0
     while sim.step_index < sim.n_steps:
         if sim.step_index == 100:
@@ -250,9 +254,12 @@ def test_a_rising_ceiling_restarts_the_clocks_without_bias():
         before = c.live("pos").copy()
         sim.step()
         ceilings.append(movement.ceiling[site.name])
+        clocked.append(movement.clocked[site.name])
         assert site.occ.max() < site.capacity
         moves += float((c.live("pos") != before).sum())
         p_sum += float(p.sum())
         var_sum += float((p * (1 - p)).sum())
-    assert ceilings[99] < ceilings[100]  # the ceiling rose when the ramp appeared
+    assert ceilings[99] < EVENT_MAX_CEILING < ceilings[100]  # the ceiling rose when the ramp appeared
+    assert all(clocked[:100])
+    assert all(clocked[100:]) if clock == "event" else not any(clocked[100:])
     assert abs(moves - p_sum) < Z * math.sqrt(var_sum), (moves, p_sum, math.sqrt(var_sum))

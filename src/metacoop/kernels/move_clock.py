@@ -67,15 +67,13 @@ _WAKE_MASK = 0xFFFF
 
 
 @njit(cache=True, inline="always")
-def geometric_gap(u, log_stay):
+def geometric_gap(u, per_log_stay):
     """Failures before the first success of Bernoulli(C) trials, by inversion of ``u`` in (0, 1].
 
-    ``log_stay`` is ``log(1 - C)`` (``C > 0``; ``-inf`` for ``C = 1``). Returns ``MAX_GAP + 1`` for
-    any gap longer than :data:`MAX_GAP`.
+    ``per_log_stay`` is ``1 / log(1 - C)`` (0 for ``C = 1``: every trial succeeds), so the
+    inversion is a multiplication. Returns ``MAX_GAP + 1`` for any gap longer than :data:`MAX_GAP`.
     """
-    if log_stay == -np.inf:  # C == 1: every step is a candidate
-        return 0
-    g = math.log(u) / log_stay
+    g = math.log(u) * per_log_stay
     if g > MAX_GAP:
         return MAX_GAP + 1
     return int(g)
@@ -102,7 +100,7 @@ def decide_moves_clocked(
     Returns the number of cells that want to move.
     """
     nz, ny, nx = dims[0], dims[1], dims[2]
-    log_stay = math.log1p(-ceiling) if ceiling < 1.0 else -np.inf
+    per_log_stay = 1.0 / math.log1p(-ceiling) if ceiling < 1.0 else 0.0
     now = step & _WAKE_MASK
     wanting = 0
     for i in prange(n):
@@ -117,7 +115,7 @@ def decide_moves_clocked(
             continue
         if (f & ROLL) != 0 or (f & CLOCKED) == 0:
             # No clock, or a cut gap: the first candidate may be this step.
-            ahead = geometric_gap(1.0 - uniform(key, stream, step, uid[i], 1), log_stay)
+            ahead = geometric_gap(1.0 - uniform(key, stream, step, uid[i], 1), per_log_stay)
             if ahead > 0:
                 if ahead > MAX_GAP:
                     flags[i] = (f | CLOCKED) | ROLL
@@ -127,7 +125,7 @@ def decide_moves_clocked(
                     wake[i] = (step + ahead) & _WAKE_MASK
                 continue
         # A candidate: draw when the next one is, then decide this step's move.
-        ahead = 1 + geometric_gap(1.0 - uniform(key, stream, step, uid[i], 2), log_stay)
+        ahead = 1 + geometric_gap(1.0 - uniform(key, stream, step, uid[i], 2), per_log_stay)
         if ahead > MAX_GAP:
             f = (f | CLOCKED) | ROLL
             wake[i] = (step + MAX_GAP) & _WAKE_MASK

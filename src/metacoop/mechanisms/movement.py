@@ -17,13 +17,20 @@ applied in cell order (decided in parallel, applied serially).
 
 Two exact ways to draw the moves (``clock``):
 
-* ``event`` (default): each cell sleeps until its next candidate step, drawn
-  from a geometric law whose rate bounds every cell's move probability, and
-  only candidates draw a move (thinning; :mod:`metacoop.kernels.move_clock`).
-* ``step``: every cell draws every step (:func:`metacoop.kernels.cells.decide_moves`).
+* ``event``: each cell sleeps until its next candidate step, drawn from a
+  geometric law whose rate (the site's ceiling) bounds every cell's move
+  probability, and only candidates draw a move (thinning;
+  :mod:`metacoop.kernels.move_clock`).
+* ``step``: every cell draws every step, skipping the neighbours when its
+  draw is above its own bound (:func:`metacoop.kernels.cells.decide_moves`).
+* ``auto`` (default): ``event`` while the site's ceiling is at most
+  :data:`EVENT_MAX_CEILING`, ``step`` above it, where most cells are
+  candidates and the clock costs more than it saves.
 
-Both give every cell, in every step, the same probability of each move; they
+They give every cell, in every step, the same probability of each move; they
 use different random numbers, so runs agree in distribution, not cell by cell.
+Changing clocks mid-run restarts every clock, which is exact (the gaps are
+memoryless).
 
 Other mechanisms change movement through the site's modifiers (see
 :mod:`metacoop.core.modifiers`): ``motility`` factors multiply ``D`` at a
@@ -46,6 +53,10 @@ from metacoop.kernels.cells import apply_moves, decide_moves
 from metacoop.kernels.move_clock import CLOCK_BITS, apply_flagged_moves, decide_moves_clocked, move_bound
 from metacoop.mechanisms.base import Mechanism, StepContext
 
+#: Largest ceiling (move probability bound per step) at which ``clock = "auto"`` uses the event clock. The
+#: event clock costs about 0.7 ns per cell and step plus 25-40 ns per candidate, the step clock 6-7 ns per
+#: cell (one random draw each), so they break even near a ceiling of 0.13 (benchmarks/README.md).
+EVENT_MAX_CEILING = 0.12
 #: Factor by which a site's clock rate rises at least when a cell's move probability exceeds it (each
 #: rise restarts every clock, a pass with two draws per cell).
 CEILING_GROWTH = 1.25
@@ -58,9 +69,10 @@ class MovementParams(MechanismParams):
         "upwind", description="discretisation of the haptotactic gradient"
     )
     ecm_field: str = Field("ecm", description="field that cells climb (normalised density)")
-    clock: Literal["event", "step"] = Field(
-        "event", description="event: cells draw only at candidate steps (exact thinning, faster); "
-        "step: every cell draws every step"
+    clock: Literal["auto", "event", "step"] = Field(
+        "auto", description="event: cells draw only at candidate steps (exact thinning); step: every cell "
+        "draws every step; auto: event while moves are rare (every cell's move probability per step is "
+        "bounded by 0.12), step otherwise; all three are exact"
     )
 
 
@@ -91,6 +103,8 @@ class Movement(Mechanism):
         self.refresh(sim)
         #: Per site, the move rate ``C`` the cells' clocks were drawn with (0: no clock yet).
         self.ceiling = {site.name: 0.0 for site in sim.sites}
+        #: Per site, whether the cells' clocks are running (False after steps drawn by the step clock).
+        self.clocked = {site.name: False for site in sim.sites}
 
     def refresh(self, sim) -> None:
         """Derive the per-step move tables from the clone traits (a clone was added)."""
@@ -100,10 +114,11 @@ class Movement(Mechanism):
         }
 
     def checkpoint(self):
-        return {}, {"ceiling": self.ceiling}
+        return {}, {"ceiling": self.ceiling, "clocked": self.clocked}
 
     def restore(self, arrays, state) -> None:
         self.ceiling.update(state.get("ceiling", {}))
+        self.clocked.update(state.get("clocked", {}))
 
     def step(self, ctx: StepContext) -> None:
         n_clones = len(ctx.sim.clones)
@@ -118,34 +133,42 @@ class Movement(Mechanism):
                 None, None, None)
             ecm = site.fields[self.params.ecm_field].flat
             lat = site.lattice
-            if self.params.clock == "step":
-                target = site.scratch_int(c.n)
-                if decide_moves(c.n, c.uid, c.pos, c.clone, c.phen, c.state, c.flags, p_diff, p_hapt, ecm,
-                                lat.dims_array, lat.ndim, self.upwind, site.streams.key, self.stream,
-                                ctx.step, target, boost, cues, sens, level):
-                    apply_moves(c.n, c.pos, target, site.occ, site.capacity)
-                continue
-            ceiling = self._ceiling(site, move_bound(p_diff, p_hapt, ecm, lat.ndim, self.upwind, boost, cues,
-                                                     sens))
-            if ceiling == 0.0:
-                continue  # no cell can move
+            cells = (c.n, c.uid, c.pos, c.clone, c.phen, c.state, c.flags)
+            rule = (p_diff, p_hapt, ecm, lat.dims_array, lat.ndim, self.upwind, site.streams.key, self.stream,
+                    ctx.step)
             target = site.scratch_int(c.n)
-            if decide_moves_clocked(c.n, c.uid, c.pos, c.clone, c.phen, c.state, c.flags, c.wake, p_diff,
-                                    p_hapt, ecm, lat.dims_array, lat.ndim, self.upwind, site.streams.key,
-                                    self.stream, ctx.step, target, boost, cues, sens, level, ceiling):
-                apply_flagged_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity)
+            ceiling = self._clock_rate(site, p_diff, p_hapt, ecm, boost, cues, sens)
+            if ceiling is None:
+                if decide_moves(*cells, *rule, target, boost, cues, sens, level):
+                    apply_moves(c.n, c.pos, target, site.occ, site.capacity)
+            elif ceiling > 0.0:  # (0: no cell can move)
+                if decide_moves_clocked(*cells, c.wake, *rule, target, boost, cues, sens, level, ceiling):
+                    apply_flagged_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity)
 
-    def _ceiling(self, site, bound: float) -> float:
-        """The site's clock rate for this step, at least ``bound``.
+    def _clock_rate(self, site, p_diff, p_hapt, ecm, boost, cues, sens) -> float | None:
+        """The rate of the site's event clock this step, or None for the step clock.
 
-        When it must rise it rises by at least a quarter, and every clock of the site restarts (exact:
-        the gaps are memoryless).
+        The rate is at least every cell's move probability (see
+        :func:`~metacoop.kernels.move_clock.move_bound`). When it must rise it
+        rises by at least a quarter. Whenever the rate rises or the event
+        clock takes over from the step clock, every clock of the site restarts
+        (exact: the gaps are memoryless).
         """
+        clock = self.params.clock
+        if clock == "step":
+            return None
         ceiling = self.ceiling[site.name]
+        bound = move_bound(p_diff, p_hapt, ecm, site.lattice.ndim, self.upwind, boost, cues, sens)
         if bound > ceiling:
             ceiling = min(1.0, max(bound, CEILING_GROWTH * ceiling))
             self.ceiling[site.name] = ceiling
+            self.clocked[site.name] = False
+        if clock == "auto" and ceiling > EVENT_MAX_CEILING:
+            self.clocked[site.name] = False
+            return None
+        if not self.clocked[site.name]:
             site.cells.live("flags")[:] &= ~CLOCK_BITS
+            self.clocked[site.name] = True
         return ceiling
 
     @classmethod
