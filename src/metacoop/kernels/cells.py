@@ -69,7 +69,7 @@ def bernoulli_flag(n, uid, clone, phen, state, p_table, key, stream, step, flags
 
     Returns the number of cells flagged.
     """
-    hit = np.zeros(n, dtype=np.int64)
+    hit = 0
     scaled = factor.shape[0] > 0
     for i in prange(n):
         if flags[i] & DEAD:
@@ -83,8 +83,8 @@ def bernoulli_flag(n, uid, clone, phen, state, p_table, key, stream, step, flags
                 p = -math.expm1(f * math.log1p(-p))
         if uniform(key, stream, step, uid[i], 0) < p:
             flags[i] |= flag
-            hit[i] = 1
-    return hit.sum()
+            hit += 1
+    return hit
 
 
 @sized_kernel(first_arg)
@@ -217,7 +217,7 @@ def decide_moves(
     """
     nz, ny, nx = dims[0], dims[1], dims[2]
     nd = 2 * ndim
-    movers = np.zeros(n, dtype=np.int64)
+    movers = 0
     # The bounds need one pass over the lattice: with few cells per point that costs more than it
     # saves, so then no cell is skipped (the outcome is the same).
     bounded = n * BOUND_MIN_CELLS_PER_POINT >= ecm.shape[0]
@@ -265,8 +265,8 @@ def decide_moves(
                                cued)
         if nb >= 0:
             target[i] = nb
-            movers[i] = 1
-    return movers.sum()
+            movers += 1
+    return movers
 
 
 @njit(cache=True)
@@ -474,7 +474,7 @@ def select_on_vessels(n, uid, pos, phen, state, flags, vessel, p_enter, key, str
 
     Returns the number of cells marked in ``out`` (uint8 per cell).
     """
-    count = np.zeros(n, dtype=np.int64)
+    count = 0
     for i in prange(n):
         out[i] = 0
         if flags[i] & DEAD or state[i] != ACTIVE:
@@ -486,8 +486,8 @@ def select_on_vessels(n, uid, pos, phen, state, flags, vessel, p_enter, key, str
             continue
         if p_enter >= 1.0 or uniform(key, stream, step, uid[i], 0) < p_enter:
             out[i] = 1
-            count[i] = 1
-    return count.sum()
+            count += 1
+    return count
 
 
 @njit(cache=True)
@@ -511,7 +511,7 @@ def random_walk(n, uid, pos, p_diff, p_chem, cue, dims, ndim, key, stream, step)
     """
     nz, ny, nx = dims[0], dims[1], dims[2]
     nd = 2 * ndim
-    moved = np.zeros(n, dtype=np.int64)
+    moved = 0
     for i in prange(n):
         p = pos[i]
         rest = p // nx
@@ -528,6 +528,6 @@ def random_walk(n, uid, pos, p_diff, p_chem, cue, dims, ndim, key, stream, step)
             acc += p_diff + p_chem * g
             if u < acc:
                 pos[i] = nb
-                moved[i] = 1
+                moved += 1
                 break
-    return moved.sum()
+    return moved
