@@ -24,7 +24,7 @@ import json
 
 import numpy as np
 
-from metacoop.core.state import ARRESTED, DORMANT
+from metacoop.kernels.metastases import update_statuses
 
 STATUS = ("pending", "dormant", "solitary", "micro", "macro", "extinct")
 PENDING, S_DORMANT, SOLITARY, MICRO, MACRO, EXTINCT = range(6)
@@ -101,36 +101,26 @@ class MetastasisRegistry:
             per[int(c)] = per.get(int(c), 0) + int(k)
         self.n_joiners[m] += clones.size
 
-    def update(self, organ_index: int, met: np.ndarray, state: np.ndarray) -> list[tuple[int, int, int]]:
+    def update(self, organ_index: int, met: np.ndarray, state: np.ndarray,
+               avascular_max_cells: int) -> tuple[list[tuple[int, int, int]], np.ndarray]:
         """Recompute sizes and statuses of one organ's metastases from its cells.
 
         Args:
             organ_index: the organ whose cells are given.
             met: metastasis id of each live cell of the organ.
             state: state of each live cell.
+            avascular_max_cells: the organ's size limit of a metastasis before its angiogenic switch.
 
         Returns:
-            ``(met, old_status, new_status)`` for every metastasis whose status changed.
+            ``(met, old_status, new_status)`` for every metastasis whose status changed, and the
+            room of every metastasis (cells it may still gain; effectively unlimited for those
+            vascularised or of other organs).
         """
-        n = self.n
-        mine = self.organ[:n] == organ_index
-        tissue = (met >= 0) & (state != ARRESTED)
-        size = np.bincount(met[tissue], minlength=n)[:n]
-        awake = np.bincount(met[tissue & (state != DORMANT)], minlength=n)[:n]
-        founded = ~np.isnan(self.founded_h[:n])
-        new = np.full(n, PENDING, np.int8)
-        new[founded & (size == 0)] = EXTINCT
-        new[founded & (size > 0) & (awake == 0)] = S_DORMANT
-        new[founded & (size == 1) & (awake == 1)] = SOLITARY
-        new[founded & (size >= 2) & (awake > 0)] = MICRO
-        switched = ~np.isnan(self.switched_h[:n])
-        new[founded & (size > 0) & switched] = MACRO
-        changed = np.flatnonzero(mine & (new != self.status[:n]))
-        out = [(int(m), int(self.status[m]), int(new[m])) for m in changed]
-        self.status[:n][mine] = new[mine]
-        self.size[:n][mine] = size[mine]
-        self.max_size[:n] = np.maximum(self.max_size[:n], self.size[:n])
-        return out
+        room = np.empty(self.n, np.int64)
+        changed = update_statuses(organ_index, met, state, self.n, self.organ, self.founded_h,
+                                  self.switched_h, self.status, self.size, self.max_size, avascular_max_cells,
+                                  room)
+        return [(int(m), int(old), int(new)) for m, old, new in changed], room
 
     def table(self, organ_names: list[str], clone_names: tuple[str, ...],
               final_composition: dict[int, dict[str, int]]) -> list[dict]:

@@ -260,7 +260,8 @@ class Simulation:
 
     def _resolve_task(self, ctx: StepContext) -> None:
         for site in self.sites:
-            site.resolve_deaths()
+            if site.cells.n:  # an empty site (an organ before any arrival) has no death to resolve
+                site.resolve_deaths()
 
     def _inject_task(self, ctx: StepContext) -> None:
         for inj in self.config.injections:
@@ -330,15 +331,12 @@ class Simulation:
         t = ctx.time_h + ctx.dt_h
         for organ in self.organs:
             c = organ.cells
-            for m, old, new in reg.update(organ.organ_index, c.live("met"), c.live("state")):
+            changes, organ.met_room = reg.update(organ.organ_index, c.live("met"), c.live("state"),
+                                                 organ.organ.avascular_max_cells)
+            for m, old, new in changes:
                 self.events.append({"time_h": t, "step": ctx.step, "event": "status_change",
                                     "compartment": organ.name, "met_id": m, "size": int(reg.size[m]),
                                     "status_from": STATUS[old], "status_to": STATUS[new]})
-            cap = organ.organ.avascular_max_cells
-            room = np.full(reg.n, np.iinfo(np.int64).max // 2, np.int64)
-            avascular = (reg.organ[: reg.n] == organ.organ_index) & np.isnan(reg.switched_h[: reg.n])
-            room[avascular] = cap - reg.size[: reg.n][avascular]
-            organ.met_room = room
 
     def _systemic_task(self, ctx: StepContext) -> None:
         circ = self.circulation
