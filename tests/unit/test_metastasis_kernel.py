@@ -55,7 +55,8 @@ def test_update_statuses_matches_the_numpy_rule():
         met = rng.integers(-1, n, k).astype(np.int32)
         met[rng.random(k) < 0.1] = -1
         state = rng.integers(0, 3, k).astype(np.uint8)
-        expect = update_twin(trial % 2, met, state, n, organ, founded_h, switched_h, status, size, max_size, 16)
+        expect = update_twin(trial % 2, met, state, n, organ, founded_h, switched_h, status, size, max_size,
+                             16)
         room = np.empty(n, np.int64)
         got = kernel.update_statuses(trial % 2, met, state, n, organ, founded_h, switched_h, status, size,
                                      max_size, 16, room)
