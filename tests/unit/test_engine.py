@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import metacoop
+from metacoop.core.field import Field, make_solver
 from metacoop.core.state import CellArrays
 from metacoop.core.vessels import NORMAL_VESSEL, RUPTURED_VESSEL
 
@@ -181,3 +182,36 @@ def test_cell_compaction_keeps_order_and_every_column():
         assert c.n == len(expected["uid"])
         for name in CELL_COLUMNS:
             assert np.array_equal(getattr(c, name)[: c.n], expected[name]), name
+
+
+@pytest.mark.parametrize("diffusion", [0.0, 100.0])
+def test_the_solver_applies_deltas_written_through_either_accessor(diffusion):
+    # The solver skips the deltas while it knows they are 0 (Field.pending); any write goes
+    # through Field.deltas or Field.flat_deltas, which marks them pending again.
+    dims = (1, 5, 6)
+    f = Field("u", np.ones(dims), np.zeros(dims))
+    solver = make_solver(f.values, diffusion, 0.0, 1.0, 10.0, 2, substeps=1)
+    solver.step(f)
+    assert not f.pending and f.values.sum() == pytest.approx(30.0)
+    f.flat_deltas[7] += 0.5
+    assert f.pending
+    solver.step(f)
+    assert f.values.sum() == pytest.approx(30.5) and not f.deltas.any()
+    f.deltas[0, 4, 5] = 0.25
+    solver.step(f)
+    assert f.values.sum() == pytest.approx(30.75) and not f.pending
+    if diffusion == 0.0:
+        assert f.flat[7] == 1.5 and f.values[0, 4, 5] == 1.25
+
+
+@pytest.mark.parametrize("cells", [40, 400])
+def test_ecm_degradation_leaves_its_rate_arrays_zero(cells):
+    # The cells' rates are scattered into a per-site array that must be all 0 again after the
+    # step: cleared at the cells' points (few cells) or over the lattice (many).
+    sim = metacoop.Simulation(small(**{"primary.initial_tumour.cells": cells}))
+    mech = next(m for m in sim.mechanisms if m.name == "ecm_degradation")
+    assert mech.cells_active
+    for _ in range(3):
+        sim.step()
+        assert all(not r.any() for r in mech.rates.values())
+    assert (sim.primary.fields["ecm"].flat < 1.0).any()

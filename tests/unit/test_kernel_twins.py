@@ -25,8 +25,12 @@ from metacoop.kernels.cells import (
     switch_phenotype,
 )
 from metacoop.kernels.fields import (
+    DEGRADE_BLOCK,
+    SMALL_EXPONENT,
     add_inplace,
+    clear_points,
     degrade_exponential,
+    degrade_exponential_reference,
     diffuse_decay_step,
     diffuse_decay_step_numpy,
     scale_inplace,
@@ -80,6 +84,19 @@ def test_diffuse_decay_step_matches_numpy_twin(ndim, dtype, decay):
     assert maxrelerr(a, ref) <= 50 * 8 * eps
 
 
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 23, 37), (7, 11, 13), (1, 1, 5), (1, 5, 1), (3, 1, 1), (1, 1, 1)])
+def test_diffuse_decay_step_equals_numpy_twin_bit_for_bit(shape, dtype, build):
+    # The kernel updates the ends of each x-row apart from its interior (so that the interior
+    # loop vectorises), but every point gets the twin's operations in the twin's order: the
+    # results must be equal, not just close, on every shape including 1-point axes.
+    u = np.random.default_rng(sum(shape)).uniform(0.0, 1.0, shape).astype(dtype)
+    out = np.empty_like(u)
+    getattr(diffuse_decay_step, build)(u, out, 0.9 / 6, 0.97)
+    np.testing.assert_array_equal(out, diffuse_decay_step_numpy(u, 0.9 / 6, 0.97))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_scale_and_add_inplace_match_numpy(dtype):
     rng = np.random.default_rng(3)
@@ -108,6 +125,43 @@ def test_degrade_exponential_matches_numpy(dtype):
     degrade_exponential(w, m, rate, 0.09, 0.1)
     np.testing.assert_array_equal(w[:100], w0[:100])
     assert maxrelerr(w, expect) <= 2 * np.finfo(dtype).eps
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_degrade_exponential_equals_its_one_branch_reference_bit_for_bit(dtype, build):
+    # Blocks where no point needs exp (rate only from tiny MMP-2), some do and all do, a last
+    # partial block, zero and negative total rates, and NaN / infinite inputs: the blocked
+    # kernel must give the reference's bits everywhere, also for dt outside (0, inf).
+    rng = np.random.default_rng(8)
+    n = 3 * DEGRADE_BLOCK + 17
+    w = rng.uniform(0.0, 1.0, n).astype(dtype)
+    m = (rng.uniform(0.0, 1.0, n) * rng.choice([0.0, 1e-300, 1e-6, 1e-2, 1.0, 30.0], n)).astype(dtype)
+    m[:DEGRADE_BLOCK] *= dtype(1e-4)
+    rate = np.zeros(n)
+    some = rng.random(n) < 0.2
+    rate[some] = rng.choice([0.09, 0.18, 1e-4, -1.0], some.sum())
+    rate[:DEGRADE_BLOCK] = 0.0
+    rate[2 * DEGRADE_BLOCK : 3 * DEGRADE_BLOCK] = 5.0
+    w[::97] = np.nan
+    m[DEGRADE_BLOCK::89] = np.inf
+    for dt in (0.1, 0.0111, 0.0, -0.5):
+        got, want = w.copy(), w.copy()
+        getattr(degrade_exponential, build)(got, m, rate, 0.09, dt)
+        degrade_exponential_reference(want, m, rate, 0.09, dt)
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+    x = (0.09 * m.astype(np.float64) + rate) * 0.1  # the three kinds of block are there
+    assert (x[:DEGRADE_BLOCK] < SMALL_EXPONENT).all()
+    assert (x[2 * DEGRADE_BLOCK : 3 * DEGRADE_BLOCK] >= SMALL_EXPONENT).all()
+
+
+def test_clear_points_undoes_a_scatter():
+    rate = np.zeros(50)
+    c = _cells(30, 50, 9)
+    scatter_add(30, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], np.full((3, 2), 0.09), rate)
+    assert rate.any()
+    clear_points(30, c["pos"], rate)
+    assert not rate.any()
 
 
 # -- cell kernels --------------------------------------------------------------------------------

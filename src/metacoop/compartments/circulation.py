@@ -71,6 +71,9 @@ TRANSIT_STREAM = 0x5452414E  # "TRAN"
 ENTRY_DRAW, PASSAGE_DRAW = 0, 1
 #: Round-off allowed when deciding that a CTC has reached its capillary bed, h.
 ARRIVAL_EPS_H = 1e-9
+#: What :meth:`Circulation.arrived` returns when there is no CTC (read-only, shared).
+_NO_SLOTS = np.zeros(0, np.intp)
+_NO_SLOTS.flags.writeable = False
 
 
 class Circulation:
@@ -207,6 +210,8 @@ class Circulation:
         than a step it falls behind and catches up on later, longer draws).
         """
         n = self.ctcs.n
+        if n == 0:
+            return  # no CTC: nothing moves (the common case, checked first as it is every step)
         c = self.ctcs
         elapsed = np.clip(time_h + dt_h - np.maximum(c.start_h[:n], time_h), 0.0, dt_h)
         before = np.maximum(c.remaining_h[:n], 0.0)
@@ -224,6 +229,8 @@ class Circulation:
     def arrived(self) -> np.ndarray:
         """Slots of CTCs that have reached the capillary bed of an organ."""
         n = self.ctcs.n
+        if n == 0:
+            return _NO_SLOTS
         return np.flatnonzero((self.ctcs.remaining_h[:n] <= ARRIVAL_EPS_H) & (self.ctcs.dest[:n] >= 0))
 
     def member_slots(self) -> np.ndarray:

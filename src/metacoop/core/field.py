@@ -24,7 +24,6 @@ from metacoop.kernels.fields import add_inplace, diffuse_decay_step, scale_inpla
 SAFETY = 0.9
 
 
-@dataclass
 class Field:
     """A field on a lattice.
 
@@ -35,12 +34,34 @@ class Field:
         zero: True while every value and every delta is exactly 0 (an organ's MMP-2
             before any cell arrives), so the solver has nothing to do. Whatever
             writes to the deltas or the values must set it to False.
+        pending: False while the deltas are known to be exactly 0: the solver
+            clears it after applying them, and reading :attr:`deltas` or
+            :attr:`flat_deltas` (which every writer does) sets it again. A field
+            without sources (the ECM) then costs nothing when it neither diffuses
+            nor decays. Skipping the addition of +0 changes no value (a -0 value
+            would become +0, but no rule writes one).
     """
 
-    name: str
-    values: np.ndarray
-    deltas: np.ndarray
-    zero: bool = False
+    def __init__(self, name: str, values: np.ndarray, deltas: np.ndarray, zero: bool = False):
+        self.name = name
+        self.values = values
+        self._deltas = deltas
+        self.zero = zero
+        self.pending = True
+
+    def __repr__(self) -> str:
+        return f"Field({self.name!r}, shape={self.values.shape}, dtype={self.values.dtype}, zero={self.zero})"
+
+    @property
+    def deltas(self) -> np.ndarray:
+        """The sources array (marks the field as having pending sources)."""
+        self.pending = True
+        return self._deltas
+
+    @deltas.setter
+    def deltas(self, array: np.ndarray) -> None:
+        self.pending = True
+        self._deltas = array
 
     @property
     def flat(self) -> np.ndarray:
@@ -49,7 +70,7 @@ class Field:
 
     @property
     def flat_deltas(self) -> np.ndarray:
-        """Flat view of the deltas."""
+        """Flat view of the deltas (marks the field as having pending sources)."""
         return self.deltas.reshape(-1)
 
 
@@ -86,10 +107,16 @@ class FieldSolver:
     scratch: np.ndarray
 
     def step(self, f: Field) -> None:
-        """Advance ``f`` by one base step in place (nothing to do for an all-zero field)."""
+        """Advance ``f`` by one base step in place (nothing to do for an all-zero field).
+
+        Deltas are added only when some may be non-zero (:attr:`Field.pending`),
+        so a field without sources that neither diffuses nor decays costs nothing.
+        """
         if f.zero:
             return
-        add_inplace(f.values, f.deltas)
+        if f.pending:
+            add_inplace(f.values, f._deltas)
+            f.pending = False
         if self.r == 0.0:
             if self.decay != 1.0:
                 scale_inplace(f.values, self.decay**self.substeps)

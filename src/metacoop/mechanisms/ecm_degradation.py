@@ -9,7 +9,7 @@ from metacoop.config.base import MechanismParams, NonNegative
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
 from metacoop.kernels.cells import scatter_add
-from metacoop.kernels.fields import degrade_exponential
+from metacoop.kernels.fields import clear_points, degrade_exponential
 from metacoop.mechanisms.base import Mechanism, StepContext, field_problems
 
 
@@ -40,24 +40,35 @@ class EcmDegradation(Mechanism):
     def bind(self, sim) -> None:
         self.cell_table = sim.clones.mt1mmp_degradation_per_h
         self.cells_active = bool(np.any(self.cell_table > 0))
+        #: per site, the cells' summed rate per point; all 0 between steps (see :meth:`step`)
         self.rates = {site.name: np.zeros(site.lattice.n_points) for site in sim.sites}
 
     refresh = bind  # bind only derives tables from the clone traits
 
     def step(self, ctx: StepContext) -> None:
+        """Degrade the ECM of every site with cells or MMP-2.
+
+        The cells' rates are scattered into a per-site array that is all 0
+        before the scatter and is brought back to 0 after the degradation: at
+        the cells' points only while cells are few (at most one per 8 lattice
+        points), which is cheaper than zeroing the whole lattice every step.
+        """
         p = self.params
         for site in ctx.sim.sites:
-            if site.cells.n == 0 and site.fields[p.mmp2_field].zero:
+            c = site.cells
+            mmp2 = site.fields[p.mmp2_field]
+            if c.n == 0 and mmp2.zero:
                 continue  # no cell and no protease: nothing degrades
             rate = self.rates[site.name]
-            rate[:] = 0.0
-            c = site.cells
-            if self.cells_active:
+            scattered = self.cells_active and c.n > 0
+            if scattered:
                 scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, self.cell_table, rate)
-            degrade_exponential(
-                site.fields[p.ecm_field].flat, site.fields[p.mmp2_field].flat, rate,
-                p.mmp2_rate_per_h, ctx.dt_h,
-            )
+            degrade_exponential(site.fields[p.ecm_field].flat, mmp2.flat, rate, p.mmp2_rate_per_h, ctx.dt_h)
+            if scattered:
+                if 8 * c.n <= rate.shape[0]:
+                    clear_points(c.n, c.pos, rate)
+                else:
+                    rate.fill(0.0)
 
     @classmethod
     def check(cls, params: DegradationParams, config) -> list[Problem]:

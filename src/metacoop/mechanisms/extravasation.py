@@ -56,6 +56,8 @@ class Extravasation(Mechanism):
         t = ctx.time_h + ctx.dt_h
         for site in sim.organs:
             c = site.cells
+            if c.n == 0:
+                continue
             arrested = np.flatnonzero(c.live("state") == ARRESTED)
             if arrested.size == 0:
                 continue
