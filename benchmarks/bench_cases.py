@@ -35,6 +35,7 @@ from metacoop.core.field import Field, make_solver
 from metacoop.core.schedule import Phase
 from metacoop.core.state import CellArrays
 from metacoop.kernels.fields import diffuse_decay_step
+from metacoop.mechanisms.base import StepContext
 
 #: Phases whose slots count as "cell rules" (DESIGN: CELL_RULES, RESOLVE, INTRAVASATION).
 CELL_PHASES = (Phase.CELL_RULES, Phase.RESOLVE, Phase.INTRAVASATION)
@@ -504,6 +505,80 @@ def field_benchmark(
     for _ in range(reps):
         result.solver_s.append(_time_calls(solver_call, calls))
         result.kernel_s.append(_time_calls(kernel_call, calls * solver.substeps) / solver.substeps)
+    return result
+
+
+@dataclass
+class SiteFieldResult:
+    """Voxel-updates per second of every field of one site together (the FIELDS phase)."""
+
+    shape: list[int]
+    fields: list[str]
+    substeps: dict[str, int]
+    seconds: list[float] = field(default_factory=list)
+    calls: int = 0
+
+    @property
+    def points(self) -> int:
+        """Lattice points of the site."""
+        return math.prod(self.shape)
+
+    @property
+    def updates_per_step(self) -> int:
+        """Voxel-updates of one step, counted as section 3 counts them for one field.
+
+        Points x the sub-steps of every field; one for a field that only degrades or stays (the ECM).
+        """
+        return self.points * sum(self.substeps.values())
+
+    @property
+    def rate(self) -> Stat:
+        """Voxel-updates per second of the whole FIELDS phase."""
+        return Stat.of([self.updates_per_step * self.calls / s for s in self.seconds])
+
+    @property
+    def point_rate(self) -> Stat:
+        """Lattice points per second of the whole FIELDS phase (all fields of a point = one)."""
+        return Stat.of([self.points * self.calls / s for s in self.seconds])
+
+    def to_dict(self) -> dict:
+        """Raw figures and the summary, JSON-ready."""
+        return {**dataclasses.asdict(self), "rate": dataclasses.asdict(self.rate),
+                "point_rate": dataclasses.asdict(self.point_rate)}
+
+
+def site_fields_benchmark(shape: Sequence[int] = (2048, 2048), reps: int = 5, min_rep_s: float = 0.3,
+                          seed: int = 0) -> SiteFieldResult:
+    """Time the FIELDS phase of the default scenario's primary site on a ``shape`` lattice.
+
+    That phase is every field's solver (deltas, diffusion sub-steps, decay) and
+    the ECM degradation by MMP-2 and by the cells. The site holds a single cell
+    and every field is filled with random positive values, so every field is
+    updated at every point (an all-zero field would be skipped); the organs'
+    fields stay zero and cost nothing.
+    """
+    o = {"primary.lattice.shape": list(shape), "primary.initial_tumour.cells": 1,
+         "primary.vessels.min_distance_um": 0.0, "duration_h": 1.0e5, "output.record_every_h": 1.0e5,
+         "output.snapshot_every_h": 1.0e5}
+    sim = metacoop.Simulation(metacoop.load_scenario("default", overrides=o))
+    site = sim.primary
+    rng = np.random.default_rng(seed)
+    for f in site.fields.values():
+        f.values[...] = rng.uniform(0.1, 1.0, f.values.shape)
+        f.zero = False
+    slots = [s for s in sim.plan if s.phase in FIELD_PHASES]
+    ctx = StepContext(sim, 0, 0.0, sim.dt_h)
+
+    def phase() -> None:
+        for slot in slots:
+            slot.run(ctx)
+
+    phase()  # warm-up
+    result = SiteFieldResult([int(x) for x in shape], list(site.fields),
+                             {k: v.substeps for k, v in site.solvers.items()})
+    result.calls = _calls_for(phase, min_rep_s)
+    for _ in range(reps):
+        result.seconds.append(_time_calls(phase, result.calls))
     return result
 
 
