@@ -66,6 +66,14 @@ def test_field_benchmark_tiny(run, dims, dtype):
     assert _ok(r.solver_rate) and _ok(r.kernel_rate) and _ok(r.bandwidth(r.kernel_rate))
 
 
+def test_site_fields_benchmark_tiny(run):
+    r = run.bc.site_fields_benchmark((24, 24), reps=2, min_rep_s=0.001)
+    assert r.calls >= 1 and set(r.substeps) == set(r.fields) and "ecm" in r.fields
+    assert r.updates_per_step == 24 * 24 * sum(r.substeps.values())
+    assert _ok(r.rate) and _ok(r.point_rate)
+    assert r.rate.median == pytest.approx(r.point_rate.median * sum(r.substeps.values()))
+
+
 def test_scenario_benchmark_tiny(run):
     r = run.bc.scenario_benchmark("default", reps=1, overrides={"duration_h": 0.5})
     assert _ok(r.wall) and _ok(r.days_per_minute)
@@ -83,19 +91,21 @@ def test_stat_and_ratio(run):
 def test_tables_print_on_tiny_plan(run):
     plan = run.Plan(cell_sizes=(300, 3000), cell_steps=(2, 2), dims=(2,), reps=2, warmup=1,
                     field_grids=((1, 16, 16),), field_dtypes=("float32",), field_reps=2,
-                    field_min_rep_s=0.001, thread_cells=300)
+                    field_min_rep_s=0.001, thread_cells=300, site_field_grids=((20, 20),))
     buf = io.StringIO()
     console = Console(file=buf, width=200)
     cells = run.run_cells(console, plan)
     run.breakdown_table(console, cells, plan)
     ratios = run.ratios_table(console, plan, cells)
     run.run_fields(console, plan)
+    site_fields = run.run_site_fields(console, plan)
     run.memory_table(console, cells, plan)
     threads = run.run_threads(console, plan)
-    run.summary_table(console, plan, cells, ratios, None, threads)
+    run.summary_table(console, plan, cells, ratios, None, threads, None, site_fields)
     text = buf.getvalue()
     for title in ("1. Cell rules", "1b. Where a step goes", "2. Cost per step", "3. Field diffusion",
-                  "4. Bytes of state", "6. Threads", "Summary against targets"):
+                  "3b. All fields of a site", "4. Bytes of state", "6. Threads", "Summary against targets",
+                  "fields of a site together"):
         assert title in text
     assert len(ratios) == 1 and math.isfinite(ratios[0]["cell_rules"]["median"])
 
