@@ -23,6 +23,8 @@ import pytest
 import metacoop
 from metacoop.kernels.cells import decide_moves
 from metacoop.kernels.move_clock import (
+    LOW,
+    LOW_SPREAD,
     MAX_GAP,
     MOVING,
     ROLL,
@@ -70,11 +72,11 @@ class Cells:
         g = np.maximum(ecm[nb] - ecm[self.pos][:, None], 0.0)
         return p_diff[self.clone, self.phen][:, None] + p_hapt[self.clone, self.phen][:, None] * g
 
-    def clocked(self, step, p_diff, p_hapt, ecm, ceiling) -> np.ndarray:
+    def clocked(self, step, p_diff, p_hapt, ecm, ceiling, ceiling_low=0.0) -> np.ndarray:
         """One step of the event clock; returns (n,) the wanted direction 0..3 or -1, moves not applied."""
         decide_moves_clocked(self.n, self.uid, self.pos, self.clone, self.phen, self.state, self.flags,
                              self.wake, p_diff, p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step,
-                             self.target, None, None, None, None, ceiling)
+                             self.target, None, None, None, None, ceiling, ceiling_low, LOW_SPREAD)
         wants = (self.flags & MOVING) != 0
         self.flags[wants] &= ~MOVING
         return self._direction(np.where(wants, self.target, -1))
@@ -110,7 +112,7 @@ def test_moves_follow_the_step_probabilities_while_the_ecm_changes(clock):
     cells = Cells(2000, seed=1)
     rng = np.random.default_rng(2)
     p_diff, p_hapt = tables(0.004, 0.008, 0.03)
-    ceiling = move_bound(p_diff, p_hapt, np.array([0.0, 1.0]), 2, True, None, None, None)
+    ceiling, _ = move_bound(p_diff, p_hapt, np.array([0.0, 1.0]), 2, True, None, None, None)
     steps = 400
     got = np.zeros((2, 4))
     p_sum = np.zeros((2, 4))
@@ -128,6 +130,38 @@ def test_moves_follow_the_step_probabilities_while_the_ecm_changes(clock):
             var_sum[ph] += (p[sel] * (1 - p[sel])).sum(axis=0)
     assert got.sum() > 5000
     assert_counts(got.ravel(), p_sum.ravel(), var_sum.ravel(), f"{clock} clock, moves by phenotype and way")
+
+
+def test_the_low_ceiling_keeps_the_step_probabilities_while_the_ecm_falls():
+    # Two ceilings: cells whose neighbours' ECM sums to at most LOW_SPREAD draw their gaps at the low
+    # ceiling (random motility plus |p_hapt| LOW_SPREAD), the others at the high one. The ECM starts
+    # as patches of intact and degraded matrix and only falls (random factors <= 1 each step), as the
+    # low ceiling requires; per phenotype and direction the moves must match the exact per-step
+    # probabilities. Deciding a low-class cell's candidates at the high ceiling (or the reverse)
+    # would scale its moves by the ratio of the ceilings (about 4).
+    cells = Cells(3000, seed=8)
+    rng = np.random.default_rng(9)
+    p_diff, p_hapt = tables(0.004, 0.008, 0.03)
+    xs = np.arange(cells.nx * cells.ny) % cells.nx
+    ecm = np.where((xs // 8) % 2 == 0, 1.0, 0.02 * rng.random(xs.size))
+    ceiling, ceiling_low = move_bound(p_diff, p_hapt, ecm, 2, True, None, None, None)
+    assert ceiling_low < ceiling / 3
+    got = np.zeros((2, 4))
+    p_sum = np.zeros((2, 4))
+    var_sum = np.zeros((2, 4))
+    low_cells = 0
+    for step in range(600):
+        ecm = ecm * rng.uniform(0.995, 1.0, ecm.size)
+        p = cells.probabilities(p_diff, p_hapt, ecm)
+        d = cells.clocked(step, p_diff, p_hapt, ecm, ceiling, ceiling_low)
+        low_cells += int(((cells.flags & LOW) != 0).sum())
+        for ph in (0, 1):
+            sel = cells.phen == ph
+            got[ph] += np.bincount(d[sel & (d >= 0)], minlength=4)
+            p_sum[ph] += p[sel].sum(axis=0)
+            var_sum[ph] += (p[sel] * (1 - p[sel])).sum(axis=0)
+    assert 0.2 < low_cells / (600 * cells.n) < 0.8  # both classes are exercised
+    assert_counts(got.ravel(), p_sum.ravel(), var_sum.ravel(), "two ceilings, moves by phenotype and way")
 
 
 def test_each_cell_moves_a_binomial_number_of_times():
@@ -208,21 +242,16 @@ def test_the_parallel_build_decides_exactly_as_the_serial_one():
         for step in range(30):
             build(cells.n, cells.uid, cells.pos, cells.clone, cells.phen, cells.state, cells.flags,
                   cells.wake, p_diff, p_hapt, ecm, cells.dims, 2, True, KEY, STREAM, step, cells.target, None,
-                  None, None, None, 0.2)
+                  None, None, None, 0.2, 0.05, LOW_SPREAD)
+            ecm *= 0.999
             apply_flagged_moves(cells.n, cells.pos, cells.target, cells.flags, occ, 255)
         results.append((cells.pos.copy(), cells.flags.copy(), cells.wake.copy()))
     for a, b in zip(*results, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("clock", ["event", "auto"])
-def test_a_rising_ceiling_restarts_the_clocks_without_bias(clock):
-    # Through the movement mechanism: uniform ECM (only diffusion, bound 4 p_diff = 0.04) until step
-    # 100, then a steep ECM ramp makes haptotaxis possible and the site's ceiling must rise to about
-    # 0.52: the event clock restarts every clock; "auto" hands over to the step clock (the ceiling
-    # is above EVENT_MAX_CEILING). The moves made over the run, counted per step, against the sum
-    # of every cell's exact move probability at its current point; no point comes near capacity, so
-    # no move is cancelled.
+def movement_only(clock: str, **extra) -> metacoop.Simulation:
+    """A primary site where only cells move: 3000 cells, capacity 64 (no point fills up), no vessels."""
     overrides = {f"mechanisms.{name}.enabled": name == "movement" for name in REGISTRY}
     overrides.update({
         "mechanisms.movement.clock": clock, "seed": 5, "duration_h": 30.0, "dt_h": 0.1,
@@ -230,20 +259,26 @@ def test_a_rising_ceiling_restarts_the_clocks_without_bias(clock):
         "primary.vessels.normal": 0, "primary.vessels.ruptured": 0,
         "primary.fields": {"ecm": {"initial": 1.0}},
         "primary.initial_tumour.cells": 3000, "primary.initial_tumour.radius_um": 300.0,
-        "clones.tumour.diffusion_um2_per_h": {"epithelial": 5.0, "mesenchymal": 10.0},
-        "clones.tumour.haptotaxis_um2_per_h": {"epithelial": 150.0, "mesenchymal": 150.0},
+        **extra,
     })
-    sim = metacoop.Simulation(metacoop.load_scenario("invasion2d", overrides=overrides))
+    return metacoop.Simulation(metacoop.load_scenario("invasion2d", overrides=overrides))
+
+
+def count_moves(sim: metacoop.Simulation, before_step=None, after_step=None) -> tuple[float, float, float]:
+    """Run ``sim`` to its end; return the moves made and the sum of p and of p (1 - p) over cells and steps.
+
+    ``p`` is each cell's exact move probability at its point, computed before each step from the ECM
+    (only movement acts, so the ECM the rule sees is the one before the step). ``before_step(step)``
+    may change the ECM first; ``after_step()`` is called after each step.
+    """
     site = sim.primary
     movement = next(m for m in sim.mechanisms if m.name == "movement")
     p_diff, p_hapt = movement.tables[site.name]
     nx = site.lattice.dims[2]
-    ceilings, clocked = [], []
     moves = p_sum = var_sum = 0.0
     while sim.step_index < sim.n_steps:
-        if sim.step_index == 100:
-            xs = np.arange(site.lattice.n_points) % nx
-            site.fields["ecm"].flat[:] = 0.2 + 0.8 * (xs % 3 == 0)
+        if before_step is not None:
+            before_step(sim.step_index)
         c = site.cells
         cells = Cells.__new__(Cells)
         cells.nx, cells.ny, cells.n = nx, site.lattice.dims[1], c.n
@@ -253,13 +288,76 @@ def test_a_rising_ceiling_restarts_the_clocks_without_bias(clock):
         p = cells.probabilities(p_diff, p_hapt, site.fields["ecm"].flat).sum(axis=1)
         before = c.live("pos").copy()
         sim.step()
-        ceilings.append(movement.ceiling[site.name])
-        clocked.append(movement.clocked[site.name])
         assert site.occ.max() < site.capacity
         moves += float((c.live("pos") != before).sum())
         p_sum += float(p.sum())
         var_sum += float((p * (1 - p)).sum())
+        if after_step is not None:
+            after_step()
+    return moves, p_sum, var_sum
+
+
+@pytest.mark.parametrize("clock", ["event", "auto"])
+def test_a_rising_ceiling_restarts_the_clocks_without_bias(clock):
+    # Through the movement mechanism: uniform ECM (only diffusion, bound 4 p_diff = 0.04) until step
+    # 100, then a steep ECM ramp makes haptotaxis possible and the site's ceiling must rise to about
+    # 0.52: the event clock restarts every clock; "auto" hands over to the step clock (the ceiling
+    # is above EVENT_MAX_CEILING). The moves made over the run, counted per step, against the sum
+    # of every cell's exact move probability at its current point.
+    sim = movement_only(clock, **{
+        "clones.tumour.diffusion_um2_per_h": {"epithelial": 5.0, "mesenchymal": 10.0},
+        "clones.tumour.haptotaxis_um2_per_h": {"epithelial": 150.0, "mesenchymal": 150.0}})
+    site = sim.primary
+    movement = next(m for m in sim.mechanisms if m.name == "movement")
+    xs = np.arange(site.lattice.n_points) % site.lattice.dims[2]
+    ceilings, clocked = [], []
+
+    def ramp(step):
+        if step == 100:
+            site.fields["ecm"].flat[:] = 0.2 + 0.8 * (xs % 3 == 0)
+
+    def record():
+        ceilings.append(movement.ceiling[site.name])
+        clocked.append(movement.clocked[site.name])
+
+    moves, p_sum, var_sum = count_moves(sim, ramp, record)
     assert ceilings[99] < EVENT_MAX_CEILING < ceilings[100]  # the ceiling rose when the ramp appeared
     assert all(clocked[:100])
     assert all(clocked[100:]) if clock == "event" else not any(clocked[100:])
+    assert abs(moves - p_sum) < Z * math.sqrt(var_sum), (moves, p_sum, math.sqrt(var_sum))
+
+
+@pytest.mark.parametrize("rise", [False, True], ids=["falling", "rising"])
+def test_cells_moving_between_degraded_and_intact_ecm_keep_the_step_probabilities(rise):
+    # Stripes three points wide of degraded (0) and intact (1) ECM: a cell in the middle of a
+    # degraded stripe sees no gradient and draws at the low ceiling (0.05), but one step sideways
+    # it sits next to intact ECM, where it moves with probability up to 0.17, so the class of its
+    # next gap must come from where it is going. The stripes' ECM only falls (slowly), or, in the
+    # second run, rises once at step 150, after which the site must stop using the low ceiling.
+    sim = movement_only("event", **{
+        "clones.tumour.diffusion_um2_per_h": {"epithelial": 5.0, "mesenchymal": 5.0},
+        "clones.tumour.haptotaxis_um2_per_h": {"epithelial": 150.0, "mesenchymal": 150.0}})
+    site = sim.primary
+    movement = next(m for m in sim.mechanisms if m.name == "movement")
+    ecm = site.fields["ecm"].flat
+    xs = np.arange(site.lattice.n_points) % site.lattice.dims[2]
+    ecm[:] = np.where((xs // 3) % 2 == 0, 0.0, 1.0)
+    movement.previous_ecm[site.name][:] = ecm
+    low_seen, monotone = [], []
+
+    def change(step):
+        ecm[:] *= 0.9995
+        if rise and step == 150:
+            ecm[::7] += 0.01
+
+    def record():
+        low_seen.append(int(((site.cells.live("flags") & LOW) != 0).sum()))
+        monotone.append(movement.monotone[site.name])
+
+    moves, p_sum, var_sum = count_moves(sim, change, record)
+    assert max(low_seen[:150]) > 300  # many cells (those in the middle of degraded stripes) draw low
+    if rise:
+        assert all(monotone[:150]) and not any(monotone[150:]) and max(low_seen[151:]) == 0
+    else:
+        assert all(monotone)
     assert abs(moves - p_sum) < Z * math.sqrt(var_sum), (moves, p_sum, math.sqrt(var_sum))

@@ -25,6 +25,21 @@ memorylessness of the geometric gaps makes exact too. Only the random
 numbers differ from the step-by-step rule, so outcomes are equal in
 distribution, not draw for draw.
 
+Two ceilings. Most of a tumour sits on ECM it has already degraded, where no
+move can climb a gradient and the move probability is that of random motility
+alone, several times below the site's ceiling. While the site's ECM only
+falls (no point has risen since the last step; checked every step, see
+:func:`ecm_rose`), a cell whose neighbours' ECM sums to at most ``spread``
+(:data:`LOW_SPREAD`) can never see more haptotaxis than ``|p_hapt| spread``
+until it moves, because each gradient term ``max(0, w_nb - w)`` is at most
+``w_nb``, which can only fall. Such a cell draws its gap at the site's low
+ceiling (``2 ndim p_diff`` times the largest motility factor, plus the cues,
+plus ``|p_hapt| spread``) and carries :data:`LOW`; its candidates are decided
+with that ceiling. The class is chosen each time a gap is drawn, from the
+neighbourhood the cell will be in (both its point and its destination when
+it wants to move, since the move may be cancelled). If a point's ECM ever
+rises, the site stops using the low ceiling and every clock restarts.
+
 Clock bits live in the cell's ``flags`` byte: :data:`CLOCKED` means ``wake``
 holds the next candidate step; :data:`ROLL` means that step is not a
 candidate but the point where a gap longer than :data:`MAX_GAP` steps was cut
@@ -44,7 +59,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from metacoop.kernels.cells import ACTIVE, DEAD, _chosen_neighbour, _move_numbers
+from metacoop.kernels.cells import ACTIVE, DEAD, _chosen_neighbour, _move_numbers, _neighbour_at
 from metacoop.kernels.dispatch import first_arg, sized_kernel
 from metacoop.kernels.random import uniform
 
@@ -52,11 +67,14 @@ from metacoop.kernels.random import uniform
 CLOCKED = np.uint8(2)
 #: ``flags`` bit: the event at ``wake`` draws a new gap instead of being a candidate move.
 ROLL = np.uint8(4)
+#: ``flags`` bit: the cell's current gap was drawn at the site's low ceiling (see the module docstring).
+LOW = np.uint8(16)
 #: Every clock bit (cleared when a cell arrives in a site).
-CLOCK_BITS = np.uint8(CLOCKED | ROLL)
+CLOCK_BITS = np.uint8(CLOCKED | ROLL | LOW)
 #: Masks clearing the clock bits, and the roll bit.
 KEEP_UNCLOCKED = np.uint8(0xFF ^ CLOCK_BITS)
 KEEP_NO_ROLL = np.uint8(0xFF ^ ROLL)
+KEEP_HIGH = np.uint8(0xFF ^ LOW)
 #: ``flags`` bit: the cell wants to move this step (set by :func:`decide_moves_clocked`, cleared when
 #: the move is applied).
 MOVING = np.uint8(8)
@@ -79,20 +97,40 @@ def geometric_gap(u, per_log_stay):
     return int(g)
 
 
+@njit(cache=True, inline="always")
+def _neighbour_ecm(p, ecm, nx, ny, nz, ndim):
+    """Sum of the ECM over the existing neighbours of point ``p``."""
+    rest = p // nx
+    x, y, z = p % nx, rest % ny, rest // ny
+    total = 0.0
+    for d in range(2 * ndim):
+        nb = _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim)
+        if nb >= 0:
+            total += ecm[nb]
+    return total
+
+
+@njit(cache=True, inline="always")
+def _per_log_stay(c):
+    return 1.0 / math.log1p(-c) if c < 1.0 else 0.0
+
+
 @sized_kernel(first_arg)
 def decide_moves_clocked(
     n, uid, pos, clone, phen, state, flags, wake, p_diff, p_hapt, ecm, dims, ndim, upwind,
-    key, stream, step, target, boost, cues, cue_sens, cue_level, ceiling,
+    key, stream, step, target, boost, cues, cue_sens, cue_level, ceiling, ceiling_low, spread,
 ):
     """Choose the move of each cell whose clock rings; other cells stay without a draw.
 
     Arguments as :func:`metacoop.kernels.cells.decide_moves`, plus ``wake``
-    (uint16 per cell, the clock) and ``ceiling`` (``C`` in (0, 1], at least
-    every cell's total move probability this step). A cell that wants to move
-    gets :data:`MOVING` in ``flags`` and its destination in ``target``
-    (untouched elsewhere); :func:`apply_flagged_moves` then applies the moves
-    in cell order. Cells that are not active lose their clock, so they draw a
-    new gap when they become active again.
+    (uint16 per cell, the clock), ``ceiling`` (``C`` in (0, 1], at least
+    every cell's total move probability this step), and ``ceiling_low`` and
+    ``spread`` (the low ceiling and the neighbourhood ECM below which a cell
+    draws at it; ``ceiling_low = 0`` draws every cell at ``ceiling``). A cell
+    that wants to move gets :data:`MOVING` in ``flags`` and its destination in
+    ``target`` (untouched elsewhere); :func:`apply_flagged_moves` then applies
+    the moves in cell order. Cells that are not active lose their clock, so
+    they draw a new gap when they become active again.
 
     The whole rule is written out in the loop: split into helper functions,
     numba compiled it about three times slower.
@@ -100,7 +138,9 @@ def decide_moves_clocked(
     Returns the number of cells that want to move.
     """
     nz, ny, nx = dims[0], dims[1], dims[2]
-    per_log_stay = 1.0 / math.log1p(-ceiling) if ceiling < 1.0 else 0.0
+    per_log_high = _per_log_stay(ceiling)
+    classify = ceiling_low > 0.0
+    per_log_low = _per_log_stay(ceiling_low) if classify else 0.0
     now = step & _WAKE_MASK
     wanting = 0
     for i in prange(n):
@@ -113,40 +153,70 @@ def decide_moves_clocked(
             continue
         if f & CLOCKED and wake[i] != now:
             continue
+        p = pos[i]
+        drawn_low = (f & LOW) != 0  # the ceiling this candidate was drawn at
         if (f & ROLL) != 0 or (f & CLOCKED) == 0:
-            # No clock, or a cut gap: the first candidate may be this step.
-            ahead = geometric_gap(1.0 - uniform(key, stream, step, uid[i], 1), per_log_stay)
+            # No clock, or a cut gap: draw the gap to the first candidate, which may be this step.
+            low = False  # (not written as `classify and ...`: numba compiles that into a slow loop)
+            if classify:
+                low = _neighbour_ecm(p, ecm, nx, ny, nz, ndim) <= spread
+            ahead = geometric_gap(1.0 - uniform(key, stream, step, uid[i], 1),
+                                  per_log_low if low else per_log_high)
+            g = (f | CLOCKED | LOW) if low else ((f | CLOCKED) & KEEP_HIGH)
             if ahead > 0:
                 if ahead > MAX_GAP:
-                    flags[i] = (f | CLOCKED) | ROLL
+                    flags[i] = g | ROLL
                     wake[i] = (step + MAX_GAP) & _WAKE_MASK
                 else:
-                    flags[i] = (f | CLOCKED) & KEEP_NO_ROLL
+                    flags[i] = g & KEEP_NO_ROLL
                     wake[i] = (step + ahead) & _WAKE_MASK
                 continue
-        # A candidate: draw when the next one is, then decide this step's move.
-        ahead = 1 + geometric_gap(1.0 - uniform(key, stream, step, uid[i], 2), per_log_stay)
-        if ahead > MAX_GAP:
-            f = (f | CLOCKED) | ROLL
-            wake[i] = (step + MAX_GAP) & _WAKE_MASK
-        else:
-            f = (f | CLOCKED) & KEEP_NO_ROLL
-            wake[i] = (step + ahead) & _WAKE_MASK
-        flags[i] = f
+            drawn_low = low
+        # A candidate: decide this step's move at the ceiling it was drawn at, then draw the next gap.
         c = clone[i]
         ph = phen[i]
-        p = pos[i]
         pd, ph_, cued = _move_numbers(c, ph, p, p_diff, p_hapt, boost, cues, cue_sens)
-        if pd == 0.0 and ph_ == 0.0 and not cued:
-            continue
-        u = uniform(key, stream, step, uid[i], 0) * ceiling
-        nb = _chosen_neighbour(u, p, pd, ph_, c, ph, ecm, nx, ny, nz, ndim, upwind, cues, cue_sens, cue_level,
-                               cued)
+        nb = -1
+        if pd != 0.0 or ph_ != 0.0 or cued:
+            u = uniform(key, stream, step, uid[i], 0) * (ceiling_low if drawn_low else ceiling)
+            nb = _chosen_neighbour(u, p, pd, ph_, c, ph, ecm, nx, ny, nz, ndim, upwind, cues, cue_sens,
+                                   cue_level, cued)
+        low = False
+        if classify:
+            around = _neighbour_ecm(p, ecm, nx, ny, nz, ndim)
+            if nb >= 0:  # the move may be cancelled: both neighbourhoods must qualify
+                around = max(around, _neighbour_ecm(nb, ecm, nx, ny, nz, ndim))
+            low = around <= spread
+        ahead = 1 + geometric_gap(1.0 - uniform(key, stream, step, uid[i], 2),
+                                  per_log_low if low else per_log_high)
+        f = (f | CLOCKED | LOW) if low else ((f | CLOCKED) & KEEP_HIGH)
+        if ahead > MAX_GAP:
+            f = f | ROLL
+            wake[i] = (step + MAX_GAP) & _WAKE_MASK
+        else:
+            f = f & KEEP_NO_ROLL
+            wake[i] = (step + ahead) & _WAKE_MASK
         if nb >= 0:
             target[i] = nb
-            flags[i] = f | MOVING
+            f = f | MOVING
             wanting += 1
+        flags[i] = f
     return wanting
+
+
+@njit(cache=True)
+def ecm_rose(ecm, previous):
+    """Whether any point of ``ecm`` is above ``previous``; then copies ``ecm`` into ``previous``.
+
+    One pass over both arrays. A NaN counts as a rise (it compares false to everything).
+    """
+    rose = False
+    for j in range(ecm.shape[0]):
+        v = ecm[j]
+        if not (v <= previous[j]):
+            rose = True
+        previous[j] = v
+    return rose
 
 
 @njit(cache=True)
@@ -175,24 +245,36 @@ def apply_flagged_moves(n, pos, target, flags, occ, capacity):
     return moved
 
 
-def move_bound(p_diff: np.ndarray, p_hapt: np.ndarray, ecm: np.ndarray, ndim: int, upwind: bool,
-               boost: np.ndarray | None, cues: np.ndarray | None, cue_sens: np.ndarray | None) -> float:
-    """An upper bound of any cell's probability of moving in this step, dimensionless.
+#: Neighbourhood ECM (summed over a point's neighbours, normalised density) at or below which a cell draws
+#: its gap at the site's low ceiling.
+LOW_SPREAD = 0.25
 
-    ``2 ndim`` times the largest probability of one move over clones and
-    phenotypes: ``p_diff`` times the largest motility factor, plus ``|p_hapt|``
-    times the largest ECM difference one move can see (``max - min`` upwind,
-    a quarter of it central), plus each cue's largest positive sensitivity times
-    its largest value (cues are non-negative).
+
+def move_bound(p_diff: np.ndarray, p_hapt: np.ndarray, ecm: np.ndarray, ndim: int, upwind: bool,
+               boost: np.ndarray | None, cues: np.ndarray | None, cue_sens: np.ndarray | None,
+               spread: float = LOW_SPREAD) -> tuple[float, float]:
+    """Upper bounds of a cell's probability of moving in this step: any cell, and a low-class cell.
+
+    The first is ``2 ndim`` times the largest probability of one move over
+    clones and phenotypes: ``p_diff`` times the largest motility factor, plus
+    ``|p_hapt|`` times the largest ECM difference one move can see (``max -
+    min`` upwind, a quarter of it central), plus each cue's largest positive
+    sensitivity times its largest value (cues are non-negative). The second
+    bounds a cell whose neighbours' ECM sums to at most ``spread``: ``2 ndim``
+    times the motility and cue terms, plus ``|p_hapt| spread`` once (the
+    gradient terms of all directions together are at most that sum).
     """
     lo, hi = (float(ecm.min()), float(ecm.max())) if ecm.size else (0.0, 0.0)
-    spread = max(hi - lo, 0.0) if upwind else 0.25 * max(hi - lo, 0.0)
+    ecm_range = max(hi - lo, 0.0) if upwind else 0.25 * max(hi - lo, 0.0)
     boost_max = 1.0 if boost is None or boost.size == 0 else max(float(boost.max()), 0.0)
-    one = p_diff * boost_max + np.abs(p_hapt) * spread
+    still = p_diff * boost_max
     if cues is not None and cues.shape[0]:
         top = cues.max(axis=1)
-        one = one + np.einsum("k,kcp->cp", np.maximum(top, 0.0), np.maximum(cue_sens, 0.0))
-    return float(nd_max(one, ndim))
+        still = still + np.einsum("k,kcp->cp", np.maximum(top, 0.0), np.maximum(cue_sens, 0.0))
+    hapt = np.abs(p_hapt)
+    high = nd_max(still + hapt * ecm_range, ndim)
+    low = float((2 * ndim * still + hapt * spread).max(initial=0.0)) * (1.0 + 1e-9)
+    return high, min(low, high)
 
 
 def nd_max(one: np.ndarray, ndim: int) -> float:

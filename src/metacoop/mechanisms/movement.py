@@ -50,7 +50,14 @@ from metacoop.core.clones import CloneTable
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
 from metacoop.kernels.cells import apply_moves, decide_moves
-from metacoop.kernels.move_clock import CLOCK_BITS, apply_flagged_moves, decide_moves_clocked, move_bound
+from metacoop.kernels.move_clock import (
+    CLOCK_BITS,
+    LOW_SPREAD,
+    apply_flagged_moves,
+    decide_moves_clocked,
+    ecm_rose,
+    move_bound,
+)
 from metacoop.mechanisms.base import Mechanism, StepContext
 
 #: Largest ceiling (move probability bound per step) at which ``clock = "auto"`` uses the event clock. The
@@ -103,8 +110,15 @@ class Movement(Mechanism):
         self.refresh(sim)
         #: Per site, the move rate ``C`` the cells' clocks were drawn with (0: no clock yet).
         self.ceiling = {site.name: 0.0 for site in sim.sites}
+        #: Per site, the low ceiling (cells on degraded ECM; 0 once the site's ECM has risen somewhere).
+        self.ceiling_low = {site.name: 0.0 for site in sim.sites}
         #: Per site, whether the cells' clocks are running (False after steps drawn by the step clock).
         self.clocked = {site.name: False for site in sim.sites}
+        #: Per site, whether its ECM has only fallen so far (the low ceiling needs it), and the ECM as
+        #: the last step saw it.
+        self.monotone = {site.name: True for site in sim.sites}
+        self.previous_ecm = {site.name: site.fields[self.params.ecm_field].flat.copy() for site in sim.sites
+                             if self.params.ecm_field in site.fields}
 
     def refresh(self, sim) -> None:
         """Derive the per-step move tables from the clone traits (a clone was added)."""
@@ -114,11 +128,14 @@ class Movement(Mechanism):
         }
 
     def checkpoint(self):
-        return {}, {"ceiling": self.ceiling, "clocked": self.clocked}
+        return dict(self.previous_ecm), {"ceiling": self.ceiling, "ceiling_low": self.ceiling_low,
+                                         "clocked": self.clocked, "monotone": self.monotone}
 
     def restore(self, arrays, state) -> None:
-        self.ceiling.update(state.get("ceiling", {}))
-        self.clocked.update(state.get("clocked", {}))
+        for key in ("ceiling", "ceiling_low", "clocked", "monotone"):
+            getattr(self, key).update(state.get(key, {}))
+        for name, previous in arrays.items():
+            self.previous_ecm[name][:] = previous
 
     def step(self, ctx: StepContext) -> None:
         n_clones = len(ctx.sim.clones)
@@ -137,39 +154,52 @@ class Movement(Mechanism):
             rule = (p_diff, p_hapt, ecm, lat.dims_array, lat.ndim, self.upwind, site.streams.key, self.stream,
                     ctx.step)
             target = site.scratch_int(c.n)
-            ceiling = self._clock_rate(site, p_diff, p_hapt, ecm, boost, cues, sens)
-            if ceiling is None:
+            rates = self._clock_rates(site, p_diff, p_hapt, ecm, boost, cues, sens)
+            if rates is None:
                 if decide_moves(*cells, *rule, target, boost, cues, sens, level):
                     apply_moves(c.n, c.pos, target, site.occ, site.capacity)
-            elif ceiling > 0.0:  # (0: no cell can move)
-                if decide_moves_clocked(*cells, c.wake, *rule, target, boost, cues, sens, level, ceiling):
+            elif rates[0] > 0.0:  # (0: no cell can move)
+                if decide_moves_clocked(*cells, c.wake, *rule, target, boost, cues, sens, level, *rates,
+                                        LOW_SPREAD):
                     apply_flagged_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity)
 
-    def _clock_rate(self, site, p_diff, p_hapt, ecm, boost, cues, sens) -> float | None:
-        """The rate of the site's event clock this step, or None for the step clock.
+    def _clock_rates(self, site, p_diff, p_hapt, ecm, boost, cues, sens) -> tuple[float, float] | None:
+        """The ceilings of the site's event clock this step, ``(high, low)``, or None for the step clock.
 
-        The rate is at least every cell's move probability (see
-        :func:`~metacoop.kernels.move_clock.move_bound`). When it must rise it
-        rises by at least a quarter. Whenever the rate rises or the event
-        clock takes over from the step clock, every clock of the site restarts
-        (exact: the gaps are memoryless).
+        ``high`` is at least every cell's move probability and ``low`` at
+        least that of a cell on degraded ECM (see
+        :func:`~metacoop.kernels.move_clock.move_bound`); ``low`` is 0 once the
+        site's ECM has risen at some point (then every cell draws at ``high``).
+        When a ceiling must rise it rises by at least a quarter. Whenever a
+        ceiling rises, the ECM rises, or the event clock takes over from the
+        step clock, every clock of the site restarts (exact: the gaps are
+        memoryless).
         """
         clock = self.params.clock
         if clock == "step":
             return None
-        ceiling = self.ceiling[site.name]
-        bound = move_bound(p_diff, p_hapt, ecm, site.lattice.ndim, self.upwind, boost, cues, sens)
-        if bound > ceiling:
-            ceiling = min(1.0, max(bound, CEILING_GROWTH * ceiling))
-            self.ceiling[site.name] = ceiling
-            self.clocked[site.name] = False
-        if clock == "auto" and ceiling > EVENT_MAX_CEILING:
-            self.clocked[site.name] = False
+        name = site.name
+        restart = not self.clocked[name]
+        high, low = move_bound(p_diff, p_hapt, ecm, site.lattice.ndim, self.upwind, boost, cues, sens)
+        if high > self.ceiling[name]:
+            self.ceiling[name] = min(1.0, max(high, CEILING_GROWTH * self.ceiling[name]))
+            restart = True
+        if clock == "auto" and self.ceiling[name] > EVENT_MAX_CEILING:
+            self.clocked[name] = False
             return None
-        if not self.clocked[site.name]:
+        # (The ECM is compared with the last step that used the event clock: a rise in between counts.)
+        if self.monotone[name] and ecm_rose(ecm, self.previous_ecm[name]):
+            self.monotone[name] = False
+            self.ceiling_low[name] = 0.0
+            restart = True
+        if self.monotone[name] and low > self.ceiling_low[name]:
+            grown = max(low, CEILING_GROWTH * self.ceiling_low[name])
+            self.ceiling_low[name] = min(self.ceiling[name], grown)
+            restart = True
+        if restart:
             site.cells.live("flags")[:] &= ~CLOCK_BITS
-            self.clocked[site.name] = True
-        return ceiling
+            self.clocked[name] = True
+        return self.ceiling[name], self.ceiling_low[name]
 
     @classmethod
     def check(cls, params: MovementParams, config) -> list[Problem]:
