@@ -25,6 +25,7 @@ import numpy as np
 from metacoop.core.modifiers import product_of
 from metacoop.core.state import CELL_COLUMNS, AgentArrays, CellArrays
 from metacoop.errors import SimulationError
+from metacoop.kernels.bookkeeping import advance_ctcs, arrived_slots
 from metacoop.kernels.random import uniforms
 
 
@@ -213,14 +214,8 @@ class Circulation:
         if n == 0:
             return  # no CTC: nothing moves (the common case, checked first as it is every step)
         c = self.ctcs
-        elapsed = np.clip(time_h + dt_h - np.maximum(c.start_h[:n], time_h), 0.0, dt_h)
-        before = np.maximum(c.remaining_h[:n], 0.0)
-        in_transit = np.where(c.dest[:n] < 0, elapsed, np.minimum(elapsed, before))
-        c.exposed_h[:n] = in_transit + c.carry_h[:n]
-        c.carry_h[:n] = elapsed - in_transit
-        c.step_h[:n] = elapsed
-        c.age_h[:n] += elapsed
-        c.remaining_h[:n] -= elapsed
+        advance_ctcs(n, time_h, dt_h, c.start_h, c.remaining_h, c.dest, c.exposed_h, c.carry_h, c.step_h,
+                     c.age_h)
 
     def exposure_h(self) -> np.ndarray:
         """Time each CTC is exposed to the transit hazards in the current step, h (after :meth:`advance`)."""
@@ -231,7 +226,8 @@ class Circulation:
         n = self.ctcs.n
         if n == 0:
             return _NO_SLOTS
-        return np.flatnonzero((self.ctcs.remaining_h[:n] <= ARRIVAL_EPS_H) & (self.ctcs.dest[:n] >= 0))
+        out = np.empty(n, np.intp)
+        return out[: arrived_slots(n, self.ctcs.remaining_h, self.ctcs.dest, ARRIVAL_EPS_H, out)]
 
     def member_slots(self) -> np.ndarray:
         """For each circulating cell, the slot of its CTC in the CTC table."""

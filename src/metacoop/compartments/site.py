@@ -24,6 +24,7 @@ from metacoop.core.rng import CompartmentStreams
 from metacoop.core.state import ACTIVE, CellArrays, StromalArrays, uid_base
 from metacoop.core.vessels import LYMPHATIC_VESSEL, NORMAL_VESSEL, RUPTURED_VESSEL
 from metacoop.errors import SimulationError
+from metacoop.kernels.bookkeeping import any_flag
 from metacoop.kernels.cells import DEAD, scatter_add
 
 #: Per-clone event counters kept by every site. ``arrived`` counts cells reaching
@@ -207,8 +208,14 @@ class Site:
         c.remove(mask)
 
     def resolve_deaths(self) -> None:
-        """Remove every cell whose death was requested this step."""
+        """Remove every cell whose death was requested this step.
+
+        A site where no death was requested (most steps) is told by one pass
+        over the flags, without building the mask.
+        """
         c = self.cells
+        if not any_flag(c.n, c.flags, DEAD):
+            return
         self._remove((c.flags[: c.n] & DEAD) != 0, "died")
 
     def emigrate(self, mask: np.ndarray) -> None:

@@ -10,6 +10,7 @@ may move along) differs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -26,27 +27,29 @@ class Lattice:
     shape: tuple[int, ...]
     spacing_um: float
 
-    @property
+    # The geometry is fixed, so the derived values below are computed once (they are read by
+    # every kernel call, several times a step).
+    @cached_property
     def ndim(self) -> int:
         """Number of spatial axes (2 or 3)."""
         return len(self.shape)
 
-    @property
+    @cached_property
     def dims(self) -> tuple[int, int, int]:
         """Array shape ``(nz, ny, nx)`` of every field on this lattice."""
         nx, ny = self.shape[0], self.shape[1]
         nz = self.shape[2] if self.ndim == 3 else 1
         return (nz, ny, nx)
 
-    @property
+    @cached_property
     def n_points(self) -> int:
         """Number of lattice points."""
         nz, ny, nx = self.dims
         return nz * ny * nx
 
-    @property
+    @cached_property
     def dims_array(self) -> np.ndarray:
-        """``dims`` as an int64 array, the form kernels take."""
+        """``dims`` as an int64 array, the form kernels take (one array, shared: do not modify it)."""
         return np.asarray(self.dims, dtype=np.int64)
 
     def flat(self, x: np.ndarray, y: np.ndarray, z: np.ndarray | int = 0) -> np.ndarray:

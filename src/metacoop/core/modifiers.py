@@ -37,6 +37,10 @@ FACTOR_KINDS = ("motility", "cycle_speed", "arrest", "extravasation", "death", "
 #: A per-point provider: called with the step context, returns a flat float64 array over the lattice.
 PointProvider = Callable[[object], np.ndarray]
 
+#: What :meth:`Modifiers.doorway_mask` returns when no doorway is registered (shared; it has no entry
+#: to change, and stays writeable so kernels see the same array type as a real mask).
+_NO_DOORWAYS = np.zeros(0, np.uint8)
+
 
 @dataclass
 class Cue:
@@ -95,7 +99,7 @@ class Modifiers:
     def doorway_mask(self, ctx, n_points: int) -> np.ndarray:
         """Per point, 1 where some mechanism opens a normal vessel point to epithelial cells."""
         if not self.doorways:
-            return np.zeros(0, np.uint8)
+            return _NO_DOORWAYS
         out = np.zeros(n_points, np.uint8)
         for _, p in self.doorways:
             out |= p(ctx).astype(np.uint8)

@@ -180,13 +180,14 @@ class Simulation:
 
     def step(self) -> None:
         """Advance the simulation by one base step."""
-        ctx = StepContext(self, self.step_index, self.time_h, self.dt_h)
+        step = self.step_index
+        ctx = StepContext(self, step, self.time_h, self.dt_h)
         for site in self.sites:
             site.step_first_uid = site.next_uid
             site.arrivals_pos.clear()
             site.arrivals_clone.clear()
         for slot in self.plan:
-            if self.step_index % slot.every == 0:
+            if slot.every == 1 or step % slot.every == 0:
                 slot.run(ctx)
         self.step_index += 1
         final = self.step_index == self.n_steps

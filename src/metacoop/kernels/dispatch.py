@@ -39,10 +39,23 @@ def sized_kernel(size: Callable[..., int]) -> Callable[[Callable], Callable]:
         serial = njit(cache=True)(_renamed(fn, "_serial"))
         parallel = njit(cache=True, parallel=True)(_renamed(fn, "_parallel"))
 
-        @functools.wraps(fn)
-        def call(*args):
-            kernel = parallel if size(*args) >= PARALLEL_MIN_ITEMS else serial
-            return kernel(*args)
+        # The common work sizes are read inline: the wrapper runs before every kernel call.
+        if size is first_arg:
+
+            def call(*args):
+                return (parallel if args[0] >= PARALLEL_MIN_ITEMS else serial)(*args)
+
+        elif size is first_array:
+
+            def call(*args):
+                return (parallel if args[0].size >= PARALLEL_MIN_ITEMS else serial)(*args)
+
+        else:
+
+            def call(*args):
+                return (parallel if size(*args) >= PARALLEL_MIN_ITEMS else serial)(*args)
+
+        call = functools.wraps(fn)(call)
 
         call.serial = serial
         call.parallel = parallel

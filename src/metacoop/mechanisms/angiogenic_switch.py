@@ -15,6 +15,7 @@ import numpy as np
 from metacoop.compartments.metastases import EXTINCT, S_DORMANT
 from metacoop.core.schedule import Phase
 from metacoop.core.state import ARRESTED
+from metacoop.kernels.bookkeeping import switch_candidates
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -38,12 +39,12 @@ class AngiogenicSwitch(Mechanism):
         if n == 0:
             return
         t = ctx.time_h + ctx.dt_h
+        out = np.empty(n, np.int64)
         for site in ctx.sim.organs:
             o = site.organ
-            cand = np.flatnonzero((reg.organ[:n] == site.organ_index) & ~np.isnan(reg.founded_h[:n])
-                                  & np.isnan(reg.switched_h[:n]) & (reg.status[:n] != EXTINCT)
-                                  & (reg.status[:n] != S_DORMANT)
-                                  & (reg.size[:n] >= o.angiogenic_min_cells))
+            cand = out[: switch_candidates(n, site.organ_index, reg.organ, reg.founded_h, reg.switched_h,
+                                           reg.status, reg.size, o.angiogenic_min_cells, EXTINCT, S_DORMANT,
+                                           out)]
             if cand.size == 0:
                 continue
             hazard = o.angiogenic_switch_rate_per_h * reg.size[cand] / o.angiogenic_min_cells

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from metacoop.core.schedule import Phase
+from metacoop.kernels.bookkeeping import per_ctc_mean
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -19,18 +20,16 @@ def ctc_hazards(circ_cfg, size, mean_resistance, factor: np.ndarray | None) -> n
     (the product of the circulation's CTC hazard modifiers, e.g. emboli
     protection of clusters), when there is one.
     """
-    n = size.shape[0]
+    out = np.empty((size.shape[0], 3))
     if factor is None:
-        return np.stack([
-            np.full(n, circ_cfg.shear_death_rate_per_h),
-            np.full(n, circ_cfg.immune_death_rate_per_h),
-            circ_cfg.anoikis_death_rate_per_h * (1.0 - mean_resistance),
-        ], axis=1)
-    return np.stack([
-        circ_cfg.shear_death_rate_per_h * factor,
-        circ_cfg.immune_death_rate_per_h * factor,
-        circ_cfg.anoikis_death_rate_per_h * (1.0 - mean_resistance) * factor,
-    ], axis=1)
+        out[:, 0] = circ_cfg.shear_death_rate_per_h
+        out[:, 1] = circ_cfg.immune_death_rate_per_h
+        out[:, 2] = circ_cfg.anoikis_death_rate_per_h * (1.0 - mean_resistance)
+        return out
+    out[:, 0] = circ_cfg.shear_death_rate_per_h * factor
+    out[:, 1] = circ_cfg.immune_death_rate_per_h * factor
+    out[:, 2] = circ_cfg.anoikis_death_rate_per_h * (1.0 - mean_resistance) * factor
+    return out
 
 
 class CirculationDeath(Mechanism):
@@ -62,10 +61,9 @@ class CirculationDeath(Mechanism):
         n = circ.ctcs.n
         if n == 0:
             return
-        slots = circ.member_slots()
-        clone = circ.cells.live("clone")
         size = circ.ctcs.live("size")
-        res = np.bincount(slots, self.clones.anoikis_resistance[clone], minlength=n) / size
+        res = per_ctc_mean(n, circ.member_slots(), circ.cells.clone, self.clones.anoikis_resistance, size,
+                           np.empty(n))
         hazards = ctc_hazards(self.cfg, size, res, circ.hazard_factor(ctx))
         total = hazards.sum(axis=1)
         ids = circ.ctcs.live("id")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from metacoop.core.schedule import Phase
+from metacoop.kernels.bookkeeping import cluster_hazard_factor
 from metacoop.mechanisms.base import Mechanism, StepContext
 
 
@@ -40,10 +41,8 @@ class EmboliProtection(Mechanism):
 
         def factor(ctx):
             n = circ.ctcs.n
-            size = circ.ctcs.live("size")
-            coh = np.bincount(circ.member_slots(), cohesion[circ.cells.live("clone")], minlength=n) / size
-            f = table[np.minimum(size, table.size) - 1]
-            return 1.0 - coh * (1.0 - f)
+            return cluster_hazard_factor(n, circ.member_slots(), circ.cells.clone, cohesion, circ.ctcs.size,
+                                         table, np.empty(n))
 
         circ.hazard_modifiers.append((self.name, factor))
 

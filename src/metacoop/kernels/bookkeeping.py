@@ -1,0 +1,130 @@
+"""Small per-step passes of the orchestration code, each replacing a handful of NumPy calls.
+
+Every step the engine and the mechanisms ask small questions of small
+arrays: is any cell's death requested, which CTCs have reached a capillary
+bed, which metastases may switch. Asked with NumPy each costs a few calls of
+about a microsecond (temporaries, masks, ``flatnonzero``); each kernel here
+answers one of them in one pass. They do the same arithmetic in the same
+order as the NumPy expressions they replace (no fast-math, so no reassociation
+or fused multiply-add), and therefore give the same bits; tests compare them
+with those expressions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def any_flag(n, flags, bit):
+    """Whether ``flags[i] & bit`` is non-zero for some ``i < n``.
+
+    The flags are OR-ed together (a branch-free loop the compiler vectorises)
+    and tested once, so the whole array is read even when the first cell has the bit.
+    """
+    acc = np.uint8(0)
+    for i in range(n):
+        acc |= flags[i]
+    return (acc & bit) != 0
+
+
+@njit(cache=True)
+def arrived_slots(n, remaining_h, dest, eps, out):
+    """Write the CTC slots ``i < n`` that reached their bed to ``out``; return how many.
+
+    A CTC has reached it when ``remaining_h[i] <= eps`` and ``dest[i] >= 0``: the slots are
+    those of ``np.flatnonzero((remaining_h[:n] <= eps) & (dest[:n] >= 0))``, in order.
+    """
+    k = 0
+    for i in range(n):
+        if remaining_h[i] <= eps and dest[i] >= 0:
+            out[k] = i
+            k += 1
+    return k
+
+
+@njit(cache=True)
+def advance_ctcs(n, time_h, dt_h, start_h, remaining_h, dest, exposed_h, carry_h, step_h, age_h):
+    """Move ``n`` CTCs through the step ``[time_h, time_h + dt_h]`` (see ``Circulation.advance``).
+
+    Per CTC, as the NumPy expressions it replaces::
+
+        elapsed = clip(time_h + dt_h - maximum(start_h, time_h), 0, dt_h)
+        in_transit = elapsed if dest < 0 else minimum(elapsed, maximum(remaining_h, 0))
+        exposed_h = in_transit + carry_h;  carry_h = elapsed - in_transit
+        step_h = elapsed;  age_h += elapsed;  remaining_h -= elapsed
+
+    (``maximum``/``minimum``/``clip`` as NumPy's for values that are not NaN;
+    none of these times is.)
+    """
+    end = time_h + dt_h
+    for i in range(n):
+        start = start_h[i]
+        later = start if start >= time_h else time_h
+        elapsed = end - later
+        elapsed = elapsed if elapsed > 0.0 else 0.0
+        elapsed = elapsed if elapsed < dt_h else dt_h
+        if dest[i] < 0:
+            in_transit = elapsed
+        else:
+            left = remaining_h[i]
+            before = left if left >= 0.0 else 0.0
+            in_transit = elapsed if elapsed <= before else before
+        exposed_h[i] = in_transit + carry_h[i]
+        carry_h[i] = elapsed - in_transit
+        step_h[i] = elapsed
+        age_h[i] += elapsed
+        remaining_h[i] -= elapsed
+
+
+@njit(cache=True)
+def switch_candidates(n, organ_index, organ, founded_h, switched_h, status, size, min_cells, extinct, dormant,
+                      out):
+    """Metastases ``m < n`` of organ ``organ_index`` that may take the angiogenic switch; return how many.
+
+    A candidate is founded, not yet switched, neither extinct nor dormant, and
+    has at least ``min_cells`` cells; the ids are written to ``out`` in
+    increasing order (as ``np.flatnonzero`` of the same conditions).
+    """
+    k = 0
+    for m in range(n):
+        if (organ[m] == organ_index and not math.isnan(founded_h[m]) and math.isnan(switched_h[m])
+                and status[m] != extinct and status[m] != dormant and size[m] >= min_cells):
+            out[k] = m
+            k += 1
+    return k
+
+
+@njit(cache=True)
+def per_ctc_mean(n_ctcs, member, clone, table, size, out):
+    """``out[s]``: the mean of ``table[clone]`` over the cells of the CTC in slot ``s``.
+
+    ``member[i]`` is the CTC slot of cell ``i``. As ``np.bincount(member,
+    table[clone], minlength=n_ctcs) / size``: the sums are taken in cell order
+    from 0, then divided by the CTC size.
+    """
+    for s in range(n_ctcs):
+        out[s] = 0.0
+    for i in range(member.shape[0]):
+        out[member[i]] += table[clone[i]]
+    for s in range(n_ctcs):
+        out[s] = out[s] / size[s]
+    return out
+
+
+@njit(cache=True)
+def cluster_hazard_factor(n_ctcs, member, clone, cohesion, size, table, out):
+    """Emboli protection per CTC: ``1 - mean cohesion * (1 - table[min(size, len(table)) - 1])``.
+
+    The mean cohesion is as :func:`per_ctc_mean`; the rest as the NumPy
+    expression ``1.0 - coh * (1.0 - table[np.minimum(size, table.size) - 1])``.
+    """
+    per_ctc_mean(n_ctcs, member, clone, cohesion, size, out)
+    last = table.shape[0]
+    for s in range(n_ctcs):
+        k = size[s] if size[s] < last else last
+        out[s] = 1.0 - out[s] * (1.0 - table[k - 1])
+    return out

@@ -1,0 +1,141 @@
+"""The orchestration kernels against the NumPy expressions they replaced, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from metacoop.compartments.circulation import ARRIVAL_EPS_H, Circulation
+from metacoop.compartments.metastases import EXTINCT, S_DORMANT
+from metacoop.kernels import bookkeeping as k
+from metacoop.kernels.cells import DEAD
+
+RNG = np.random.default_rng(20240611)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 64, 1000])
+def test_any_flag_tells_whether_some_live_cell_has_the_bit(n):
+    flags = np.zeros(n + 5, np.uint8)
+    flags[n:] = DEAD  # slots past n are not live
+    assert not k.any_flag(n, flags, DEAD)
+    if n:
+        flags[: n] = RNG.integers(0, 256, n).astype(np.uint8) & ~np.uint8(DEAD)
+        assert not k.any_flag(n, flags, DEAD)
+        flags[RNG.integers(n)] |= DEAD
+        assert k.any_flag(n, flags, DEAD)
+        assert k.any_flag(n, flags, DEAD) == bool(((flags[:n] & DEAD) != 0).any())
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 200])
+def test_arrived_slots_match_flatnonzero(n):
+    remaining = RNG.choice([-1.0, -0.0, 0.0, ARRIVAL_EPS_H, 2 * ARRIVAL_EPS_H, 0.3], size=n + 3)
+    dest = RNG.integers(-1, 3, n + 3).astype(np.int16)
+    out = np.empty(n + 3, np.intp)
+    got = out[: k.arrived_slots(n, remaining, dest, ARRIVAL_EPS_H, out)]
+    want = np.flatnonzero((remaining[:n] <= ARRIVAL_EPS_H) & (dest[:n] >= 0))
+    np.testing.assert_array_equal(got, want)
+
+
+def _advance_twin(n, time_h, dt_h, start, remaining, dest, exposed, carry, step, age):
+    """``Circulation.advance`` as it was written with NumPy."""
+    elapsed = np.clip(time_h + dt_h - np.maximum(start[:n], time_h), 0.0, dt_h)
+    before = np.maximum(remaining[:n], 0.0)
+    in_transit = np.where(dest[:n] < 0, elapsed, np.minimum(elapsed, before))
+    exposed[:n] = in_transit + carry[:n]
+    carry[:n] = elapsed - in_transit
+    step[:n] = elapsed
+    age[:n] += elapsed
+    remaining[:n] -= elapsed
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_advance_ctcs_matches_the_numpy_update(seed):
+    rng = np.random.default_rng(seed)
+    n, dt = 300, 1 / 90
+    time_h = 17 * dt
+    start = time_h + dt * rng.choice([-5.0, -1.0, 0.0, 0.3, 1.0, 2.0], size=n + 2)
+    start[:4] = [time_h, time_h + dt, 18 * dt, 16 * dt]
+    remaining = rng.choice([-0.5, 0.0, 0.001, dt / 2, dt, 3.0], size=n + 2) * rng.random(n + 2)
+    state = {
+        "remaining": remaining,
+        "dest": rng.integers(-1, 2, n + 2).astype(np.int16),
+        "exposed": rng.random(n + 2),
+        "carry": rng.random(n + 2) * dt,
+        "step": rng.random(n + 2),
+        "age": rng.random(n + 2) * 50,
+    }
+    want = {key: v.copy() for key, v in state.items()}
+    _advance_twin(n, time_h, dt, start, want["remaining"], want["dest"], want["exposed"], want["carry"],
+                  want["step"], want["age"])
+    k.advance_ctcs(n, time_h, dt, start, state["remaining"], state["dest"], state["exposed"], state["carry"],
+                   state["step"], state["age"])
+    for key in state:
+        assert state[key].tobytes() == want[key].tobytes(), key
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_switch_candidates_match_the_numpy_selection(seed):
+    rng = np.random.default_rng(seed)
+    n = 60
+    organ = rng.integers(0, 3, n).astype(np.int16)
+    founded = np.where(rng.random(n) < 0.7, rng.random(n), np.nan)
+    switched = np.where(rng.random(n) < 0.3, rng.random(n), np.nan)
+    status = rng.integers(0, 6, n).astype(np.int8)
+    size = rng.integers(0, 12, n).astype(np.int64)
+    out = np.empty(n, np.int64)
+    for organ_index in range(3):
+        for min_cells in (1, 5, 20):
+            got = out[: k.switch_candidates(n, organ_index, organ, founded, switched, status, size, min_cells,
+                                            EXTINCT, S_DORMANT, out)]
+            want = np.flatnonzero((organ == organ_index) & ~np.isnan(founded) & np.isnan(switched)
+                                  & (status != EXTINCT) & (status != S_DORMANT) & (size >= min_cells))
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_per_ctc_means_and_cluster_factor_match_bincount(seed):
+    rng = np.random.default_rng(seed)
+    n_ctcs = 40
+    size = rng.integers(1, 9, n_ctcs).astype(np.int32)
+    member = np.repeat(np.arange(n_ctcs), size)
+    rng.shuffle(member)  # cells need not be grouped by CTC
+    clone = rng.integers(0, 4, member.size).astype(np.int16)
+    table = rng.random(4)
+    got = k.per_ctc_mean(n_ctcs, member, clone, table, size, np.full(n_ctcs, 7.0))
+    want = np.bincount(member, table[clone], minlength=n_ctcs) / size
+    assert got.tobytes() == want.tobytes()
+    hazard_table = np.array([1.0, 0.4, 0.1])
+    got = k.cluster_hazard_factor(n_ctcs, member, clone, table, size, hazard_table, np.empty(n_ctcs))
+    f = hazard_table[np.minimum(size, hazard_table.size) - 1]
+    want = 1.0 - want * (1.0 - f)
+    assert got.tobytes() == want.tobytes()
+
+
+def test_a_site_without_requested_deaths_keeps_every_cell(scenario):
+    from metacoop.core.simulation import Simulation
+
+    sim = Simulation(scenario(()))
+    site = sim.sites[0]
+    c = site.cells
+    n = c.n
+    assert n > 2
+    uid = c.live("uid").copy()
+    died = site.counters["died"].copy()
+    site.resolve_deaths()
+    assert c.n == n and np.array_equal(c.live("uid"), uid)
+    c.flags[[0, n - 1]] |= DEAD
+    site.resolve_deaths()
+    assert c.n == n - 2 and np.array_equal(c.live("uid"), uid[1:-1])
+    assert site.counters["died"].sum() == died.sum() + 2
+    site.check_accounting(0.0)
+
+
+def test_arrived_is_empty_without_ctcs_and_lists_ctcs_at_their_bed():
+    circ = Circulation.__new__(Circulation)
+    from metacoop.compartments.circulation import CtcArrays
+
+    circ.ctcs = CtcArrays(0)
+    assert circ.arrived().size == 0
+    circ.ctcs.append({"id": np.arange(4), "remaining_h": np.array([0.0, 0.5, -0.1, 0.0]),
+                      "dest": np.array([0, 1, 1, -1], np.int16)})
+    np.testing.assert_array_equal(circ.arrived(), [0, 2])
