@@ -355,7 +355,9 @@ def validate(
     targets: Annotated[Path | None, typer.Option(
         "--targets", help="a targets CSV with the columns of the shipped one (default: the shipped "
                           "targets)")] = None,
-    replicates: Annotated[int, typer.Option("--replicates", "-n", help="replicates per condition")] = 4,
+    replicates: Annotated[int, typer.Option(
+        "--replicates", "-n", help="replicates per condition (at least 8 in a scenario with a comparison "
+        "row)")] = 4,
     only: Annotated[list[str] | None, typer.Option(
         "--only", help="validate only these target ids (repeatable; ID or ID1,ID2)",
         show_default=False)] = None,

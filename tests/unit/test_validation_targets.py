@@ -12,7 +12,7 @@ from metacoop.errors import InputError
 from metacoop.experiments.summary import is_observable
 from metacoop.validation.observables import OBSERVABLES
 from metacoop.validation.rules import ALPHA, parse_rule
-from metacoop.validation.runner import condition_for, judge, plan
+from metacoop.validation.runner import MIN_COMPARISON_REPLICATES, condition_for, judge, plan
 from metacoop.validation.targets import MAPPING_COLUMNS, SOURCE_COLUMNS, load_targets, shipped_targets_path
 
 #: The row ids of shared/validation/targets.csv (KHA-2 is shipped split into its three parts).
@@ -61,9 +61,14 @@ def test_the_plan_groups_targets_by_scenario_with_one_condition_per_override_set
     alone = condition_for({"primary.initial_tumour.clone_fractions": {"metastatic": 0.0,
                                                                       "nonmetastatic": 1.0}})
     assert {c.name for c in ca.conditions} == {"reference", blockade, alone}
-    assert ca.replicates == 3 and ca.seed == 2008  # the scenario's own seed
+    assert ca.seed == 2008  # the scenario's own seed
     axe = designs["axelrod2006"]  # the comparison condition of an `above` rule is planned too
     assert {c.name for c in axe.conditions} == {"reference", "growth_factor-False"}
+    # Scenarios with a comparison row (BID-1, AXE-1) get at least MIN_COMPARISON_REPLICATES; others
+    # the replicates asked for, and more when asked for more.
+    assert ca.replicates == axe.replicates == MIN_COMPARISON_REPLICATES
+    assert designs["luzzi1998"].replicates == 3
+    assert {d.scenario: d.replicates for d in plan(load_targets(), replicates=10)}["classaction"] == 10
     assert "niche_before_arrival" in ca.extra["observables"]
 
 
