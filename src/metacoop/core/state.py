@@ -51,7 +51,7 @@ CELL_COLUMNS: dict[str, tuple[type, str]] = {
     "clone": (np.int16, "row of the clone trait table"),
     "phen": (np.int8, "phenotype: 0 epithelial, 1 mesenchymal"),
     "state": (np.uint8, "0 active, 1 arrested in a capillary, 2 dormant"),
-    "flags": (np.uint8, "bit 0: death requested this step; bits 1-3: the movement clock (metacoop.kernels."
+    "flags": (np.uint8, "bit 0: death requested this step; bits 1-4: the movement clock (metacoop.kernels."
                         "move_clock)"),
 }
 
