@@ -379,7 +379,7 @@ def validate(
     published value, simulated value with 95% CI and pass/fail; writes validation.csv
     and validation.html.
     """
-    from metacoop.validation.runner import MIN_COMPARISON_REPLICATES
+    from metacoop.validation.runner import MIN_COMPARISON_REPLICATES, replicates_for
     from metacoop.validation.runner import validate as run_validation
     from metacoop.validation.targets import load_targets
 
@@ -415,8 +415,7 @@ def validate(
             result = run_validation(chosen, out_dir, replicates, workers=workers, scheduler=scheduler)
         else:
             more = (f" ({MIN_COMPARISON_REPLICATES} where a row compares conditions)"
-                    if replicates < MIN_COMPARISON_REPLICATES and any(t.rule is not None and t.rule.compares
-                                                                      for t in chosen) else "")
+                    if replicates_for(chosen, replicates) > replicates else "")
             err_console.print(f"validating {len(chosen)} targets with {replicates} replicates per condition"
                               f"{more} -> {escape(str(out_dir))}", highlight=False)
             bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),

@@ -41,6 +41,18 @@ Z = 4.0
 KEY, STREAM = 7, 3
 
 
+def neighbours(pos: np.ndarray, nx: int) -> np.ndarray:
+    """(n, 4) neighbour points of interior 2-D points in the kernels' order -x +x -y +y."""
+    p = pos.astype(np.int64)
+    return np.stack([p - 1, p + 1, p - nx, p + nx], axis=1)
+
+
+def exact_move_probabilities(pos, clone, phen, nx, p_diff, p_hapt, ecm) -> np.ndarray:
+    """(n, 4) exact per-step probability of each move of cells at interior points (upwind rule)."""
+    g = np.maximum(ecm[neighbours(pos, nx)] - ecm[pos][:, None], 0.0)
+    return p_diff[clone, phen][:, None] + p_hapt[clone, phen][:, None] * g
+
+
 class Cells:
     """``n`` cells of one clone on a 2-D lattice, at fixed points unless moves are applied."""
 
@@ -63,14 +75,11 @@ class Cells:
 
     def neighbours(self) -> np.ndarray:
         """(n, 4) neighbour points in the kernels' order -x +x -y +y."""
-        p = self.pos.astype(np.int64)
-        return np.stack([p - 1, p + 1, p - self.nx, p + self.nx], axis=1)
+        return neighbours(self.pos, self.nx)
 
     def probabilities(self, p_diff, p_hapt, ecm) -> np.ndarray:
         """(n, 4) exact per-step probability of each move (upwind rule)."""
-        nb = self.neighbours()
-        g = np.maximum(ecm[nb] - ecm[self.pos][:, None], 0.0)
-        return p_diff[self.clone, self.phen][:, None] + p_hapt[self.clone, self.phen][:, None] * g
+        return exact_move_probabilities(self.pos, self.clone, self.phen, self.nx, p_diff, p_hapt, ecm)
 
     def clocked(self, step, p_diff, p_hapt, ecm, ceiling, ceiling_low=0.0) -> np.ndarray:
         """One step of the event clock; returns (n,) the wanted direction 0..3 or -1, moves not applied."""
@@ -280,12 +289,11 @@ def count_moves(sim: metacoop.Simulation, before_step=None, after_step=None) -> 
         if before_step is not None:
             before_step(sim.step_index)
         c = site.cells
-        cells = Cells.__new__(Cells)
-        cells.nx, cells.ny, cells.n = nx, site.lattice.dims[1], c.n
-        cells.pos, cells.clone, cells.phen = c.live("pos"), c.live("clone"), c.live("phen")
-        x, y = cells.pos % nx, cells.pos // nx
+        pos = c.live("pos")
+        x, y = pos % nx, pos // nx
         assert x.min() > 0 and x.max() < nx - 1 and y.min() > 0 and y.max() < nx - 1  # four neighbours each
-        p = cells.probabilities(p_diff, p_hapt, site.fields["ecm"].flat).sum(axis=1)
+        p = exact_move_probabilities(pos, c.live("clone"), c.live("phen"), nx, p_diff, p_hapt,
+                               site.fields["ecm"].flat).sum(axis=1)
         before = c.live("pos").copy()
         sim.step()
         assert site.occ.max() < site.capacity

@@ -20,15 +20,11 @@ def ctc_hazards(circ_cfg, size, mean_resistance, factor: np.ndarray | None) -> n
     (the product of the circulation's CTC hazard modifiers, e.g. emboli
     protection of clusters), when there is one.
     """
+    f = 1.0 if factor is None else factor  # (x * 1.0 is x exactly)
     out = np.empty((size.shape[0], 3))
-    if factor is None:
-        out[:, 0] = circ_cfg.shear_death_rate_per_h
-        out[:, 1] = circ_cfg.immune_death_rate_per_h
-        out[:, 2] = circ_cfg.anoikis_death_rate_per_h * (1.0 - mean_resistance)
-        return out
-    out[:, 0] = circ_cfg.shear_death_rate_per_h * factor
-    out[:, 1] = circ_cfg.immune_death_rate_per_h * factor
-    out[:, 2] = circ_cfg.anoikis_death_rate_per_h * (1.0 - mean_resistance) * factor
+    out[:, 0] = circ_cfg.shear_death_rate_per_h * f
+    out[:, 1] = circ_cfg.immune_death_rate_per_h * f
+    out[:, 2] = circ_cfg.anoikis_death_rate_per_h * (1.0 - mean_resistance) * f
     return out
 
 

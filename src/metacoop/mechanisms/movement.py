@@ -79,7 +79,7 @@ class MovementParams(MechanismParams):
     clock: Literal["auto", "event", "step"] = Field(
         "auto", description="event: cells draw only at candidate steps (exact thinning); step: every cell "
         "draws every step; auto: event while moves are rare (every cell's move probability per step is "
-        "bounded by 0.12), step otherwise; all three are exact"
+        f"bounded by {EVENT_MAX_CEILING}), step otherwise; all three are exact"
     )
 
 
@@ -117,8 +117,7 @@ class Movement(Mechanism):
         #: Per site, whether its ECM has only fallen so far (the low ceiling needs it), and the ECM as
         #: the last step saw it.
         self.monotone = {site.name: True for site in sim.sites}
-        self.previous_ecm = {site.name: site.fields[self.params.ecm_field].flat.copy() for site in sim.sites
-                             if self.params.ecm_field in site.fields}
+        self.previous_ecm = {site.name: site.fields[self.params.ecm_field].flat.copy() for site in sim.sites}
 
     def refresh(self, sim) -> None:
         """Derive the per-step move tables from the clone traits (a clone was added)."""

@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 from matplotlib.figure import Figure  # noqa: E402
 
 from metacoop.io.atomic import atomic_write  # noqa: E402
+from metacoop.observers.funnel import STAGES  # noqa: E402
 
 #: Resolution of exported PNG files, dots per inch (journals ask for 300 or more).
 PNG_DPI = 300
@@ -49,16 +50,8 @@ STYLE = {
 #: Colour-blind-safe colours (Okabe & Ito 2008) for clones, in clone order.
 CLONE_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 #: Colours of the cascade stages (funnel), from shed to macrometastasis.
-STAGE_COLOURS = {
-    "shed": "#999999",
-    "arrived": "#56B4E9",
-    "arrested": "#0072B2",
-    "extravasated": "#009E73",
-    "dormant": "#F0E442",
-    "solitary": "#E69F00",
-    "micro": "#D55E00",
-    "macro": "#CC79A7",
-}
+STAGE_COLOURS = dict(zip(STAGES, ("#999999", "#56B4E9", "#0072B2", "#009E73", "#F0E442", "#E69F00", "#D55E00",
+                                   "#CC79A7"), strict=True))
 
 
 def clone_colour(index: int) -> str:

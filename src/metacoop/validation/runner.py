@@ -81,11 +81,19 @@ def condition_for(overrides: dict[str, Any]) -> str:
                            for k, v in sorted(overrides.items())})
 
 
+def replicates_for(rows: Sequence[Target], replicates: int) -> int:
+    """Replicates per condition of an experiment for ``rows``: ``replicates``, raised.
+
+    At least :data:`MIN_COMPARISON_REPLICATES` when one of the rows compares conditions.
+    """
+    compares = any(t.rule is not None and t.rule.compares for t in rows)
+    return max(replicates, MIN_COMPARISON_REPLICATES) if compares else replicates
+
+
 def plan(targets: Sequence[Target], replicates: int) -> list[Design]:
     """One validation experiment per scenario needed by the modelled targets.
 
-    Every condition has ``replicates`` replicates, and at least
-    :data:`MIN_COMPARISON_REPLICATES` in a scenario with a comparison row.
+    Every condition has :func:`replicates_for` replicates.
     """
     from metacoop.config.loader import load_scenario
 
@@ -107,10 +115,9 @@ def plan(targets: Sequence[Target], replicates: int) -> list[Design]:
             ids = ", ".join(t.id for t in rows)
             raise InputError([Problem(f"targets {ids} scenario", scenario, str(exc))]) from None
         names = tuple(sorted({t.observable for t in rows if t.observable in OBSERVABLES}))
-        compares = any(t.rule is not None and t.rule.compares for t in rows)
         designs.append(Design(kind="validation", scenario=scenario,
                               conditions=tuple(Condition(n, o, dict(o)) for n, o in conditions.items()),
-                              replicates=max(replicates, MIN_COMPARISON_REPLICATES if compares else 0),
+                              replicates=replicates_for(rows, replicates),
                               seed=seed,
                               reference="reference" if "reference" in conditions else None,
                               extra={"observables": list(names)}))
