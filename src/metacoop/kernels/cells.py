@@ -42,6 +42,13 @@ def _neighbour(p, d, nx, ny, nz, ndim):
 
 
 @njit(cache=True, inline="always")
+def _coords(p, nx, ny):
+    """Lattice coordinates ``(x, y, z)`` of flat point ``p`` (two integer divisions: compute them once)."""
+    rest = p // nx
+    return p - rest * nx, rest % ny, rest // ny
+
+
+@njit(cache=True, inline="always")
 def _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim):
     """As :func:`_neighbour`, for a point whose coordinates ``(x, y, z)`` are known."""
     if d == 0:
@@ -131,8 +138,9 @@ def _move_numbers(c, ph, p, p_diff, p_hapt, boost, cues, cue_sens):
 
 
 @njit(cache=True, inline="always")
-def _chosen_neighbour(u, p, pd, ph_, c, ph, ecm, nx, ny, nz, ndim, upwind, cues, cue_sens, cue_level, cued):
-    """The neighbour a cell at ``p`` moves to for the uniform ``u``, or -1 to stay.
+def _chosen_neighbour(u, p, x, y, z, pd, ph_, c, ph, ecm, nx, ny, nz, ndim, upwind, cues, cue_sens,
+                      cue_level, cued):
+    """The neighbour a cell at ``p`` (coordinates ``x, y, z``) moves to for the uniform ``u``, or -1 to stay.
 
     The partial sums of the move probabilities over the neighbours, in the
     order of :func:`_neighbour` (see :func:`decide_moves` for the rule), are
@@ -141,8 +149,6 @@ def _chosen_neighbour(u, p, pd, ph_, c, ph, ecm, nx, ny, nz, ndim, upwind, cues,
     sensitivities), ``cued`` whether any cue acts on it.
     """
     w0 = ecm[p]
-    rest = p // nx
-    x, y, z = p % nx, rest % ny, rest // ny
     acc = 0.0
     for d in range(2 * ndim):
         nb = _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim)
@@ -261,8 +267,9 @@ def decide_moves(
                     one += max(cue_sens[k, c, ph], 0.0) * cue_max[k]
             if u >= nd * one * (1.0 + 1e-9):  # above every partial sum below: the cell stays
                 continue
-        nb = _chosen_neighbour(u, p, pd, ph_, c, ph, ecm, nx, ny, nz, ndim, upwind, cues, cue_sens, cue_level,
-                               cued)
+        x, y, z = _coords(p, nx, ny)
+        nb = _chosen_neighbour(u, p, x, y, z, pd, ph_, c, ph, ecm, nx, ny, nz, ndim, upwind, cues, cue_sens,
+                               cue_level, cued)
         if nb >= 0:
             target[i] = nb
             movers += 1
