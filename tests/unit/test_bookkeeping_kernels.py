@@ -26,6 +26,15 @@ def test_any_flag_tells_whether_some_live_cell_has_the_bit(n):
         assert k.any_flag(n, flags, DEAD) == bool(((flags[:n] & DEAD) != 0).any())
 
 
+@pytest.mark.parametrize("n", [0, 1, 7, 1000])
+def test_flagged_slots_match_flatnonzero(n):
+    flags = RNG.integers(0, 256, n + 5).astype(np.uint8)
+    flags[n:] |= DEAD  # slots past n are not live
+    out = np.empty(n + 5, np.int64)
+    got = out[: k.flagged_slots(n, flags, DEAD, out)]
+    np.testing.assert_array_equal(got, np.flatnonzero(flags[:n] & DEAD))
+
+
 @pytest.mark.parametrize("n", [0, 1, 5, 200])
 def test_arrived_slots_match_flatnonzero(n):
     remaining = RNG.choice([-1.0, -0.0, 0.0, ARRIVAL_EPS_H, 2 * ARRIVAL_EPS_H, 0.3], size=n + 3)
@@ -125,7 +134,8 @@ def test_a_site_without_requested_deaths_keeps_every_cell(scenario):
     assert c.n == n and np.array_equal(c.live("uid"), uid)
     c.flags[[0, n - 1]] |= DEAD
     site.resolve_deaths()
-    assert c.n == n - 2 and np.array_equal(c.live("uid"), uid[1:-1])
+    # the hole at slot 0 takes the last survivor (slot n - 2; slot n - 1 died too)
+    assert c.n == n - 2 and np.array_equal(c.live("uid"), np.r_[uid[n - 2], uid[1:-2]])
     assert site.counters["died"].sum() == died.sum() + 2
     site.check_accounting(0.0)
 

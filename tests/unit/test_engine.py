@@ -23,15 +23,16 @@ def small(**extra):
     return metacoop.load_scenario("invasion2d", overrides={**SMALL, **extra})
 
 
-def test_cell_arrays_remove_keeps_order_and_reserve_keeps_data():
+def test_cell_arrays_remove_fills_holes_from_the_end_and_reserve_keeps_data():
     c = CellArrays(0)
     c.append({"uid": np.arange(10), "pos": np.arange(10) * 3})
     c.reserve(1000)
     assert c.capacity >= 1010
     assert c.live("pos").tolist() == [3 * i for i in range(10)]
     c.remove(np.isin(np.arange(10), [0, 4, 9]))
-    assert c.live("uid").tolist() == [1, 2, 3, 5, 6, 7, 8]
-    assert c.live("pos").tolist() == [3, 6, 9, 15, 18, 21, 24]
+    # 7 cells left: the holes 0 and 4 take the survivors 7 and 8; slot 9 was removed itself
+    assert c.live("uid").tolist() == [7, 1, 2, 3, 8, 5, 6]
+    assert c.live("pos").tolist() == [21, 3, 6, 9, 24, 15, 18]
 
 
 def test_state_is_at_most_64_bytes_per_cell():
@@ -166,22 +167,32 @@ def test_dry_run_prints_the_size_and_memory_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
-def test_cell_compaction_keeps_order_and_every_column():
-    # CellArrays.remove runs one in-place kernel over the columns; it must do what boolean
-    # indexing of each column does.
+def test_cell_compaction_fills_holes_from_the_end_in_every_column():
+    # CellArrays.remove runs one in-place kernel over the columns: with m cells left, the survivors
+    # at slots m and above move, in order, into the holes below m, lowest first; every other cell
+    # keeps its slot. Checked against that rule written with NumPy, for masks that remove many,
+    # none, only the last, only the first, and everything.
     from metacoop.core.state import CELL_COLUMNS, CellArrays
 
     rng = np.random.default_rng(4)
     n = 1000
     c = CellArrays(0)
     c.append({name: rng.integers(0, 100, n).astype(dtype) for name, (dtype, _) in CELL_COLUMNS.items()})
-    for mask in (rng.random(n) < 0.1, np.zeros(n, bool), np.r_[np.zeros(n - 1, bool), True]):
-        m = mask[: c.n]
-        expected = {name: getattr(c, name)[: c.n][~m].copy() for name in CELL_COLUMNS}
+    c.uid[:n] = np.arange(n)  # distinct ids, so the test follows each cell
+    masks = (rng.random(n) < 0.1, rng.random(n) < 0.6, np.zeros(n, bool), np.r_[np.zeros(n - 1, bool), True],
+             np.r_[True, np.zeros(n - 1, bool)])
+    for mask in (*masks, np.ones(n, bool)):
+        m = np.resize(mask, c.n)
+        left = c.n - int(m.sum())
+        order = np.arange(c.n)
+        holes = np.flatnonzero(m[:left])
+        order[holes] = np.flatnonzero(~m[left:]) + left
+        expected = {name: getattr(c, name)[order[:left]].copy() for name in CELL_COLUMNS}
         c.remove(m)
-        assert c.n == len(expected["uid"])
+        assert c.n == left
         for name in CELL_COLUMNS:
             assert np.array_equal(getattr(c, name)[: c.n], expected[name]), name
+    assert c.n == 0
 
 
 @pytest.mark.parametrize("diffusion", [0.0, 100.0])

@@ -212,7 +212,7 @@ def test_mixing_waves_and_funnel_figures_draw_the_condition_means():
 
 
 def test_a_long_metastasis_table_lists_the_largest(run_dir, result, tmp_path, monkeypatch):
-    # An injection of 20,000 cells opens as many metastases: the page lists the largest
+    # The fixture's injection opens dozens of metastases: the page lists the largest
     # MAX_TABLE_ROWS (here 1) and says where the rest are.
     from metacoop.report import run_report
 

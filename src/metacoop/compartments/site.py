@@ -24,7 +24,7 @@ from metacoop.core.rng import CompartmentStreams
 from metacoop.core.state import ACTIVE, CellArrays, StromalArrays, uid_base
 from metacoop.core.vessels import LYMPHATIC_VESSEL, NORMAL_VESSEL, RUPTURED_VESSEL
 from metacoop.errors import SimulationError
-from metacoop.kernels.bookkeeping import any_flag
+from metacoop.kernels.bookkeeping import any_flag, flagged_slots
 from metacoop.kernels.cells import DEAD, scatter_add
 
 #: Per-clone event counters kept by every site. ``arrived`` counts cells reaching
@@ -199,28 +199,30 @@ class Site:
         if len(clone):
             self.counters[kind] += np.bincount(clone, minlength=self._n_clones)
 
-    def _remove(self, mask: np.ndarray, kind: str) -> None:
+    def _remove(self, slots: np.ndarray, kind: str) -> None:
+        """Remove the cells in ``slots`` (ascending), counting them under ``kind``."""
         c = self.cells
-        if not mask.any():
+        if not len(slots):
             return
-        self.count(kind, c.clone[: c.n][mask])
-        np.subtract.at(self.occ, c.pos[: c.n][mask], 1)
-        c.remove(mask)
+        self.count(kind, c.clone[slots])
+        np.subtract.at(self.occ, c.pos[slots], 1)
+        c.remove_slots(slots)
 
     def resolve_deaths(self) -> None:
         """Remove every cell whose death was requested this step.
 
         A site where no death was requested (most steps) is told by one pass
-        over the flags, without building the mask.
+        over the flags; otherwise a second pass lists the dead cells' slots.
         """
         c = self.cells
         if not any_flag(c.n, c.flags, DEAD):
             return
-        self._remove((c.flags[: c.n] & DEAD) != 0, "died")
+        out = self.scratch_int(c.n)
+        self._remove(out[: flagged_slots(c.n, c.flags, DEAD, out)], "died")
 
     def emigrate(self, mask: np.ndarray) -> None:
         """Remove the cells in ``mask`` because they left the site (e.g. into a vessel)."""
-        self._remove(mask, "emigrated")
+        self._remove(np.flatnonzero(mask), "emigrated")
 
     def immigrate(self, cells: dict[str, np.ndarray], near: int) -> np.ndarray:
         """Place arriving cells at and around lattice point ``near``; return their slots.

@@ -1,9 +1,11 @@
 """Struct-of-arrays agent state with fixed capacity and explicit growth.
 
 :class:`AgentArrays` is a set of equal-length 1-D arrays, one per attribute
-listed in its ``COLUMNS``. Slots ``0..n-1`` are the live agents, packed;
-removal compacts the arrays in order, so "agent order" (the order in which
-conflicts are resolved) is a deterministic function of the run's history.
+listed in its ``COLUMNS``. Slots ``0..n-1`` are the live agents, packed.
+Removal keeps the order of the survivors (:meth:`AgentArrays.remove`), except
+for cells, where the last survivors fill the holes (:meth:`CellArrays.remove`);
+either way "agent order" (the order in which conflicts are resolved) is a
+deterministic function of the run's history.
 Arrays have a fixed capacity; :meth:`AgentArrays.reserve` grows it (by at
 least half), so kernels never allocate.
 
@@ -179,18 +181,26 @@ class CellArrays(AgentArrays):
         return slots
 
     def remove(self, mask: np.ndarray) -> None:
-        """Remove live cells where ``mask`` is true, keeping order, in one pass over every column.
+        """Remove live cells where ``mask`` (length ``n``) is true; the last survivors fill the holes.
 
-        Cells before the first removed one stay where they are; the rest move down in place,
-        with no temporary arrays (the generic :meth:`AgentArrays.remove` copies each column
-        through a boolean index). Subclasses with more columns use the generic path.
+        See :meth:`remove_slots`. Subclasses with more columns use the generic,
+        order-keeping :meth:`AgentArrays.remove`.
         """
         if self.COLUMNS is not CELL_COLUMNS:
             super().remove(mask)
             return
+        self.remove_slots(np.flatnonzero(np.asarray(mask, dtype=bool)))
+
+    def remove_slots(self, slots: np.ndarray) -> None:
+        """Remove the live cells in ``slots`` (ascending, distinct), in place.
+
+        With ``m`` cells left, the survivors in slots ``m`` and above move, in
+        order, into the holes below ``m``; every other cell keeps its slot. The
+        work is proportional to the number removed (see
+        :func:`~metacoop.kernels.cells.compact_cells`).
+        """
         from metacoop.kernels.cells import compact_cells
 
-        mask = np.asarray(mask, dtype=bool)
-        self.n = compact_cells(self.n, mask, self.uid, self.parent, self.pos, self.lineage, self.met,
-                               self.birth_h, self.cycle_h, self.wake, self.clone, self.phen, self.state,
-                               self.flags)
+        self.n = compact_cells(self.n, np.asarray(slots, dtype=np.int64), self.uid, self.parent, self.pos,
+                               self.lineage, self.met, self.birth_h, self.cycle_h, self.wake, self.clone,
+                               self.phen, self.state, self.flags)

@@ -32,6 +32,20 @@ def any_flag(n, flags, bit):
 
 
 @njit(cache=True)
+def flagged_slots(n, flags, bit, out):
+    """Write the slots ``i < n`` with ``flags[i] & bit`` to ``out``, ascending; return how many.
+
+    The slots of ``np.flatnonzero(flags[:n] & bit)``, by a branch-free pass (every slot is
+    written, and the count advances only past flagged ones).
+    """
+    k = 0
+    for i in range(n):
+        out[k] = i
+        k += (flags[i] & bit) != 0
+    return k
+
+
+@njit(cache=True)
 def arrived_slots(n, remaining_h, dest, eps, out):
     """Write the CTC slots ``i < n`` that reached their bed to ``out``; return how many.
 

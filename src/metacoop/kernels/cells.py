@@ -463,32 +463,44 @@ def mark_room(occ, capacity, dims, ndim, room):
 
 
 @njit(cache=True)
-def compact_cells(n, remove, uid, parent, pos, lineage, met, birth_h, cycle_h, wake, clone, phen, state,
+def compact_cells(n, gone, uid, parent, pos, lineage, met, birth_h, cycle_h, wake, clone, phen, state,
                   flags):
-    """Drop the cells where ``remove`` is true, keeping order, in place; return the new count.
+    """Drop the cells in slots ``gone`` (ascending, distinct, below ``n``) in place; return the new count.
 
+    The last survivors fill the holes: with ``m = n - len(gone)`` cells left,
+    the survivors in slots ``m`` and above move, in slot order, into the holes
+    below ``m``, lowest first; every other cell stays in its slot. The work is
+    proportional to the number removed, not to ``n`` (an order-keeping
+    compaction moves every cell after the first hole: 5 ms per step at 1e6
+    cells). The order stays a deterministic function of the run's history.
     The columns are those of :data:`metacoop.core.state.CELL_COLUMNS`.
     """
-    j = 0
-    while j < n and not remove[j]:
-        j += 1
-    for i in range(j, n):
-        if remove[i]:
-            continue
-        uid[j] = uid[i]
-        parent[j] = parent[i]
-        pos[j] = pos[i]
-        lineage[j] = lineage[i]
-        met[j] = met[i]
-        birth_h[j] = birth_h[i]
-        cycle_h[j] = cycle_h[i]
-        wake[j] = wake[i]
-        clone[j] = clone[i]
-        phen[j] = phen[i]
-        state[j] = state[i]
-        flags[j] = flags[i]
-        j += 1
-    return j
+    k = gone.shape[0]
+    m = n - k
+    holes = 0
+    while holes < k and gone[holes] < m:
+        holes += 1
+    src = m
+    g = holes  # gone[holes:] are the removed slots at or above m, ascending
+    for h in range(holes):
+        while g < k and gone[g] == src:
+            g += 1
+            src += 1
+        j = gone[h]
+        uid[j] = uid[src]
+        parent[j] = parent[src]
+        pos[j] = pos[src]
+        lineage[j] = lineage[src]
+        met[j] = met[src]
+        birth_h[j] = birth_h[src]
+        cycle_h[j] = cycle_h[src]
+        wake[j] = wake[src]
+        clone[j] = clone[src]
+        phen[j] = phen[src]
+        state[j] = state[src]
+        flags[j] = flags[src]
+        src += 1
+    return m
 
 
 @njit(cache=True)

@@ -285,7 +285,9 @@ def move_bound(p_diff: np.ndarray, p_hapt: np.ndarray, ecm: np.ndarray, ndim: in
     sensitivity times its largest value (cues are non-negative). The second
     bounds a cell whose neighbours' ECM sums to at most ``spread``: ``2 ndim``
     times the motility and cue terms, plus ``|p_hapt| spread`` once (the
-    gradient terms of all directions together are at most that sum).
+    gradient terms of all directions together are at most that sum). The second
+    is not capped by the first (the caller keeps its low ceiling at most its
+    high one), so it does not creep up with the first while the ECM's range grows.
     """
     lo, hi = (float(ecm.min()), float(ecm.max())) if ecm.size else (0.0, 0.0)
     ecm_range = max(hi - lo, 0.0) if upwind else 0.25 * max(hi - lo, 0.0)
@@ -297,7 +299,7 @@ def move_bound(p_diff: np.ndarray, p_hapt: np.ndarray, ecm: np.ndarray, ndim: in
     hapt = np.abs(p_hapt)
     high = nd_max(still + hapt * ecm_range, ndim)
     low = float((2 * ndim * still + hapt * spread).max(initial=0.0)) * (1.0 + 1e-9)
-    return high, min(low, high)
+    return high, low
 
 
 def nd_max(one: np.ndarray, ndim: int) -> float:

@@ -169,7 +169,8 @@ class Movement(Mechanism):
         least that of a cell on degraded ECM (see
         :func:`~metacoop.kernels.move_clock.move_bound`); ``low`` is 0 once the
         site's ECM has risen at some point (then every cell draws at ``high``).
-        When a ceiling must rise it rises by at least a quarter. Whenever a
+        When a ceiling must rise it rises by at least a quarter (except the
+        low one leaving the high one: it goes to its bound). Whenever a
         ceiling rises, the ECM rises, or the event clock takes over from the
         step clock, every clock of the site restarts (exact: the gaps are
         memoryless).
@@ -180,6 +181,7 @@ class Movement(Mechanism):
         name = site.name
         restart = not self.clocked[name]
         high, low = move_bound(p_diff, p_hapt, ecm, site.lattice.ndim, self.upwind, boost, cues, sens)
+        capped = self.ceiling_low[name] >= self.ceiling[name]  # the low ceiling sits at the high one
         if high > self.ceiling[name]:
             self.ceiling[name] = min(1.0, max(high, CEILING_GROWTH * self.ceiling[name]))
             restart = True
@@ -192,7 +194,9 @@ class Movement(Mechanism):
             self.ceiling_low[name] = 0.0
             restart = True
         if self.monotone[name] and low > self.ceiling_low[name]:
-            grown = max(low, CEILING_GROWTH * self.ceiling_low[name])
+            # Grown by a margin only from a value of its own: lifted off the high ceiling, it goes to its
+            # bound (a margin there would keep most cells' ceiling a quarter too high for the whole run).
+            grown = low if capped else max(low, CEILING_GROWTH * self.ceiling_low[name])
             self.ceiling_low[name] = min(self.ceiling[name], grown)
             restart = True
         if restart:
