@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from metacoop.kernels.cells import DEAD
+from metacoop.kernels.cells import DEAD, MOVING
+
+
+def chosen_moves(flags: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The destinations a decide kernel chose, -1 for cells that stay; clears :data:`MOVING` again.
+
+    The kernels mark a mover with ``MOVING`` in ``flags`` and write ``target`` for movers only.
+    """
+    moving = (flags & MOVING) != 0
+    flags &= ~MOVING
+    return np.where(moving, target, -1)
 
 
 def neighbours(p: int, dims, ndim: int) -> list[int]:

@@ -12,9 +12,10 @@ import numba
 import numpy as np
 import pytest
 
-from helpers.twins import decide_moves_twin
+from helpers.twins import chosen_moves, decide_moves_twin
 from metacoop.kernels.cells import (
     DEAD,
+    MOVING,
     advance_cycle,
     apply_moves,
     bernoulli_flag,
@@ -246,11 +247,14 @@ def test_decide_moves_matches_twin(ndim, upwind):
     p_hapt = np.array([[0.15, 0.08], [0.0, 0.2], [0.2, 0.0]]) if upwind else np.minimum(
         4 * p_diff, np.array([[0.15, 0.08], [0.0, 0.2], [0.2, 0.0]]))
     target = np.full(n, -7, np.int64)
+    flags_before = c["flags"].copy()
     k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
                      ecm, np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target,
                      None, None, None, None)  # no modifiers: the path movement takes without them
     expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, ndim, upwind)
-    np.testing.assert_array_equal(target, expect)
+    np.testing.assert_array_equal(chosen_moves(c["flags"], target), expect)
+    np.testing.assert_array_equal(c["flags"], flags_before)  # only MOVING was set
+    assert (target[expect < 0] == -7).all()  # stayers' targets untouched
     assert k == (expect >= 0).sum()
     assert n // 20 < k < n - n // 20  # the comparison exercised both moving and staying
 
@@ -270,16 +274,20 @@ def test_apply_moves_matches_twin():
     pos = pos[keep]
     n = pos.size
     target = np.where(rng.random(n) < 0.5, rng.integers(0, n_points, n), -1).astype(np.int64)
-    pos_ref, occ_ref = pos.copy(), occ.copy()
+    flags = np.where(target >= 0, MOVING, 0).astype(np.uint8) | rng.integers(0, 2, n).astype(np.uint8)
+    flags_after = flags & ~MOVING
+    target[target < 0] = n_points + 5  # a stayer's target is never read
     moved_ref = 0
+    pos_ref, occ_ref = pos.copy(), occ.copy()
     for i in range(n):
         t = target[i]
-        if t >= 0 and occ_ref[t] < cap:
+        if flags[i] & MOVING and occ_ref[t] < cap:
             occ_ref[pos_ref[i]] -= 1
             occ_ref[t] += 1
             pos_ref[i] = t
             moved_ref += 1
-    moved = apply_moves(n, pos, target, occ, cap)
+    moved = apply_moves(n, pos, target, flags, occ, cap)
+    np.testing.assert_array_equal(flags, flags_after)
     np.testing.assert_array_equal(pos, pos_ref)
     np.testing.assert_array_equal(occ, occ_ref)
     assert moved == moved_ref
@@ -326,7 +334,7 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
                                      p_diff, p_hapt, ecm, np.asarray(u.shape, np.int64), 3, True, KEY,
                                      STREAM, STEP, target, 1.0 + ecm, ecm[None, ::-1].copy(),
                                      np.full((1, 3, 2), 0.02), np.zeros(1, np.uint8))
-        return out, target
+        return out, chosen_moves(c["flags"], target)
 
     before = numba.get_num_threads()
     try:
@@ -439,5 +447,5 @@ def test_decide_moves_with_few_cells_per_point_matches_twin(upwind):
                      ecm, np.asarray(dims, np.int64), 2, upwind, KEY, STREAM, STEP, target,
                      None, None, None, None)
     expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, 2, upwind)
-    np.testing.assert_array_equal(target, expect)
+    np.testing.assert_array_equal(chosen_moves(c["flags"], target), expect)
     assert 0 < k == (expect >= 0).sum()

@@ -21,14 +21,13 @@ import numpy as np
 import pytest
 
 import metacoop
-from metacoop.kernels.cells import decide_moves
+from helpers.twins import chosen_moves
+from metacoop.kernels.cells import apply_moves, decide_moves
 from metacoop.kernels.move_clock import (
     LOW,
     LOW_SPREAD,
     MAX_GAP,
-    MOVING,
     ROLL,
-    apply_flagged_moves,
     decide_moves_clocked,
     move_bound,
 )
@@ -86,15 +85,13 @@ class Cells:
         decide_moves_clocked(self.n, self.uid, self.pos, self.clone, self.phen, self.state, self.flags,
                              self.wake, p_diff, p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step,
                              self.target, None, None, None, None, ceiling, ceiling_low, LOW_SPREAD)
-        wants = (self.flags & MOVING) != 0
-        self.flags[wants] &= ~MOVING
-        return self._direction(np.where(wants, self.target, -1))
+        return self._direction(chosen_moves(self.flags, self.target))
 
     def stepwise(self, step, p_diff, p_hapt, ecm) -> np.ndarray:
         """One step of the step-by-step rule; same return as :meth:`clocked`."""
         decide_moves(self.n, self.uid, self.pos, self.clone, self.phen, self.state, self.flags, p_diff,
                      p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step, self.target, None, None, None, None)
-        return self._direction(self.target)
+        return self._direction(chosen_moves(self.flags, self.target))
 
     def _direction(self, target: np.ndarray) -> np.ndarray:
         d = np.full(self.n, -1)
@@ -253,7 +250,7 @@ def test_the_parallel_build_decides_exactly_as_the_serial_one():
                   cells.wake, p_diff, p_hapt, ecm, cells.dims, 2, True, KEY, STREAM, step, cells.target, None,
                   None, None, None, 0.2, 0.05, LOW_SPREAD)
             ecm *= 0.999
-            apply_flagged_moves(cells.n, cells.pos, cells.target, cells.flags, occ, 255)
+            apply_moves(cells.n, cells.pos, cells.target, cells.flags, occ, 255)
         results.append((cells.pos.copy(), cells.flags.copy(), cells.wake.copy()))
     for a, b in zip(*results, strict=True):
         np.testing.assert_array_equal(a, b)

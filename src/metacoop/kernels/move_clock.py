@@ -59,7 +59,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from metacoop.kernels.cells import ACTIVE, DEAD, _chosen_neighbour, _coords, _move_numbers, _neighbour_at
+from metacoop.kernels.cells import (
+    ACTIVE,
+    DEAD,
+    MOVING,
+    _chosen_neighbour,
+    _coords,
+    _move_numbers,
+    _neighbour_at,
+)
 from metacoop.kernels.dispatch import first_arg, sized_kernel
 from metacoop.kernels.random import uniform
 
@@ -75,11 +83,6 @@ CLOCK_BITS = np.uint8(CLOCKED | ROLL | LOW)
 KEEP_UNCLOCKED = np.uint8(0xFF ^ CLOCK_BITS)
 KEEP_NO_ROLL = np.uint8(0xFF ^ ROLL)
 KEEP_HIGH = np.uint8(0xFF ^ LOW)
-#: ``flags`` bit: the cell wants to move this step (set by :func:`decide_moves_clocked`, cleared when
-#: the move is applied).
-MOVING = np.uint8(8)
-KEEP_NOT_MOVING = np.uint8(0xFF ^ MOVING)
-_MOVING_BYTES = np.uint64(0x0101010101010101 * int(MOVING))  # MOVING in each byte of a uint64
 #: Longest gap stored in the 16-bit clock; a longer gap is cut into pieces (exact: gaps are memoryless).
 MAX_GAP = 32_767
 _WAKE_MASK = 0xFFFF
@@ -144,7 +147,7 @@ def decide_moves_clocked(
     ``spread`` (the low ceiling and the neighbourhood ECM below which a cell
     draws at it; ``ceiling_low = 0`` draws every cell at ``ceiling``). A cell
     that wants to move gets :data:`MOVING` in ``flags`` and its destination in
-    ``target`` (untouched elsewhere); :func:`apply_flagged_moves` then applies
+    ``target`` (untouched elsewhere); :func:`~metacoop.kernels.cells.apply_moves` then applies
     the moves in cell order. Cells that are not active lose their clock, so
     they draw a new gap when they become active again.
 
@@ -235,37 +238,6 @@ def ecm_rose(ecm, previous):
             rose = True
         previous[j] = v
     return rose
-
-
-@njit(cache=True)
-def apply_flagged_moves(n, pos, target, flags, occ, capacity):
-    """Apply the moves :func:`decide_moves_clocked` flagged, in cell order; return how many were made.
-
-    A move into a full point is cancelled; :data:`MOVING` is cleared.
-
-    A cell's decision reads only its own point and the fields, never another
-    cell's position or the occupancy, so deciding every cell first (in
-    parallel) and then applying in order gives the same outcome on any number
-    of threads. The flags are scanned eight at a time, as one uint64 (5 times faster).
-    """
-    moved = 0
-    words = n // 8
-    packed = flags[: words * 8].view(np.uint64)  # eight cells' flags at a time: few hold a mover
-    for b in range(words + 1):
-        if b < words and (packed[b] & _MOVING_BYTES) == 0:
-            continue
-        for i in range(8 * b, min(8 * b + 8, n)):
-            f = flags[i]
-            if (f & MOVING) == 0:
-                continue
-            flags[i] = f & KEEP_NOT_MOVING
-            t = target[i]
-            if occ[t] < capacity:
-                occ[pos[i]] -= 1
-                occ[t] += 1
-                pos[i] = t
-                moved += 1
-    return moved
 
 
 #: Neighbourhood ECM (summed over a point's neighbours, normalised density) at or below which a cell draws

@@ -53,7 +53,6 @@ from metacoop.kernels.cells import apply_moves, decide_moves
 from metacoop.kernels.move_clock import (
     CLOCK_BITS,
     LOW_SPREAD,
-    apply_flagged_moves,
     decide_moves_clocked,
     ecm_rose,
     move_bound,
@@ -156,11 +155,11 @@ class Movement(Mechanism):
             rates = self._clock_rates(site, p_diff, p_hapt, ecm, boost, cues, sens)
             if rates is None:
                 if decide_moves(*cells, *rule, target, boost, cues, sens, level):
-                    apply_moves(c.n, c.pos, target, site.occ, site.capacity)
+                    apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity)
             elif rates[0] > 0.0:  # (0: no cell can move)
                 if decide_moves_clocked(*cells, c.wake, *rule, target, boost, cues, sens, level, *rates,
                                         LOW_SPREAD):
-                    apply_flagged_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity)
+                    apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity)
 
     def _clock_rates(self, site, p_diff, p_hapt, ecm, boost, cues, sens) -> tuple[float, float] | None:
         """The ceilings of the site's event clock this step, ``(high, low)``, or None for the step clock.
