@@ -202,13 +202,15 @@ def test_switch_phenotype_matches_twin():
     p_emt = np.array([0.2, 0.0, 0.9])
     p_met = np.array([0.5, 0.1, 0.0])
     phen = c["phen"].copy()
-    switched = switch_phenotype(n, c["uid"], c["clone"], phen, c["state"], c["flags"], p_emt, p_met, KEY,
-                                STREAM, STEP)
+    switched = np.full(n, 7, np.uint8)
+    k = switch_phenotype(n, c["uid"], c["clone"], phen, c["state"], c["flags"], p_emt, p_met, KEY,
+                         STREAM, STEP, switched)
     live = ((c["flags"] & DEAD) == 0) & (c["state"] == 0)
     u = _draws(c["uid"])
     p = np.where(c["phen"] == 0, p_emt[c["clone"]], p_met[c["clone"]])
     expect = live & (u < p)
-    np.testing.assert_array_equal(switched.astype(bool), expect)
+    np.testing.assert_array_equal(switched, expect.astype(np.uint8))
+    assert k == expect.sum() and 0 < k < live.sum()
     np.testing.assert_array_equal(phen, np.where(expect, 1 - c["phen"], c["phen"]))
 
 

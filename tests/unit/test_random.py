@@ -14,7 +14,16 @@ import pytest
 from numba import njit
 from scipy import stats
 
-from metacoop.kernels.random import gamma_variate, hash_draw, mix64, standard_normal, uniform, uniforms
+from metacoop.kernels.random import (
+    draw_prefix,
+    gamma_variate,
+    hash_draw,
+    mix64,
+    standard_normal,
+    uniform,
+    uniform_after,
+    uniforms,
+)
 
 Z = 4.0
 P_MIN = 1e-4
@@ -90,6 +99,10 @@ def test_hash_draw_matches_python_reference(coords):
     assert int(hash_draw(*[np.uint64(c) for c in coords])) == _hash_reference(*coords)
     # uniform takes the top 53 bits of the hash.
     assert uniform(*[np.uint64(c) for c in coords]) == (_hash_reference(*coords) >> 11) * 2.0**-53
+    # and the split form the branch-free kernels use gives the same bits
+    key, stream, step, uid, k = (np.uint64(c) for c in coords)
+    prefix = np.uint64(draw_prefix(key, stream, step))
+    assert uniform_after(prefix, uid, k) == (_hash_reference(*coords) >> 11) * 2.0**-53
 
 
 def test_same_coordinates_give_same_value():

@@ -45,6 +45,22 @@ def uniform(key, stream, step, uid, k):
     return np.float64(hash_draw(key, stream, step, uid, k) >> np.uint64(11)) * _TO_UNIT
 
 
+@njit(cache=True, inline="always")
+def draw_prefix(key, stream, step):
+    """The part of :func:`hash_draw` shared by every cell's draws in one kernel call."""
+    return mix64(mix64(np.uint64(key) ^ np.uint64(stream)) ^ np.uint64(step))
+
+
+@njit(cache=True, inline="always")
+def uniform_after(prefix, uid, k):
+    """``uniform(key, stream, step, uid, k)``, bit for bit, from ``prefix = draw_prefix(key, stream, step)``.
+
+    For loops written without branches, where the compiler does not hoist the prefix by itself.
+    """
+    h = mix64(mix64(prefix ^ np.uint64(uid)) ^ np.uint64(k))
+    return np.float64(h >> np.uint64(11)) * _TO_UNIT
+
+
 @njit(cache=True)
 def standard_normal(key, stream, step, uid, k):
     """Return a standard normal variate (Box-Muller on draws ``k`` and ``k+1``)."""

@@ -34,12 +34,10 @@ class PhenotypeSwitch(Mechanism):
             return
         for site in ctx.sim.sites:
             c = site.cells
-            switched = switch_phenotype(
-                c.n, c.uid, c.clone, c.phen, c.state, c.flags, self.p_emt, self.p_met,
-                site.streams.key, self.stream, ctx.step,
-            )
-            if c.n:
-                idx = np.flatnonzero(switched)
+            switched = site.scratch_mask(c.n)
+            if switch_phenotype(c.n, c.uid, c.clone, c.phen, c.state, c.flags, self.p_emt, self.p_met,
+                                site.streams.key, self.stream, ctx.step, switched):
+                idx = np.flatnonzero(switched[: c.n])
                 to_mes = c.phen[idx] == 1
                 site.count("emt", c.clone[idx[to_mes]])
                 site.count("met", c.clone[idx[~to_mes]])
