@@ -252,7 +252,7 @@ def test_decide_moves_matches_twin(ndim, upwind):
     flags_before = c["flags"].copy()
     k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
                      ecm, np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target,
-                     None, None, None, None)  # no modifiers: the path movement takes without them
+                     None, None, None, None, np.empty(n_points))  # no modifiers: movement's path without them
     expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, ndim, upwind)
     np.testing.assert_array_equal(chosen_moves(c["flags"], target), expect)
     np.testing.assert_array_equal(c["flags"], flags_before)  # only MOVING was set
@@ -335,7 +335,7 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
         getattr(decide_moves, build)(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"],
                                      p_diff, p_hapt, ecm, np.asarray(u.shape, np.int64), 3, True, KEY,
                                      STREAM, STEP, target, 1.0 + ecm, ecm[None, ::-1].copy(),
-                                     np.full((1, 3, 2), 0.02), np.zeros(1, np.uint8))
+                                     np.full((1, 3, 2), 0.02), np.zeros(1, np.uint8), np.empty(u.size))
         return out, chosen_moves(c["flags"], target)
 
     before = numba.get_num_threads()
@@ -447,7 +447,7 @@ def test_decide_moves_with_few_cells_per_point_matches_twin(upwind):
     target = np.full(n, -7, np.int64)
     k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
                      ecm, np.asarray(dims, np.int64), 2, upwind, KEY, STREAM, STEP, target,
-                     None, None, None, None)
+                     None, None, None, None, np.empty(60 * 70))
     expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, 2, upwind)
     np.testing.assert_array_equal(chosen_moves(c["flags"], target), expect)
     assert 0 < k == (expect >= 0).sum()

@@ -90,7 +90,8 @@ class Cells:
     def stepwise(self, step, p_diff, p_hapt, ecm) -> np.ndarray:
         """One step of the step-by-step rule; same return as :meth:`clocked`."""
         decide_moves(self.n, self.uid, self.pos, self.clone, self.phen, self.state, self.flags, p_diff,
-                     p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step, self.target, None, None, None, None)
+                     p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step, self.target, None, None, None, None,
+                     np.empty(ecm.size))
         return self._direction(chosen_moves(self.flags, self.target))
 
     def _direction(self, target: np.ndarray) -> np.ndarray:

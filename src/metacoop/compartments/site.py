@@ -104,6 +104,7 @@ class Site:
         self._n_clones = len(clones)
         self._int_scratch = np.empty(0, np.int64)
         self._mask_scratch = np.empty(0, np.uint8)
+        self._float_scratch = np.empty(0, np.float64)
 
     # -- set-up -------------------------------------------------------------
     @property
@@ -175,6 +176,12 @@ class Site:
         if self._int_scratch.shape[0] < n:
             self._int_scratch = np.empty(max(n, 2 * self._int_scratch.shape[0]), np.int64)
         return self._int_scratch
+
+    def scratch_float(self, n: int) -> np.ndarray:
+        """A float64 scratch array of at least ``n`` entries (reused across steps)."""
+        if self._float_scratch.shape[0] < n:
+            self._float_scratch = np.empty(n, np.float64)
+        return self._float_scratch
 
     def scratch_mask(self, n: int) -> np.ndarray:
         """A uint8 scratch array of at least ``n`` entries (reused across steps)."""

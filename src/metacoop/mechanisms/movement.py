@@ -154,7 +154,8 @@ class Movement(Mechanism):
             target = site.scratch_int(c.n)
             rates = self._clock_rates(site, p_diff, p_hapt, ecm, boost, cues, sens)
             if rates is None:
-                if decide_moves(*cells, *rule, target, boost, cues, sens, level):
+                slope = site.scratch_float(lat.n_points)
+                if decide_moves(*cells, *rule, target, boost, cues, sens, level, slope):
                     apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity)
             elif rates[0] > 0.0:  # (0: no cell can move)
                 if decide_moves_clocked(*cells, c.wake, *rule, target, boost, cues, sens, level, *rates,
