@@ -261,8 +261,9 @@ def test_decide_moves_matches_twin(ndim, upwind):
     assert n // 20 < k < n - n // 20  # the comparison exercised both moving and staying
 
 
-def test_apply_moves_matches_twin():
-    n, n_points, cap = 2000, 40, 3
+@pytest.mark.parametrize("moving", [0.5, 0.02])  # most words of eight flags hold a mover / few do
+def test_apply_moves_matches_twin(moving):
+    n, n_points, cap = 2000, 400, 3
     rng = np.random.default_rng(8)
     pos = rng.integers(0, n_points, n).astype(np.int32)
     occ = np.zeros(n_points, np.uint8)
@@ -275,7 +276,7 @@ def test_apply_moves_matches_twin():
     keep = pos >= 0
     pos = pos[keep]
     n = pos.size
-    target = np.where(rng.random(n) < 0.5, rng.integers(0, n_points, n), -1).astype(np.int64)
+    target = np.where(rng.random(n) < moving, rng.integers(0, n_points, n), -1).astype(np.int64)
     flags = np.where(target >= 0, MOVING, 0).astype(np.uint8) | rng.integers(0, 2, n).astype(np.uint8)
     flags_after = flags & ~MOVING
     target[target < 0] = n_points + 5  # a stayer's target is never read
@@ -288,11 +289,11 @@ def test_apply_moves_matches_twin():
             occ_ref[t] += 1
             pos_ref[i] = t
             moved_ref += 1
-    moved = apply_moves(n, pos, target, flags, occ, cap)
+    moved = apply_moves(n, pos, target, flags, occ, cap, np.empty(n, np.int64))
     np.testing.assert_array_equal(flags, flags_after)
     np.testing.assert_array_equal(pos, pos_ref)
     np.testing.assert_array_equal(occ, occ_ref)
-    assert moved == moved_ref
+    assert moved == moved_ref > 0
     assert occ.max() <= cap
 
 

@@ -251,7 +251,7 @@ def test_the_parallel_build_decides_exactly_as_the_serial_one():
                   cells.wake, p_diff, p_hapt, ecm, cells.dims, 2, True, KEY, STREAM, step, cells.target, None,
                   None, None, None, 0.2, 0.05, LOW_SPREAD)
             ecm *= 0.999
-            apply_moves(cells.n, cells.pos, cells.target, cells.flags, occ, 255)
+            apply_moves(cells.n, cells.pos, cells.target, cells.flags, occ, 255, np.empty(cells.n, np.int64))
         results.append((cells.pos.copy(), cells.flags.copy(), cells.wake.copy()))
     for a, b in zip(*results, strict=True):
         np.testing.assert_array_equal(a, b)

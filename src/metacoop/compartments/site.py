@@ -105,6 +105,7 @@ class Site:
         self._int_scratch = np.empty(0, np.int64)
         self._mask_scratch = np.empty(0, np.uint8)
         self._float_scratch = np.empty(0, np.float64)
+        self._slot_scratch = np.empty(0, np.int64)
 
     # -- set-up -------------------------------------------------------------
     @property
@@ -176,6 +177,15 @@ class Site:
         if self._int_scratch.shape[0] < n:
             self._int_scratch = np.empty(max(n, 2 * self._int_scratch.shape[0]), np.int64)
         return self._int_scratch
+
+    def scratch_slots(self, n: int) -> np.ndarray:
+        """A second int64 scratch array of at least ``n`` entries (reused across steps).
+
+        For slot lists made while :meth:`scratch_int` is in use (the movement's targets).
+        """
+        if self._slot_scratch.shape[0] < n:
+            self._slot_scratch = np.empty(max(n, 2 * self._slot_scratch.shape[0]), np.int64)
+        return self._slot_scratch
 
     def scratch_float(self, n: int) -> np.ndarray:
         """A float64 scratch array of at least ``n`` entries (reused across steps)."""

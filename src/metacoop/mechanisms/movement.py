@@ -156,11 +156,11 @@ class Movement(Mechanism):
             if rates is None:
                 slope = site.scratch_float(lat.n_points)
                 if decide_moves(*cells, *rule, target, boost, cues, sens, level, slope):
-                    apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity)
+                    apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, site.scratch_slots(c.n))
             elif rates[0] > 0.0:  # (0: no cell can move)
                 if decide_moves_clocked(*cells, c.wake, *rule, target, boost, cues, sens, level, *rates,
                                         LOW_SPREAD):
-                    apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity)
+                    apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, site.scratch_slots(c.n))
 
     def _clock_rates(self, site, p_diff, p_hapt, ecm, boost, cues, sens) -> tuple[float, float] | None:
         """The ceilings of the site's event clock this step, ``(high, low)``, or None for the step clock.
