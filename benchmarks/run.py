@@ -487,8 +487,9 @@ def run_threads(console: Console, plan: Plan) -> dict[int, bc.CellResult]:
     t = Table(title=f"6. Threads: {cells_text(n)} cells, 2-D "
                     "(numba.set_num_threads; repetitions interleaved)",
               caption="speedup = median time at 1 thread / median time at this count; range as in "
-                      "section 2. Only the prange kernels run in parallel; apply_moves, divide and "
-                      "scatter_add are serial by design (cell-order conflict resolution).",
+                      "section 2. Only the prange kernels run in parallel; apply_moves and divide are "
+                      "serial by design (cell-order conflict resolution); scatter_add gives each "
+                      "thread a range of lattice points (sums in cell order, as on one thread).",
               caption_justify="left")
     for col in ("threads", "cells start→end", "cell rules ms/step", "cell rules cell-updates/s",
                 "fields ms/step", "whole step ms/step", "speedup cell rules", "speedup fields",

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
-from metacoop.kernels.dispatch import first_arg, first_array, sized_kernel
+from metacoop.kernels.dispatch import PARALLEL_MIN_ITEMS, first_arg, first_array, sized_kernel
 from metacoop.kernels.random import draw_prefix, gamma_variate, uniform, uniform_after
 
 DEAD = np.uint8(1)
@@ -549,15 +550,30 @@ def compact_cells(n, gone, uid, parent, pos, lineage, met, birth_h, cycle_h, wak
     return m
 
 
-@njit(cache=True)
 def scatter_add(n, pos, clone, phen, state, flags, table, out):
     """Add ``table[clone, phen]`` of each live cell in the tissue to ``out[pos]``.
 
-    Arrested cells sit inside capillaries and are skipped.
+    Arrested cells sit inside capillaries and are skipped. Every point's
+    contributions are added in cell order, whatever the number of threads: from
+    :data:`~metacoop.kernels.dispatch.PARALLEL_MIN_ITEMS` cells on, each thread
+    owns a contiguous range of points and reads every cell
+    (:func:`scatter_add_by_points`), so the sums are those of the serial loop,
+    bit for bit. ``table`` must be C-contiguous.
+    """
+    threads = numba.get_num_threads()
+    if n >= PARALLEL_MIN_ITEMS and threads > 1:
+        scatter_add_by_points(n, pos, clone, phen, state, flags, table, out, threads)
+    else:
+        scatter_add_serial(n, pos, clone, phen, state, flags, table, out)
+
+
+@njit(cache=True)
+def scatter_add_serial(n, pos, clone, phen, state, flags, table, out):
+    """:func:`scatter_add` on one thread.
 
     Indices are taken as unsigned (numba then drops its negative-index
     wrap-around) and the table is read flat: 1.5 times faster than
-    ``out[pos[i]] += table[clone[i], phen[i]]``. ``table`` must be C-contiguous.
+    ``out[pos[i]] += table[clone[i], phen[i]]``.
     """
     flat = table.reshape(table.size)
     n_phen = np.uintp(table.shape[1])
@@ -565,6 +581,22 @@ def scatter_add(n, pos, clone, phen, state, flags, table, out):
         if (flags[i] & DEAD) | (state[i] == ARRESTED):
             continue
         out[np.uintp(pos[i])] += flat[np.uintp(clone[i]) * n_phen + np.uintp(phen[i])]
+
+
+@njit(cache=True, parallel=True)
+def scatter_add_by_points(n, pos, clone, phen, state, flags, table, out, parts):
+    """:func:`scatter_add` on ``parts`` threads, each adding only into its own range of points."""
+    flat = table.reshape(table.size)
+    n_phen = np.uintp(table.shape[1])
+    size = out.shape[0]
+    for part in prange(parts):
+        lo = np.uintp(size * part // parts)
+        width = np.uintp(size * (part + 1) // parts) - lo
+        for i in range(n):
+            p = np.uintp(pos[i]) - lo  # wraps below lo, so one comparison tests the range
+            if p >= width or (flags[i] & DEAD) | (state[i] == ARRESTED):
+                continue
+            out[p + lo] += flat[np.uintp(clone[i]) * n_phen + np.uintp(phen[i])]
 
 
 @sized_kernel(first_arg)
