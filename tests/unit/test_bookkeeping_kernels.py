@@ -35,6 +35,15 @@ def test_flagged_slots_match_flatnonzero(n):
     np.testing.assert_array_equal(got, np.flatnonzero(flags[:n] & DEAD))
 
 
+@pytest.mark.parametrize("n", [0, 1, 7, 1000])
+def test_order_by_point_is_a_stable_argsort(n):
+    pos = RNG.integers(0, 37, n + 3).astype(np.int32)
+    out = np.full(n + 3, -1, np.int64)
+    k.order_by_point(n, pos, 37, out)
+    np.testing.assert_array_equal(out[:n], np.argsort(pos[:n], kind="stable"))
+    assert (out[n:] == -1).all()
+
+
 @pytest.mark.parametrize("n", [0, 1, 5, 200])
 def test_arrived_slots_match_flatnonzero(n):
     remaining = RNG.choice([-1.0, -0.0, 0.0, ARRIVAL_EPS_H, 2 * ARRIVAL_EPS_H, 0.3], size=n + 3)

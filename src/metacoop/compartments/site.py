@@ -24,7 +24,7 @@ from metacoop.core.rng import CompartmentStreams
 from metacoop.core.state import ACTIVE, CellArrays, StromalArrays, uid_base
 from metacoop.core.vessels import LYMPHATIC_VESSEL, NORMAL_VESSEL, RUPTURED_VESSEL
 from metacoop.errors import SimulationError
-from metacoop.kernels.bookkeeping import any_flag, flagged_slots
+from metacoop.kernels.bookkeeping import any_flag, flagged_slots, order_by_point
 from metacoop.kernels.cells import DEAD, scatter_add
 
 #: Per-clone event counters kept by every site. ``arrived`` counts cells reaching
@@ -236,6 +236,19 @@ class Site:
             return
         out = self.scratch_int(c.n)
         self._remove(out[: flagged_slots(c.n, c.flags, DEAD, out)], "died")
+
+    def sort_cells(self) -> None:
+        """Put the cells in the order of their lattice points (ties keep their order).
+
+        Kernels read the lattice at each cell's point; in point order those reads
+        follow memory. Births append daughters and removals fill holes from the
+        end, so the order decays as a run goes on (at 1e6 cells a step took 20 ms
+        in point order and 27 ms in random order).
+        """
+        c = self.cells
+        order = self.scratch_int(c.n)[: c.n]
+        order_by_point(c.n, c.pos, self.lattice.n_points, order)
+        c.permute(order)
 
     def emigrate(self, mask: np.ndarray) -> None:
         """Remove the cells in ``mask`` because they left the site (e.g. into a vessel)."""

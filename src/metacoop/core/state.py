@@ -191,6 +191,11 @@ class CellArrays(AgentArrays):
             return
         self.remove_slots(np.flatnonzero(np.asarray(mask, dtype=bool)))
 
+    def permute(self, order: np.ndarray) -> None:
+        """Put the live cells in the order of ``order`` (a permutation of ``0..n-1``)."""
+        for arr in self.arrays().values():
+            arr[: self.n] = arr[: self.n][order]
+
     def remove_slots(self, slots: np.ndarray) -> None:
         """Remove the live cells in ``slots`` (ascending, distinct), in place.
 

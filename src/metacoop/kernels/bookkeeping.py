@@ -46,6 +46,23 @@ def flagged_slots(n, flags, bit, out):
 
 
 @njit(cache=True)
+def order_by_point(n, pos, n_points, out):
+    """Write the slots ``0..n-1`` to ``out`` ordered by lattice point, ties in slot order.
+
+    A stable counting sort, O(n + n_points): the slots of ``np.argsort(pos[:n], kind="stable")``.
+    """
+    start = np.zeros(n_points + 1, np.int64)
+    for i in range(n):
+        start[pos[i] + 1] += 1
+    for p in range(n_points):
+        start[p + 1] += start[p]
+    for i in range(n):
+        p = pos[i]
+        out[start[p]] = i
+        start[p] += 1
+
+
+@njit(cache=True)
 def arrived_slots(n, remaining_h, dest, eps, out):
     """Write the CTC slots ``i < n`` that reached their bed to ``out``; return how many.
 
