@@ -213,7 +213,8 @@ def memory_of(sim: metacoop.Simulation) -> dict[str, float]:
         if isinstance(rates, dict) and site.name in rates:
             lattice += rates[site.name].nbytes
     # Scratch arrays the site keeps between steps (private attributes; read only).
-    scratch = sum(getattr(site, a).nbytes for a in ("_int_scratch", "_mask_scratch") if hasattr(site, a))
+    scratch = sum(getattr(site, a).nbytes for a in ("_int_scratch", "_slot_scratch", "_mask_scratch")
+                  if hasattr(site, a))
     return {
         "cells": c.n,
         "capacity": c.capacity,
