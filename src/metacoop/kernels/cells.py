@@ -55,6 +55,23 @@ def _coords(p, nx, ny):
 
 
 @njit(cache=True, inline="always")
+def _row_starts(row, nx, ny, nz, ndim):
+    """First points of lattice row ``row`` (along x) and of its neighbour rows -y, +y, -z, +z.
+
+    A neighbour row past the lattice's edge is replaced by the row itself, so that
+    a row-wise stencil needs no branch in its inner loop.
+    """
+    plane = nx * ny
+    z, y = row // ny, row % ny
+    at = row * nx
+    up = at - nx if y > 0 else at
+    down = at + nx if y < ny - 1 else at
+    below = at - plane if ndim == 3 and z > 0 else at
+    above = at + plane if ndim == 3 and z < nz - 1 else at
+    return at, up, down, below, above
+
+
+@njit(cache=True, inline="always")
 def _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim):
     """As :func:`_neighbour`, for a point whose coordinates ``(x, y, z)`` are known."""
     if d == 0:
@@ -242,16 +259,10 @@ def decide_moves(
     # saves, so then no cell is skipped (the outcome is the same).
     bounded = n * BOUND_MIN_CELLS_PER_POINT >= ecm.shape[0]
     if bounded:
-        plane = nx * ny
         for row in prange(nz * ny):  # slope[p]: the gradient terms of point p's moves, summed (see above)
-            z, y = row // ny, row % ny
-            at = row * nx
-            # A missing neighbour row is replaced by the row itself: its terms are then 0 (upwind) or
-            # an extra |difference| (central), never less than the true sum.
-            up = at - nx if y > 0 else at
-            down = at + nx if y < ny - 1 else at
-            below = at - plane if ndim == 3 and z > 0 else at
-            above = at + plane if ndim == 3 and z < nz - 1 else at
+            # A missing neighbour row is the row itself: its terms are then 0 (upwind) or an extra
+            # |difference| (central), never less than the true sum.
+            at, up, down, below, above = _row_starts(row, nx, ny, nz, ndim)
             w, wu, wd = ecm[at : at + nx], ecm[up : up + nx], ecm[down : down + nx]
             wb, wa = ecm[below : below + nx], ecm[above : above + nx]
             out = slope[at : at + nx]
@@ -485,15 +496,9 @@ def mark_room(occ, capacity, dims, ndim, room):
     row's two end points are done apart.
     """
     nz, ny, nx = dims[0], dims[1], dims[2]
-    plane = nx * ny
     cap = np.uint8(capacity)  # occ is uint8 and capacity at most 255 (the config's bound)
     for row in prange(nz * ny):
-        z, y = row // ny, row % ny
-        at = row * nx
-        up = at - nx if y > 0 else at
-        down = at + nx if y < ny - 1 else at
-        below = at - plane if ndim == 3 and z > 0 else at
-        above = at + plane if ndim == 3 and z < nz - 1 else at
+        at, up, down, below, above = _row_starts(row, nx, ny, nz, ndim)  # (a missing row: the row itself)
         a, u, d = occ[at : at + nx], occ[up : up + nx], occ[down : down + nx]
         b, c = occ[below : below + nx], occ[above : above + nx]
         r = room[at : at + nx]
