@@ -193,6 +193,7 @@ class Movement(Mechanism):
             self.monotone[name] = False
             self.ceiling_low[name] = 0.0
             restart = True
+        low = min(low, self.ceiling[name])  # (a bound above the high ceiling: the high one serves)
         if self.monotone[name] and low > self.ceiling_low[name]:
             # Grown by a margin only from a value of its own: lifted off the high ceiling, it goes to its
             # bound (a margin there would keep most cells' ceiling a quarter too high for the whole run).
