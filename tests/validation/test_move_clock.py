@@ -367,3 +367,21 @@ def test_cells_moving_between_degraded_and_intact_ecm_keep_the_step_probabilitie
     else:
         assert all(monotone)
     assert abs(moves - p_sum) < Z * math.sqrt(var_sum), (moves, p_sum, math.sqrt(var_sum))
+
+
+def test_clocks_do_not_restart_while_the_low_bound_sits_above_the_high_ceiling():
+    # On uniform ECM the high ceiling is the motility alone, below the low class's bound (motility
+    # plus |p_hapt| LOW_SPREAD), so the low ceiling is the high one. A step without a rise keeps the
+    # cells' clocks: only candidates draw a new gap. (A low bound compared uncapped restarted every
+    # clock every step.)
+    sim = movement_only("event")
+    movement = next(m for m in sim.mechanisms if m.name == "movement")
+    c = sim.primary.cells
+    sim.step()
+    sim.step()
+    assert movement.ceiling_low["primary"] == movement.ceiling["primary"] > 0.0
+    for _ in range(8):
+        wake = c.live("wake").copy()
+        sim.step()
+        redrawn = np.mean(c.live("wake") != wake)
+        assert redrawn < 2 * movement.ceiling["primary"] + 0.01, redrawn
