@@ -250,9 +250,9 @@ class Site:
         order_by_point(c.n, c.pos, self.lattice.n_points, order)
         c.permute(order)
 
-    def emigrate(self, mask: np.ndarray) -> None:
-        """Remove the cells in ``mask`` because they left the site (e.g. into a vessel)."""
-        self._remove(np.flatnonzero(mask), "emigrated")
+    def emigrate(self, slots: np.ndarray) -> None:
+        """Remove the cells in ``slots`` (ascending) because they left the site (e.g. into a vessel)."""
+        self._remove(slots, "emigrated")
 
     def immigrate(self, cells: dict[str, np.ndarray], near: int) -> np.ndarray:
         """Place arriving cells at and around lattice point ``near``; return their slots.

@@ -91,7 +91,7 @@ class Intravasation(Mechanism):
             slots = np.flatnonzero(leaving_mask)
             points = group_point[slots]
             leaving = c.take(slots)
-            site.emigrate(leaving_mask)
+            site.emigrate(slots)
             uniq = np.unique(points)
             blood, lymph = self.routes[site.name]
             route = np.where(site.vessel[uniq] == LYMPHATIC_VESSEL, lymph, blood)
