@@ -28,7 +28,9 @@ from metacoop.kernels.move_clock import (
     LOW_SPREAD,
     MAX_GAP,
     ROLL,
+    MoveBounds,
     decide_moves_clocked,
+    ecm_range,
     move_bound,
 )
 from metacoop.mechanisms import REGISTRY
@@ -119,7 +121,7 @@ def test_moves_follow_the_step_probabilities_while_the_ecm_changes(clock):
     cells = Cells(2000, seed=1)
     rng = np.random.default_rng(2)
     p_diff, p_hapt = tables(0.004, 0.008, 0.03)
-    ceiling, _ = move_bound(p_diff, p_hapt, np.array([0.0, 1.0]), 2, True, None, None, None)
+    ceiling, _ = move_bound(p_diff, p_hapt, 0.0, 1.0, 2, True, None, None, None)
     steps = 400
     got = np.zeros((2, 4))
     p_sum = np.zeros((2, 4))
@@ -151,7 +153,7 @@ def test_the_low_ceiling_keeps_the_step_probabilities_while_the_ecm_falls():
     p_diff, p_hapt = tables(0.004, 0.008, 0.03)
     xs = np.arange(cells.nx * cells.ny) % cells.nx
     ecm = np.where((xs // 8) % 2 == 0, 1.0, 0.02 * rng.random(xs.size))
-    ceiling, ceiling_low = move_bound(p_diff, p_hapt, ecm, 2, True, None, None, None)
+    ceiling, ceiling_low = move_bound(p_diff, p_hapt, ecm.min(), ecm.max(), 2, True, None, None, None)
     assert ceiling_low < ceiling / 3
     got = np.zeros((2, 4))
     p_sum = np.zeros((2, 4))
@@ -385,3 +387,75 @@ def test_clocks_do_not_restart_while_the_low_bound_sits_above_the_high_ceiling()
         sim.step()
         redrawn = np.mean(c.live("wake") != wake)
         assert redrawn < 2 * movement.ceiling["primary"] + 0.01, redrawn
+
+
+@pytest.mark.parametrize("upwind", [True, False], ids=["upwind", "central"])
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_the_precomputed_bounds_are_move_bound_to_the_last_bit(upwind, ndim):
+    # MoveBounds takes its plain-float shortcut without modifiers and calls move_bound with them;
+    # either way the pair must be move_bound's, bit for bit (the ceilings are compared with it).
+    rng = np.random.default_rng(ndim + 2 * upwind)
+    p_diff, p_hapt = rng.random((3, 2)) * 0.01, (rng.random((3, 2)) - 0.3) * 0.05
+    bounds = MoveBounds(p_diff, p_hapt, ndim, upwind)
+    boost = 0.5 + rng.random(50)
+    cues, sens = rng.random((2, 50)), rng.random((2, 3, 2)) - 0.5
+    for lo, hi in [(0.0, 0.0), (0.0, 1.0), (0.3, 0.2), *rng.random((20, 2)).tolist()]:
+        for mods in [(None, None, None), (boost, None, None), (None, cues, sens), (boost, cues, sens),
+                     (np.ones(0), np.zeros((0, 50)), np.zeros((0, 3, 2)))]:
+            assert bounds(lo, hi, *mods) == move_bound(p_diff, p_hapt, lo, hi, ndim, upwind, *mods)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_one_pass_finds_a_rise_and_the_range_of_the_ecm(dtype):
+    # The survey orders the densities by their bit patterns; its range must be NumPy's, bit for bit,
+    # on values that include 0, -0, denormals and 1, and it must count a rise, a negative density and
+    # a NaN as rises; the ECM is copied into `previous` whatever it finds.
+    rng = np.random.default_rng(3)
+    tiny = np.finfo(dtype).smallest_subnormal
+    for ecm in [rng.random(1001), rng.random(7) ** 30, np.array([0.0, -0.0, tiny, 1.0]),
+                np.array([-0.0, 0.0]), np.array([0.25]), np.full(5, 0.5)]:
+        ecm = ecm.astype(dtype)
+        previous = ecm + dtype(0.1)
+        rose, lo, hi = ecm_range(ecm, previous)
+        assert (rose, lo, hi) == (False, float(ecm.min()), float(ecm.max())), ecm
+        np.testing.assert_array_equal(previous, ecm)
+    previous = np.array([0.5, 0.5, 0.5], dtype)
+    for ecm, rose in [([0.4, 0.5, 0.0], False), ([0.4, 0.6, 0.1], True), ([0.4, -1e-30, 0.1], True),
+                      ([0.4, np.nan, 0.1], True), ([0.6, -0.5, 0.1], True)]:
+        ecm = np.array(ecm, dtype)
+        got = ecm_range(ecm, previous)
+        np.testing.assert_array_equal(previous, ecm)
+        assert got[0] is rose, ecm
+        if not np.isnan(ecm).any():
+            assert got[1:] == (float(ecm.min()), float(ecm.max()))  # (after a rise NumPy finds the range)
+    assert ecm_range(np.array([0.7, 0.2]), None) == (False, 0.2, 0.7)
+    assert ecm_range(np.zeros(0), np.zeros(0)) == (False, 0.0, 0.0)
+
+
+def test_the_ceiling_rises_exactly_when_the_exact_bound_asks_while_the_ecm_falls():
+    # Through the mechanism: the ECM falls at random points (its range grows and the ceiling rises
+    # several times), and at step 60 one point rises above every value before it. The ceilings must
+    # be those of the rule applied to NumPy's range of the ECM each step.
+    sim = movement_only("event", **{
+        "clones.tumour.diffusion_um2_per_h": {"epithelial": 5.0, "mesenchymal": 10.0},
+        "clones.tumour.haptotaxis_um2_per_h": {"epithelial": 40.0, "mesenchymal": 40.0}})
+    site = sim.primary
+    movement = next(m for m in sim.mechanisms if m.name == "movement")
+    p_diff, p_hapt = movement.tables[site.name]
+    rng = np.random.default_rng(4)
+    ecm = site.fields["ecm"]
+    expected, got, monotone = 0.0, [], []
+    for step in range(120):
+        hit = rng.random(ecm.flat.size) < 0.01
+        ecm.flat[hit] *= rng.uniform(0.5, 1.0, int(hit.sum()))
+        if step == 60:
+            ecm.flat[7] = 1.8
+        high, _ = move_bound(p_diff, p_hapt, ecm.flat.min(), ecm.flat.max(), 2, True, None, None, None)
+        if high > expected:
+            expected = min(1.0, max(high, 1.25 * expected))
+        sim.step()
+        got.append((movement.ceiling[site.name], expected))
+        monotone.append(movement.monotone[site.name])
+    assert [g for g, _ in got] == [e for _, e in got]
+    assert len(set(e for _, e in got)) >= 4  # the ceiling rose several times
+    assert all(monotone[:60]) and not any(monotone[60:])

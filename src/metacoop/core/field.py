@@ -111,6 +111,10 @@ class FieldSolver:
 
         Deltas are added only when some may be non-zero (:attr:`Field.pending`),
         so a field without sources that neither diffuses nor decays costs nothing.
+        After an odd number of sub-steps the field's values and the scratch
+        buffer trade places instead of being copied: :attr:`Field.values` is
+        then another array, so hold the :class:`Field`, not its values, across
+        steps.
         """
         if f.zero:
             return
@@ -125,8 +129,7 @@ class FieldSolver:
         for _ in range(self.substeps):
             diffuse_decay_step(a, b, self.r, self.decay)
             a, b = b, a
-        if a is not f.values:
-            f.values[...] = a
+        f.values, self.scratch = a, b
 
 
 def make_solver(

@@ -53,9 +53,9 @@ from metacoop.kernels.cells import apply_moves, decide_moves
 from metacoop.kernels.move_clock import (
     CLOCK_BITS,
     LOW_SPREAD,
+    MoveBounds,
     decide_moves_clocked,
-    ecm_rose,
-    move_bound,
+    ecm_range,
 )
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -124,6 +124,8 @@ class Movement(Mechanism):
             site.name: move_probabilities(sim.clones, sim.dt_h, site.lattice.spacing_um)
             for site in sim.sites
         }
+        self.bounds = {site.name: MoveBounds(*self.tables[site.name], site.lattice.ndim, self.upwind)
+                       for site in sim.sites}
 
     def checkpoint(self):
         return dict(self.previous_ecm), {"ceiling": self.ceiling, "ceiling_low": self.ceiling_low,
@@ -152,7 +154,7 @@ class Movement(Mechanism):
             rule = (p_diff, p_hapt, ecm, lat.dims_array, lat.ndim, self.upwind, site.streams.key, self.stream,
                     ctx.step)
             target = site.scratch_int(c.n)
-            rates = self._clock_rates(site, p_diff, p_hapt, ecm, boost, cues, sens)
+            rates = self._clock_rates(site, ecm, boost, cues, sens)
             if rates is None:
                 slope = site.scratch_float(lat.n_points)
                 if decide_moves(*cells, *rule, target, boost, cues, sens, level, slope):
@@ -162,7 +164,7 @@ class Movement(Mechanism):
                                         LOW_SPREAD):
                     apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, site.scratch_slots(c.n))
 
-    def _clock_rates(self, site, p_diff, p_hapt, ecm, boost, cues, sens) -> tuple[float, float] | None:
+    def _clock_rates(self, site, ecm, boost, cues, sens) -> tuple[float, float] | None:
         """The ceilings of the site's event clock this step, ``(high, low)``, or None for the step clock.
 
         ``high`` is at least every cell's move probability and ``low`` at
@@ -173,14 +175,19 @@ class Movement(Mechanism):
         low one leaving the high one: it goes to its bound). Whenever a
         ceiling rises, the ECM rises, or the event clock takes over from the
         step clock, every clock of the site restarts (exact: the gaps are
-        memoryless).
+        memoryless). While the ECM has only fallen, one pass over it compares
+        it with the last step's and finds its range
+        (:func:`~metacoop.kernels.move_clock.ecm_range`); the comparison is
+        made before the hand-over to the step clock is decided, and after a
+        hand-over its copy is never read again (the ceiling never falls).
         """
         clock = self.params.clock
         if clock == "step":
             return None
         name = site.name
         restart = not self.clocked[name]
-        high, low = move_bound(p_diff, p_hapt, ecm, site.lattice.ndim, self.upwind, boost, cues, sens)
+        rose, lo, hi = ecm_range(ecm, self.previous_ecm[name] if self.monotone[name] else None)
+        high, low = self.bounds[name](lo, hi, boost, cues, sens)
         capped = self.ceiling_low[name] >= self.ceiling[name]  # the low ceiling sits at the high one
         if high > self.ceiling[name]:
             self.ceiling[name] = min(1.0, max(high, CEILING_GROWTH * self.ceiling[name]))
@@ -188,8 +195,7 @@ class Movement(Mechanism):
         if clock == "auto" and self.ceiling[name] > EVENT_MAX_CEILING:
             self.clocked[name] = False
             return None
-        # (The ECM is compared with the last step that used the event clock: a rise in between counts.)
-        if self.monotone[name] and ecm_rose(ecm, self.previous_ecm[name]):
+        if rose:
             self.monotone[name] = False
             self.ceiling_low[name] = 0.0
             restart = True
