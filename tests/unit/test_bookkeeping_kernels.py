@@ -35,6 +35,21 @@ def test_flagged_slots_match_flatnonzero(n):
     np.testing.assert_array_equal(got, np.flatnonzero(flags[:n] & DEAD))
 
 
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 1000])
+@pytest.mark.parametrize("share", [0.0, 0.003, 0.5, 1.0])
+def test_tally_marked_counts_as_bincount_per_phenotype(n, share):
+    marked = (RNG.random(n + 70) < share).astype(np.uint8) * RNG.integers(1, 256, n + 70).astype(np.uint8)
+    marked[n:] = 1  # slots past n are not counted
+    clone = RNG.integers(0, 3, n + 70).astype(np.int16)
+    phen = RNG.integers(0, 2, n + 70).astype(np.int8)
+    counts = np.full((2, 3), 5, np.int64)  # added to
+    k.tally_marked(n, marked, clone, phen, counts)
+    idx = np.flatnonzero(marked[:n])
+    for ph in (0, 1):
+        want = 5 + np.bincount(clone[idx[phen[idx] == ph]], minlength=3)
+        np.testing.assert_array_equal(counts[ph], want)
+
+
 @pytest.mark.parametrize("n", [0, 1, 7, 1000])
 def test_order_by_point_is_a_stable_argsort(n):
     pos = RNG.integers(0, 37, n + 3).astype(np.int32)

@@ -46,6 +46,28 @@ def flagged_slots(n, flags, bit, out):
 
 
 @njit(cache=True)
+def tally_marked(n, marked, clone, phen, counts):
+    """Add one to ``counts[phen[i], clone[i]]`` for every ``i < n`` whose ``marked[i]`` is not 0.
+
+    What ``np.flatnonzero`` and ``np.bincount`` per phenotype would give, in
+    one pass: the marks are OR-ed in blocks of 64 (a loop the compiler
+    vectorises) and only a block with a mark is looked into. Marks are rare
+    (cells that switched phenotype this step), so at 1e6 cells this takes a
+    fraction of the 1.3 ms that listing them took.
+    """
+    for lo in range(0, n, 64):
+        hi = min(lo + 64, n)
+        acc = np.uint8(0)
+        for i in range(lo, hi):
+            acc |= marked[i]
+        if acc == 0:
+            continue
+        for i in range(lo, hi):
+            if marked[i]:
+                counts[phen[i], clone[i]] += 1
+
+
+@njit(cache=True)
 def order_by_point(n, pos, n_points, out):
     """Write the slots ``0..n-1`` to ``out`` ordered by lattice point, ties in slot order.
 

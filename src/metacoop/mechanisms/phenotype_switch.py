@@ -6,7 +6,8 @@ import numpy as np
 
 from metacoop.core.clones import per_step_probability
 from metacoop.core.schedule import Phase
-from metacoop.kernels.cells import switch_phenotype
+from metacoop.kernels.bookkeeping import tally_marked
+from metacoop.kernels.cells import EPITHELIAL, MESENCHYMAL, switch_phenotype
 from metacoop.mechanisms.base import Mechanism, StepContext
 
 
@@ -37,7 +38,7 @@ class PhenotypeSwitch(Mechanism):
             switched = site.scratch_mask(c.n)
             if switch_phenotype(c.n, c.uid, c.clone, c.phen, c.state, c.flags, self.p_emt, self.p_met,
                                 site.streams.key, self.stream, ctx.step, switched):
-                idx = np.flatnonzero(switched[: c.n])
-                to_mes = c.phen[idx] == 1
-                site.count("emt", c.clone[idx[to_mes]])
-                site.count("met", c.clone[idx[~to_mes]])
+                counts = np.zeros((2, site.counters["emt"].size), np.int64)  # [phenotype now, clone]
+                tally_marked(c.n, switched, c.clone, c.phen, counts)
+                site.counters["emt"] += counts[MESENCHYMAL]
+                site.counters["met"] += counts[EPITHELIAL]
