@@ -272,13 +272,40 @@ def test_decide_moves_matches_twin(ndim, upwind):
     flags_before = c["flags"].copy()
     k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
                      ecm, np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target,
-                     None, None, None, None, np.empty(n_points))  # no modifiers: movement's path without them
+                     None, None, None, None, np.empty(n_points), np.empty(n, np.uint8))  # (no modifiers)
     expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, ndim, upwind)
     np.testing.assert_array_equal(chosen_moves(c["flags"], target), expect)
     np.testing.assert_array_equal(c["flags"], flags_before)  # only MOVING was set
     assert (target[expect < 0] == -7).all()  # stayers' targets untouched
     assert k == (expect >= 0).sum()
     assert n // 20 < k < n - n // 20  # the comparison exercised both moving and staying
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("boosted", [False, True], ids=["plain", "boost"])
+def test_decide_moves_screens_the_bounds_at_parallel_sizes_as_the_twin_decides(build, boosted):
+    # From PARALLEL_MIN_ITEMS cells on (without cues) a branch-free pass marks the cells whose draw
+    # is below their bound before any is visited; either build must still decide as the twin. The
+    # cells are packed (several per point), so the bound is taken and stops most of them.
+    from metacoop.kernels.dispatch import PARALLEL_MIN_ITEMS
+
+    dims = (1, 120, 110)
+    n_points = int(np.prod(dims))
+    n = PARALLEL_MIN_ITEMS + 3001
+    c = _cells(n, n_points, 17)
+    rng = np.random.default_rng(18)
+    ecm = rng.uniform(0.0, 1.0, n_points) ** 3
+    p_diff = np.array([[0.01, 0.02], [0.0, 0.03], [0.02, 0.0]])
+    p_hapt = np.array([[0.05, 0.02], [0.0, 0.04], [0.03, 0.0]])
+    boost = rng.uniform(0.5, 1.5, n_points) if boosted else None
+    target = np.full(n, -7, np.int64)
+    k = getattr(decide_moves, build)(
+        n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt, ecm,
+        np.asarray(dims, np.int64), 2, True, KEY, STREAM, STEP, target, boost, None, None, None,
+        np.empty(n_points), np.empty(n, np.uint8))
+    expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, 2, True, boost)
+    np.testing.assert_array_equal(chosen_moves(c["flags"], target), expect)
+    assert k == (expect >= 0).sum() > n // 50
 
 
 @pytest.mark.parametrize("moving", [0.5, 0.02])  # most words of eight flags hold a mover / few do
@@ -356,7 +383,8 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
         getattr(decide_moves, build)(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"],
                                      p_diff, p_hapt, ecm, np.asarray(u.shape, np.int64), 3, True, KEY,
                                      STREAM, STEP, target, 1.0 + ecm, ecm[None, ::-1].copy(),
-                                     np.full((1, 3, 2), 0.02), np.zeros(1, np.uint8), np.empty(u.size))
+                                     np.full((1, 3, 2), 0.02), np.zeros(1, np.uint8), np.empty(u.size),
+                                     np.empty(n, np.uint8))
         return out, chosen_moves(c["flags"], target)
 
     before = numba.get_num_threads()
@@ -468,7 +496,7 @@ def test_decide_moves_with_few_cells_per_point_matches_twin(upwind):
     target = np.full(n, -7, np.int64)
     k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
                      ecm, np.asarray(dims, np.int64), 2, upwind, KEY, STREAM, STEP, target,
-                     None, None, None, None, np.empty(60 * 70))
+                     None, None, None, None, np.empty(60 * 70), np.empty(n, np.uint8))
     expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, 2, upwind)
     np.testing.assert_array_equal(chosen_moves(c["flags"], target), expect)
     assert 0 < k == (expect >= 0).sum()

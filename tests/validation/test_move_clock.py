@@ -22,8 +22,9 @@ import pytest
 
 import metacoop
 from helpers.twins import chosen_moves
-from metacoop.kernels.cells import apply_moves, decide_moves
+from metacoop.kernels.cells import DEAD, apply_moves, decide_moves
 from metacoop.kernels.move_clock import (
+    CLOCKED,
     LOW,
     LOW_SPREAD,
     MAX_GAP,
@@ -86,14 +87,15 @@ class Cells:
         """One step of the event clock; returns (n,) the wanted direction 0..3 or -1, moves not applied."""
         decide_moves_clocked(self.n, self.uid, self.pos, self.clone, self.phen, self.state, self.flags,
                              self.wake, p_diff, p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step,
-                             self.target, None, None, None, None, ceiling, ceiling_low, LOW_SPREAD)
+                             self.target, None, None, None, None, ceiling, ceiling_low, LOW_SPREAD,
+                             np.empty(self.n, np.uint8))
         return self._direction(chosen_moves(self.flags, self.target))
 
     def stepwise(self, step, p_diff, p_hapt, ecm) -> np.ndarray:
         """One step of the step-by-step rule; same return as :meth:`clocked`."""
         decide_moves(self.n, self.uid, self.pos, self.clone, self.phen, self.state, self.flags, p_diff,
                      p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step, self.target, None, None, None, None,
-                     np.empty(ecm.size))
+                     np.empty(ecm.size), np.empty(self.n, np.uint8))
         return self._direction(chosen_moves(self.flags, self.target))
 
     def _direction(self, target: np.ndarray) -> np.ndarray:
@@ -251,7 +253,7 @@ def test_the_parallel_build_decides_exactly_as_the_serial_one():
         for step in range(30):
             build(cells.n, cells.uid, cells.pos, cells.clone, cells.phen, cells.state, cells.flags,
                   cells.wake, p_diff, p_hapt, ecm, cells.dims, 2, True, KEY, STREAM, step, cells.target, None,
-                  None, None, None, 0.2, 0.05, LOW_SPREAD)
+                  None, None, None, 0.2, 0.05, LOW_SPREAD, np.empty(cells.n, np.uint8))
             ecm *= 0.999
             apply_moves(cells.n, cells.pos, cells.target, cells.flags, occ, 255, np.empty(cells.n, np.int64))
         results.append((cells.pos.copy(), cells.flags.copy(), cells.wake.copy()))
@@ -459,3 +461,25 @@ def test_the_ceiling_rises_exactly_when_the_exact_bound_asks_while_the_ecm_falls
     assert [g for g, _ in got] == [e for _, e in got]
     assert len(set(e for _, e in got)) >= 4  # the ceiling rose several times
     assert all(monotone[:60]) and not any(monotone[60:])
+
+
+def test_a_cell_loses_its_clock_in_the_first_step_it_is_not_active():
+    # Whatever its clock says, a cell that is not active is visited (its clock cleared) in the very
+    # step it is found inactive; a dead cell is left as it is. (The kernel's branch-free screen marks
+    # them: a screen that missed inactive cells would leave them clocked until their wake.)
+    cells = Cells(4000, seed=12)
+    p_diff, p_hapt = tables(0.004, 0.008, 0.03)
+    ecm = np.full(cells.nx * cells.ny, 0.5)
+    cells.clocked(0, p_diff, p_hapt, ecm, 0.05)
+    assert ((cells.flags & CLOCKED) != 0).all()
+    stopped = np.zeros(cells.n, bool)
+    stopped[::3] = True
+    cells.state[stopped] = 1
+    dead = np.zeros(cells.n, bool)
+    dead[1::3] = True
+    cells.flags[dead] |= DEAD
+    wake, flags = cells.wake.copy(), cells.flags.copy()
+    cells.clocked(1, p_diff, p_hapt, ecm, 0.05)
+    assert ((cells.flags[stopped] & CLOCKED) == 0).all()
+    np.testing.assert_array_equal(cells.flags[dead], flags[dead])
+    np.testing.assert_array_equal(cells.wake[dead | stopped], wake[dead | stopped])

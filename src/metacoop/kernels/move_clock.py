@@ -137,7 +137,7 @@ def _per_log_stay(c):
 @sized_kernel(first_arg)
 def decide_moves_clocked(
     n, uid, pos, clone, phen, state, flags, wake, p_diff, p_hapt, ecm, dims, ndim, upwind,
-    key, stream, step, target, boost, cues, cue_sens, cue_level, ceiling, ceiling_low, spread,
+    key, stream, step, target, boost, cues, cue_sens, cue_level, ceiling, ceiling_low, spread, awake,
 ):
     """Choose the move of each cell whose clock rings; other cells stay without a draw.
 
@@ -151,6 +151,14 @@ def decide_moves_clocked(
     the moves in cell order. Cells that are not active lose their clock, so
     they draw a new gap when they become active again.
 
+    ``awake`` (uint8 scratch, at least ``n`` entries) receives the marks of
+    a first pass without branches, which the compiler vectorises: the cells
+    to visit (dead or inactive ones, those without a clock, and those whose
+    clock rings now). The visits then skip eight cells at a time where a
+    uint64 of marks is 0. Testing each cell in the loop that also visits
+    cost twice as much per cell (0.5 ns, the largest part of the kernel on
+    franssen2019's 50,000 cells).
+
     The whole rule is written out in the loop: split into helper functions,
     numba compiled it about three times slower.
 
@@ -162,66 +170,79 @@ def decide_moves_clocked(
     per_log_low = _per_log_stay(ceiling_low) if classify else 0.0
     now = step & _WAKE_MASK
     wanting = 0
+    # A branch-free screen the compiler vectorises marks the cells to visit: dead or inactive cells,
+    # cells without a clock, and those whose clock rings now (a few in a hundred). The cells are then
+    # visited from the marks, eight at a time where one uint64 of marks is 0.
     for i in prange(n):
         f = flags[i]
-        if f & DEAD:
+        awake[i] = (wake[i] == now) | ((f & (DEAD | CLOCKED)) != CLOCKED) | (state[i] != ACTIVE)
+    words = n // 8
+    packed = awake[: words * 8].view(np.uint64)
+    for b in prange(words + 1):
+        if b < words and packed[b] == 0:
             continue
-        if state[i] != ACTIVE:
-            if f & CLOCKED:
-                flags[i] = f & KEEP_UNCLOCKED
-            continue
-        if f & CLOCKED and wake[i] != now:
-            continue
-        p = pos[i]
-        x, y, z = _coords(p, nx, ny)  # (once per candidate: the helpers below would each divide again)
-        drawn_low = (f & LOW) != 0  # the ceiling this candidate was drawn at
-        if (f & ROLL) != 0 or (f & CLOCKED) == 0:
-            # No clock, or a cut gap: draw the gap to the first candidate, which may be this step.
-            low = False  # (not written as `classify and ...`: numba compiles that into a slow loop)
-            if classify:
-                low = _neighbour_ecm(p, x, y, z, ecm, nx, ny, nz, ndim) <= spread
-            ahead = geometric_gap(1.0 - uniform(key, stream, step, uid[i], 1),
-                                  per_log_low if low else per_log_high)
-            g = (f | CLOCKED | LOW) if low else ((f | CLOCKED) & KEEP_HIGH)
-            if ahead > 0:
-                if ahead > MAX_GAP:
-                    flags[i] = g | ROLL
-                    wake[i] = (step + MAX_GAP) & _WAKE_MASK
-                else:
-                    flags[i] = g & KEEP_NO_ROLL
-                    wake[i] = (step + ahead) & _WAKE_MASK
+        for i in range(8 * b, min(8 * b + 8, n)):
+            if awake[i] == 0:
                 continue
-            drawn_low = low
-        # A candidate: decide this step's move at the ceiling it was drawn at, then draw the next gap.
-        c = clone[i]
-        ph = phen[i]
-        pd, ph_, cued = _move_numbers(c, ph, p, p_diff, p_hapt, boost, cues, cue_sens)
-        nb = -1
-        if pd != 0.0 or ph_ != 0.0 or cued:
-            u = uniform(key, stream, step, uid[i], 0) * (ceiling_low if drawn_low else ceiling)
-            nb = _chosen_neighbour(u, p, x, y, z, pd, ph_, c, ph, ecm, nx, ny, nz, ndim, upwind, cues,
-                                   cue_sens, cue_level, cued)
-        low = False
-        if classify:
-            around = _neighbour_ecm(p, x, y, z, ecm, nx, ny, nz, ndim)
-            if nb >= 0:  # the move may be cancelled: both neighbourhoods must qualify
-                bx, by, bz = _step_coords(p, nb, x, y, z, nx)
-                around = max(around, _neighbour_ecm(nb, bx, by, bz, ecm, nx, ny, nz, ndim))
-            low = around <= spread
-        ahead = 1 + geometric_gap(1.0 - uniform(key, stream, step, uid[i], 2),
-                                  per_log_low if low else per_log_high)
-        f = (f | CLOCKED | LOW) if low else ((f | CLOCKED) & KEEP_HIGH)
-        if ahead > MAX_GAP:
-            f = f | ROLL
-            wake[i] = (step + MAX_GAP) & _WAKE_MASK
-        else:
-            f = f & KEEP_NO_ROLL
-            wake[i] = (step + ahead) & _WAKE_MASK
-        if nb >= 0:
-            target[i] = nb
-            f = f | MOVING
-            wanting += 1
-        flags[i] = f
+            f = flags[i]
+            if f & DEAD:
+                continue
+            if state[i] != ACTIVE:
+                if f & CLOCKED:
+                    flags[i] = f & KEEP_UNCLOCKED
+                continue
+            if f & CLOCKED and wake[i] != now:
+                continue
+            p = pos[i]
+            x, y, z = _coords(p, nx, ny)  # (once per candidate: the helpers below would each divide again)
+            drawn_low = (f & LOW) != 0  # the ceiling this candidate was drawn at
+            if (f & ROLL) != 0 or (f & CLOCKED) == 0:
+                # No clock, or a cut gap: draw the gap to the first candidate, which may be this step.
+                low = False  # (not written as `classify and ...`: numba compiles that into a slow loop)
+                if classify:
+                    low = _neighbour_ecm(p, x, y, z, ecm, nx, ny, nz, ndim) <= spread
+                ahead = geometric_gap(1.0 - uniform(key, stream, step, uid[i], 1),
+                                      per_log_low if low else per_log_high)
+                g = (f | CLOCKED | LOW) if low else ((f | CLOCKED) & KEEP_HIGH)
+                if ahead > 0:
+                    if ahead > MAX_GAP:
+                        flags[i] = g | ROLL
+                        wake[i] = (step + MAX_GAP) & _WAKE_MASK
+                    else:
+                        flags[i] = g & KEEP_NO_ROLL
+                        wake[i] = (step + ahead) & _WAKE_MASK
+                    continue
+                drawn_low = low
+            # A candidate: decide this step's move at the ceiling it was drawn at, then draw the next gap.
+            c = clone[i]
+            ph = phen[i]
+            pd, ph_, cued = _move_numbers(c, ph, p, p_diff, p_hapt, boost, cues, cue_sens)
+            nb = -1
+            if pd != 0.0 or ph_ != 0.0 or cued:
+                u = uniform(key, stream, step, uid[i], 0) * (ceiling_low if drawn_low else ceiling)
+                nb = _chosen_neighbour(u, p, x, y, z, pd, ph_, c, ph, ecm, nx, ny, nz, ndim, upwind, cues,
+                                       cue_sens, cue_level, cued)
+            low = False
+            if classify:
+                around = _neighbour_ecm(p, x, y, z, ecm, nx, ny, nz, ndim)
+                if nb >= 0:  # the move may be cancelled: both neighbourhoods must qualify
+                    bx, by, bz = _step_coords(p, nb, x, y, z, nx)
+                    around = max(around, _neighbour_ecm(nb, bx, by, bz, ecm, nx, ny, nz, ndim))
+                low = around <= spread
+            ahead = 1 + geometric_gap(1.0 - uniform(key, stream, step, uid[i], 2),
+                                      per_log_low if low else per_log_high)
+            f = (f | CLOCKED | LOW) if low else ((f | CLOCKED) & KEEP_HIGH)
+            if ahead > MAX_GAP:
+                f = f | ROLL
+                wake[i] = (step + MAX_GAP) & _WAKE_MASK
+            else:
+                f = f & KEEP_NO_ROLL
+                wake[i] = (step + ahead) & _WAKE_MASK
+            if nb >= 0:
+                target[i] = nb
+                f = f | MOVING
+                wanting += 1
+            flags[i] = f
     return wanting
 
 

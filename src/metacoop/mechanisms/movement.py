@@ -156,12 +156,12 @@ class Movement(Mechanism):
             target = site.scratch_int(c.n)
             rates = self._clock_rates(site, ecm, boost, cues, sens)
             if rates is None:
-                slope = site.scratch_float(lat.n_points)
-                if decide_moves(*cells, *rule, target, boost, cues, sens, level, slope):
+                slope, marks = site.scratch_float(lat.n_points), site.scratch_mask(c.n)
+                if decide_moves(*cells, *rule, target, boost, cues, sens, level, slope, marks):
                     apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, site.scratch_slots(c.n))
             elif rates[0] > 0.0:  # (0: no cell can move)
                 if decide_moves_clocked(*cells, c.wake, *rule, target, boost, cues, sens, level, *rates,
-                                        LOW_SPREAD):
+                                        LOW_SPREAD, site.scratch_mask(c.n)):
                     apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, site.scratch_slots(c.n))
 
     def _clock_rates(self, site, ecm, boost, cues, sens) -> tuple[float, float] | None:
