@@ -15,16 +15,20 @@ import pytest
 from helpers.twins import chosen_moves, decide_moves_twin
 from metacoop.kernels.cells import (
     DEAD,
+    DUE_BLOCK,
     MOVING,
     advance_cycle,
     apply_moves,
     bernoulli_flag,
     decide_moves,
     divide,
+    due_blocks,
+    list_due,
     scatter_add,
     select_on_vessels,
     switch_phenotype,
 )
+from metacoop.kernels.dispatch import PARALLEL_MIN_ITEMS
 from metacoop.kernels.fields import (
     DEGRADE_BLOCK,
     SMALL_EXPONENT,
@@ -182,13 +186,15 @@ def _cells(n: int, n_points: int, seed: int):
     }
 
 
-def test_bernoulli_flag_matches_twin():
-    n = 5000
+@pytest.mark.parametrize("n", [5000, PARALLEL_MIN_ITEMS + 77])  # (from PARALLEL_MIN_ITEMS: screened first)
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+def test_bernoulli_flag_matches_twin(n, build):
     c = _cells(n, 100, 1)
-    p = np.random.default_rng(11).uniform(0, 1, (3, 3, 2))
+    p = np.random.default_rng(11).uniform(0, 1, (3, 3, 2)) ** 3
     flags = c["flags"].copy()
-    hits = bernoulli_flag(n, c["uid"], c["clone"], c["phen"], c["state"], p, KEY, STREAM, STEP, flags,
-                          np.uint8(2), c["pos"], np.zeros(0))
+    kernel = getattr(bernoulli_flag, build)
+    hits = kernel(n, c["uid"], c["clone"], c["phen"], c["state"], p, KEY, STREAM, STEP, flags, np.uint8(2),
+                  c["pos"], np.zeros(0), np.empty(n, np.uint8))
     live = (c["flags"] & DEAD) == 0
     expect_hit = live & (_draws(c["uid"]) < p[c["state"], c["clone"], c["phen"]])
     np.testing.assert_array_equal((flags & 2) != 0, expect_hit)
@@ -287,8 +293,6 @@ def test_decide_moves_screens_the_bounds_at_parallel_sizes_as_the_twin_decides(b
     # From PARALLEL_MIN_ITEMS cells on (without cues) a branch-free pass marks the cells whose draw
     # is below their bound before any is visited; either build must still decide as the twin. The
     # cells are packed (several per point), so the bound is taken and stops most of them.
-    from metacoop.kernels.dispatch import PARALLEL_MIN_ITEMS
-
     dims = (1, 120, 110)
     n_points = int(np.prod(dims))
     n = PARALLEL_MIN_ITEMS + 3001
@@ -401,6 +405,33 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
         np.testing.assert_array_equal(a, s)
 
 
+
+def _due(n, cycle, pos, room):
+    """The due lists of ``n`` cells, as the proliferation mechanism makes them for :func:`divide`."""
+    due, counts = np.empty(n, np.int64), np.empty(due_blocks(n), np.int64)
+    list_due(n, cycle, pos, room, due, counts)
+    return due, counts
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("with_room", [False, True], ids=["all", "room"])
+def test_list_due_lists_flatnonzero_block_by_block(build, with_room):
+    # Over several blocks (on several threads in the parallel build) the lists, read block by
+    # block, are the due cells in slot order: cycle clock run out and, with a room map, room at
+    # the cell's point.
+    n, points = 3 * DUE_BLOCK + 5, 500
+    rng = np.random.default_rng(31)
+    cycle = np.where(rng.random(n) < 0.4, -0.01, 1.0).astype(np.float32)
+    pos = rng.integers(0, points, n).astype(np.int32)
+    room = (rng.random(points) < 0.5).astype(np.uint8) if with_room else np.zeros(0, np.uint8)
+    due, counts = np.full(n, -1, np.int64), np.empty(due_blocks(n), np.int64)
+    getattr(list_due, build)(n, cycle, pos, room, due, counts)
+    got = np.concatenate([due[b * DUE_BLOCK : b * DUE_BLOCK + counts[b]] for b in range(counts.size)])
+    want = (cycle <= 0.0) & (room[pos] != 0 if with_room else True)
+    np.testing.assert_array_equal(got, np.flatnonzero(want))
+    assert counts.size == 4 and (counts > 0).all()
+
+
 def test_divide_carries_the_overshoot_of_a_clock_that_ran_out_this_step():
     """Mother and daughter clocks start when the old clock ran out, not at the step's end.
 
@@ -424,9 +455,10 @@ def test_divide_carries_the_overshoot_of_a_clock_that_ran_out_this_step():
     occ = np.zeros(9, np.uint8)
     occ[[0, 8]] = 1
     shape, scale = np.array([[16.0, 16.0]]), np.array([[0.7, 0.7]])
+    due, counts = _due(n, cycle, pos, np.zeros(0, np.uint8))
     born = divide(n, uid, pos, clone, phen, lineage, parent, birth, cycle, state, met, flags,
                   np.zeros(0, np.int64), occ, 4, np.array([1, 3, 3], np.int64), 2, shape, scale,
-                  1.0, dt, 100, KEY, STREAM, STEP, np.zeros(0, np.uint8), np.empty(n, np.int64))
+                  1.0, dt, 100, KEY, STREAM, STEP, due, counts)
     assert born == 2
     fresh = {u: gamma_variate(16.0, 0.7, KEY, STREAM, STEP, u, 1) for u in (10, 11, 100, 101)}
     np.testing.assert_allclose(cycle[:4], [fresh[10] - 0.03, fresh[11], fresh[100] - 0.03, fresh[101]],
@@ -466,11 +498,12 @@ def test_mark_room_and_divide_with_the_room_map_change_nothing(ndim):
         arrays["pos"][:n] = pos
         arrays["cycle"][:n] = rng_cycle
         o = occ.copy()
+        due, counts = _due(n, arrays["cycle"], arrays["pos"], room_map)
         born = divide(n, arrays["uid"], arrays["pos"], arrays["clone"], arrays["phen"], arrays["lineage"],
                       arrays["parent"], arrays["birth"], arrays["cycle"], arrays["state"], arrays["met"],
                       arrays["flags"], np.zeros(0, np.int64), o, capacity, dims, ndim,
                       np.array([[4.0, 4.0]]), np.array([[5.0, 5.0]]), 1.0, 0.1, 1000, KEY, STREAM, STEP,
-                      room_map, np.empty(n, np.int64))
+                      due, counts)
         return born, o, {k: v[: n + born].copy() for k, v in arrays.items()}
 
     rng_cycle = np.where(rng.random(n) < 0.8, -0.05, 3.0).astype(np.float32)  # most cells due

@@ -253,7 +253,7 @@ def test_bernoulli_flag_with_factor_matches_twin():
     factor[1::13] = 0.0
     flags = c["flags"].copy()
     hits = bernoulli_flag(n, c["uid"], c["clone"], c["phen"], c["state"], p, KEY, STREAM, STEP, flags,
-                          np.uint8(4), c["pos"], factor)
+                          np.uint8(4), c["pos"], factor, np.empty(n, np.uint8))
     expect = _flag_twin(c, p, factor)
     np.testing.assert_array_equal((flags & 4) != 0, expect)
     np.testing.assert_array_equal(flags & DEAD, c["flags"] & DEAD)  # other bits untouched
@@ -261,7 +261,7 @@ def test_bernoulli_flag_with_factor_matches_twin():
     # Active cells ignore the factor; cells that are not active see it: compare with no factor.
     plain = c["flags"].copy()
     bernoulli_flag(n, c["uid"], c["clone"], c["phen"], c["state"], p, KEY, STREAM, STEP, plain, np.uint8(4),
-                   c["pos"], NO_FACTOR)
+                   c["pos"], NO_FACTOR, np.empty(n, np.uint8))
     active = c["state"] == 0
     np.testing.assert_array_equal(((flags & 4) != 0)[active], ((plain & 4) != 0)[active])
     assert (((flags & 4) != 0) != ((plain & 4) != 0))[~active].any()
@@ -286,7 +286,7 @@ def test_bernoulli_flag_certain_event_with_zero_factor_agrees_with_hazard_scaled
     p = np.ones((3, 1, 1))
     flags = np.zeros(1, np.uint8)
     bernoulli_flag(1, uid, np.zeros(1, np.int16), np.zeros(1, np.int8), np.ones(1, np.uint8), p, KEY, STREAM,
-                   STEP, flags, np.uint8(2), np.zeros(1, np.int32), np.zeros(1))
+                   STEP, flags, np.uint8(2), np.zeros(1, np.int32), np.zeros(1), np.empty(1, np.uint8))
     assert hazard_scaled(np.array([1.0]), np.array([0.0]))[0] == 0.0
     assert flags[0] & 2 == 0
 

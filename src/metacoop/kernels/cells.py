@@ -90,18 +90,34 @@ def _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim):
 
 
 @sized_kernel(first_arg)
-def bernoulli_flag(n, uid, clone, phen, state, p_table, key, stream, step, flags, flag, pos, factor):
+def bernoulli_flag(n, uid, clone, phen, state, p_table, key, stream, step, flags, flag, pos, factor, marks):
     """Set ``flag`` on each live cell with probability ``p_table[state, clone, phen]``.
 
     ``factor`` (per lattice point, or empty) multiplies the hazard behind the
     probability of cells that are not active (arrested or dormant):
     ``p -> 1 - (1 - p)**factor[pos]``; a factor of exactly 1 leaves ``p`` as is.
 
+    ``marks`` (uint8 scratch, at least ``n`` entries): from
+    :data:`~metacoop.kernels.dispatch.PARALLEL_MIN_ITEMS` cells on and without
+    ``factor``, a first pass without branches, which the compiler vectorises
+    (eight hashes at a time), marks the cells whose draw is below their
+    probability, and the rule then looks only at those (the same draw): at
+    1e6 cells on 2 threads 1.6 -> 0.5 ms. (numba's serial build does not
+    vectorise that pass, so below that size the rule looks at every cell.)
+
     Returns the number of cells flagged.
     """
     hit = 0
     scaled = factor.shape[0] > 0
+    screened = not scaled and n >= PARALLEL_MIN_ITEMS
+    if screened:
+        prefix = draw_prefix(key, stream, step)
+        for i in prange(n):
+            p = p_table[state[i], clone[i], phen[i]]
+            marks[i] = ((flags[i] & DEAD) == 0) & (uniform_after(prefix, uid[i], 0) < p)
     for i in prange(n):
+        if screened and marks[i] == 0:
+            continue
         if flags[i] & DEAD:
             continue
         p = p_table[state[i], clone[i], phen[i]]
@@ -423,11 +439,53 @@ def advance_cycle(n, cycle_h, state, met, flags, met_room, dt, pos, speed):
     return due
 
 
+#: Cells per block of :func:`list_due` (each block lists its own cells, on any thread).
+DUE_BLOCK = 16_384
+
+
+@sized_kernel(first_arg)
+def list_due(n, cycle_h, pos, room, due, counts):
+    """List the cells that may divide: those whose cycle clock has run out, block by block.
+
+    Block ``b`` (cells ``b * DUE_BLOCK`` up to the next block) writes the
+    slots of its due cells, ascending, to ``due`` from ``b * DUE_BLOCK`` on
+    and their number to ``counts[b]``; ``due`` (int64) has at least ``n``
+    entries and ``counts`` one per block. With ``room`` (per point, from
+    :func:`mark_room`, or empty) a cell is listed only where its point or a
+    neighbour has room: the division loop only fills points, so a cell at a
+    point without room would be passed over with the same outcome.
+
+    Each block is one pass without branches (every slot is written; the count
+    advances only past due cells): a loop that tests every cell in turn
+    mispredicts on each of the many cells that wait for room. Blocks run on
+    several threads from :data:`~metacoop.kernels.dispatch.PARALLEL_MIN_ITEMS`
+    cells on (0.8 -> 0.4 ms at 1e6 cells); the lists do not depend on that.
+    """
+    for block in prange(counts.shape[0]):
+        lo = block * DUE_BLOCK
+        hi = min(lo + DUE_BLOCK, n)
+        k = lo
+        if room.shape[0] > 0:  # full here and all around: the division waits
+            for i in range(lo, hi):
+                due[k] = i
+                k += (cycle_h[i] <= 0.0) & (room[pos[i]] != 0)
+        else:
+            for i in range(lo, hi):
+                due[k] = i
+                k += cycle_h[i] <= 0.0
+        counts[block] = k - lo
+
+
+def due_blocks(n: int) -> int:
+    """Number of blocks :func:`list_due` splits ``n`` cells into (the length of its ``counts``)."""
+    return (n + DUE_BLOCK - 1) // DUE_BLOCK
+
+
 @njit(cache=True)
 def divide(
     n, uid, pos, clone, phen, lineage, parent, birth_h, cycle_h, state, met, flags, met_room,
-    occ, capacity, dims, ndim, cycle_shape, cycle_scale, time_h, dt, next_uid, key, stream, step, room,
-    due,
+    occ, capacity, dims, ndim, cycle_shape, cycle_scale, time_h, dt, next_uid, key, stream, step, due,
+    counts,
 ):
     """Divide every live cell whose cycle clock has run out, in cell order.
 
@@ -443,74 +501,58 @@ def divide(
     Daughters are written to slots ``n, n+1, ...``; the arrays must have room
     for every due cell (the caller checks).
 
-    ``room`` (per point, from :func:`mark_room` before the call, or empty)
-    marks the points where a daughter could go at the start of the loop. The
-    loop only fills points, so a cell at a point without room is passed over
-    at once, with the same outcome as looking at its neighbours.
-
-    ``due`` (int64 scratch, at least ``n`` entries) receives the slots whose
-    clock has run out (and, with ``room``, whose point has room around it),
-    found first by one branch-free pass: a loop that tests every cell in turn
-    mispredicts on each of the many cells that wait for room. The loop then
-    visits only those, in cell order. Daughters go to slots past ``n``, so the
-    list is never out of date.
+    The cells to look at are listed by :func:`list_due` (``due`` and
+    ``counts``, block by block), and visited in cell order. Daughters go to
+    slots past ``n``, so the lists are never out of date.
 
     Returns the number of daughters created.
     """
     nz, ny, nx = dims[0], dims[1], dims[2]
     nd = 2 * ndim
     free = np.empty(6, dtype=np.int64)
-    k = 0
-    if room.shape[0] > 0:  # full here and all around: the division waits
-        for i in range(n):
-            due[k] = i
-            k += (cycle_h[i] <= 0.0) & (room[pos[i]] != 0)
-    else:
-        for i in range(n):
-            due[k] = i
-            k += cycle_h[i] <= 0.0
     born = 0
-    for slot in range(k):
-        i = due[slot]
-        if flags[i] & DEAD or state[i] != ACTIVE or _blocked(met, i, met_room):
-            continue
-        p = pos[i]
-        dest = -1
-        if occ[p] < capacity:
-            dest = p
-        else:
-            nfree = 0
-            for d in range(nd):
-                nb = _neighbour(p, d, nx, ny, nz, ndim)
-                if nb >= 0 and occ[nb] < capacity:
-                    free[nfree] = nb
-                    nfree += 1
-            if nfree > 0:
-                u = uniform(key, stream, step, uid[i], 0)
-                dest = free[min(int(u * nfree), nfree - 1)]
-        if dest < 0:
-            continue
-        j = n + born
-        c = clone[i]
-        ph = phen[i]
-        uid[j] = next_uid + born
-        pos[j] = dest
-        clone[j] = c
-        phen[j] = ph
-        lineage[j] = lineage[i]
-        met[j] = met[i]
-        if met[i] >= 0 and met[i] < met_room.shape[0]:
-            met_room[met[i]] -= 1
-        state[j] = ACTIVE
-        parent[j] = uid[i]
-        birth_h[j] = time_h
-        flags[j] = 0
-        occ[dest] += 1
-        carry = cycle_h[i] if cycle_h[i] > -dt else 0.0
-        k_, s_ = cycle_shape[c, ph], cycle_scale[c, ph]
-        cycle_h[i] = carry + gamma_variate(k_, s_, key, stream, step, uid[i], 1)
-        cycle_h[j] = carry + gamma_variate(k_, s_, key, stream, step, uid[j], 1)
-        born += 1
+    for block in range(counts.shape[0]):
+        for slot in range(block * DUE_BLOCK, block * DUE_BLOCK + counts[block]):
+            i = due[slot]
+            if flags[i] & DEAD or state[i] != ACTIVE or _blocked(met, i, met_room):
+                continue
+            p = pos[i]
+            dest = -1
+            if occ[p] < capacity:
+                dest = p
+            else:
+                nfree = 0
+                for d in range(nd):
+                    nb = _neighbour(p, d, nx, ny, nz, ndim)
+                    if nb >= 0 and occ[nb] < capacity:
+                        free[nfree] = nb
+                        nfree += 1
+                if nfree > 0:
+                    u = uniform(key, stream, step, uid[i], 0)
+                    dest = free[min(int(u * nfree), nfree - 1)]
+            if dest < 0:
+                continue
+            j = n + born
+            c = clone[i]
+            ph = phen[i]
+            uid[j] = next_uid + born
+            pos[j] = dest
+            clone[j] = c
+            phen[j] = ph
+            lineage[j] = lineage[i]
+            met[j] = met[i]
+            if met[i] >= 0 and met[i] < met_room.shape[0]:
+                met_room[met[i]] -= 1
+            state[j] = ACTIVE
+            parent[j] = uid[i]
+            birth_h[j] = time_h
+            flags[j] = 0
+            occ[dest] += 1
+            carry = cycle_h[i] if cycle_h[i] > -dt else 0.0
+            k_, s_ = cycle_shape[c, ph], cycle_scale[c, ph]
+            cycle_h[i] = carry + gamma_variate(k_, s_, key, stream, step, uid[i], 1)
+            cycle_h[j] = carry + gamma_variate(k_, s_, key, stream, step, uid[j], 1)
+            born += 1
     return born
 
 

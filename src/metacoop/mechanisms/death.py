@@ -66,6 +66,7 @@ class Death(Mechanism):
             bernoulli_flag(
                 c.n, c.uid, c.clone, c.phen, c.state, table, site.streams.key, self.stream,
                 ctx.step, c.flags, DEAD, c.pos, NO_FACTOR if factor is None else factor,
+                site.scratch_mask(c.n),
             )
         for name, p in self.avascular.items():
             self._avascular_death(ctx, ctx.sim.site(name), float(p))

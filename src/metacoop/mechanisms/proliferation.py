@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from metacoop.core.schedule import Phase
-from metacoop.kernels.cells import advance_cycle, divide, mark_room
+from metacoop.kernels.cells import advance_cycle, divide, due_blocks, list_due, mark_room
 from metacoop.mechanisms.base import NO_FACTOR, Mechanism, StepContext
 
 #: Map the points with room before dividing when at least one cell is due per this many points
@@ -62,13 +62,14 @@ class Proliferation(Mechanism):
                 continue
             c.reserve(int(due))
             n0 = c.n
-            room = self._room(site, int(due))
+            listed, counts = site.scratch_int(n0), np.empty(due_blocks(n0), np.int64)
+            list_due(n0, c.cycle_h, c.pos, self._room(site, int(due)), listed, counts)
             born = divide(
                 c.n, c.uid, c.pos, c.clone, c.phen, c.lineage, c.parent, c.birth_h, c.cycle_h,
                 c.state, c.met, c.flags, site.met_room, site.occ, site.capacity,
                 site.lattice.dims_array, site.lattice.ndim,
                 self.clones.cycle_shape, self.clones.cycle_scale_h, ctx.time_h + ctx.dt_h, ctx.dt_h,
-                site.next_uid, site.streams.key, self.stream, ctx.step, room, site.scratch_int(n0),
+                site.next_uid, site.streams.key, self.stream, ctx.step, listed, counts,
             )
             if born:
                 c.n = n0 + born
