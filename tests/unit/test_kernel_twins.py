@@ -15,15 +15,16 @@ import pytest
 from helpers.twins import chosen_moves, decide_moves_twin
 from metacoop.kernels.cells import (
     DEAD,
-    DUE_BLOCK,
+    LIST_BLOCK,
     MOVING,
     advance_cycle,
     apply_moves,
     bernoulli_flag,
     decide_moves,
     divide,
-    due_blocks,
+    list_blocks,
     list_due,
+    list_moving,
     scatter_add,
     select_on_vessels,
     switch_phenotype,
@@ -312,9 +313,24 @@ def test_decide_moves_screens_the_bounds_at_parallel_sizes_as_the_twin_decides(b
     assert k == (expect >= 0).sum() > n // 50
 
 
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("moving", [0.5, 0.01])
+def test_list_moving_lists_flatnonzero_block_by_block(build, moving):
+    n = 3 * LIST_BLOCK + 13
+    rng = np.random.default_rng(33)
+    flags = rng.integers(0, 256, n).astype(np.uint8) & ~MOVING
+    flags[rng.random(n) < moving] |= MOVING
+    slots, counts = np.full(n, -1, np.int64), np.empty(list_blocks(n), np.int64)
+    getattr(list_moving, build)(n, flags, slots, counts)
+    got = np.concatenate([slots[b * LIST_BLOCK : b * LIST_BLOCK + counts[b]] for b in range(counts.size)])
+    np.testing.assert_array_equal(got, np.flatnonzero(flags & MOVING))
+    assert counts.size == 4 and (counts[:3] > 0).all()  # (the last block holds 13 cells)
+
+
 @pytest.mark.parametrize("moving", [0.5, 0.02])  # most words of eight flags hold a mover / few do
-def test_apply_moves_matches_twin(moving):
-    n, n_points, cap = 2000, 400, 3
+@pytest.mark.parametrize("size", [2000, 3 * LIST_BLOCK + 5000])  # one block / several, listed on threads
+def test_apply_moves_matches_twin(moving, size):
+    n, n_points, cap = size, size // 5, 3
     rng = np.random.default_rng(8)
     pos = rng.integers(0, n_points, n).astype(np.int32)
     occ = np.zeros(n_points, np.uint8)
@@ -408,7 +424,7 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
 
 def _due(n, cycle, pos, room):
     """The due lists of ``n`` cells, as the proliferation mechanism makes them for :func:`divide`."""
-    due, counts = np.empty(n, np.int64), np.empty(due_blocks(n), np.int64)
+    due, counts = np.empty(n, np.int64), np.empty(list_blocks(n), np.int64)
     list_due(n, cycle, pos, room, due, counts)
     return due, counts
 
@@ -419,14 +435,14 @@ def test_list_due_lists_flatnonzero_block_by_block(build, with_room):
     # Over several blocks (on several threads in the parallel build) the lists, read block by
     # block, are the due cells in slot order: cycle clock run out and, with a room map, room at
     # the cell's point.
-    n, points = 3 * DUE_BLOCK + 5, 500
+    n, points = 3 * LIST_BLOCK + 5, 500
     rng = np.random.default_rng(31)
     cycle = np.where(rng.random(n) < 0.4, -0.01, 1.0).astype(np.float32)
     pos = rng.integers(0, points, n).astype(np.int32)
     room = (rng.random(points) < 0.5).astype(np.uint8) if with_room else np.zeros(0, np.uint8)
-    due, counts = np.full(n, -1, np.int64), np.empty(due_blocks(n), np.int64)
+    due, counts = np.full(n, -1, np.int64), np.empty(list_blocks(n), np.int64)
     getattr(list_due, build)(n, cycle, pos, room, due, counts)
-    got = np.concatenate([due[b * DUE_BLOCK : b * DUE_BLOCK + counts[b]] for b in range(counts.size)])
+    got = np.concatenate([due[b * LIST_BLOCK : b * LIST_BLOCK + counts[b]] for b in range(counts.size)])
     want = (cycle <= 0.0) & (room[pos] != 0 if with_room else True)
     np.testing.assert_array_equal(got, np.flatnonzero(want))
     assert counts.size == 4 and (counts > 0).all()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from metacoop.core.schedule import Phase
-from metacoop.kernels.cells import advance_cycle, divide, due_blocks, list_due, mark_room
+from metacoop.kernels.cells import advance_cycle, divide, list_blocks, list_due, mark_room
 from metacoop.mechanisms.base import NO_FACTOR, Mechanism, StepContext
 
 #: Map the points with room before dividing when at least one cell is due per this many points
@@ -62,7 +62,7 @@ class Proliferation(Mechanism):
                 continue
             c.reserve(int(due))
             n0 = c.n
-            listed, counts = site.scratch_int(n0), np.empty(due_blocks(n0), np.int64)
+            listed, counts = site.scratch_int(n0), np.empty(list_blocks(n0), np.int64)
             list_due(n0, c.cycle_h, c.pos, self._room(site, int(due)), listed, counts)
             born = divide(
                 c.n, c.uid, c.pos, c.clone, c.phen, c.lineage, c.parent, c.birth_h, c.cycle_h,
