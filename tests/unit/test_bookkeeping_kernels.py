@@ -9,6 +9,7 @@ from metacoop.compartments.circulation import ARRIVAL_EPS_H, Circulation
 from metacoop.compartments.metastases import EXTINCT, S_DORMANT
 from metacoop.kernels import bookkeeping as k
 from metacoop.kernels.cells import DEAD
+from metacoop.kernels.dispatch import PARALLEL_MIN_ITEMS
 
 RNG = np.random.default_rng(20240611)
 
@@ -26,7 +27,7 @@ def test_any_flag_tells_whether_some_live_cell_has_the_bit(n):
         assert k.any_flag(n, flags, DEAD) == bool(((flags[:n] & DEAD) != 0).any())
 
 
-@pytest.mark.parametrize("n", [0, 1, 7, 1000])
+@pytest.mark.parametrize("n", [0, 1, 7, 1000, 3 * k.LIST_BLOCK + 5, PARALLEL_MIN_ITEMS + 9])  # several blocks
 def test_flagged_slots_match_flatnonzero(n):
     flags = RNG.integers(0, 256, n + 5).astype(np.uint8)
     flags[n:] |= DEAD  # slots past n are not live

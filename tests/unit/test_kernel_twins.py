@@ -13,18 +13,16 @@ import numpy as np
 import pytest
 
 from helpers.twins import chosen_moves, decide_moves_twin
+from metacoop.kernels.bookkeeping import LIST_BLOCK, list_blocks, list_flagged
 from metacoop.kernels.cells import (
     DEAD,
-    LIST_BLOCK,
     MOVING,
     advance_cycle,
     apply_moves,
     bernoulli_flag,
     decide_moves,
     divide,
-    list_blocks,
     list_due,
-    list_moving,
     scatter_add,
     select_on_vessels,
     switch_phenotype,
@@ -314,16 +312,17 @@ def test_decide_moves_screens_the_bounds_at_parallel_sizes_as_the_twin_decides(b
 
 
 @pytest.mark.parametrize("build", ["serial", "parallel"])
-@pytest.mark.parametrize("moving", [0.5, 0.01])
-def test_list_moving_lists_flatnonzero_block_by_block(build, moving):
+@pytest.mark.parametrize("share", [0.5, 0.01])
+@pytest.mark.parametrize("bit", [MOVING, DEAD])
+def test_list_flagged_lists_flatnonzero_block_by_block(build, share, bit):
     n = 3 * LIST_BLOCK + 13
     rng = np.random.default_rng(33)
-    flags = rng.integers(0, 256, n).astype(np.uint8) & ~MOVING
-    flags[rng.random(n) < moving] |= MOVING
+    flags = rng.integers(0, 256, n).astype(np.uint8) & ~np.uint8(bit)
+    flags[rng.random(n) < share] |= bit
     slots, counts = np.full(n, -1, np.int64), np.empty(list_blocks(n), np.int64)
-    getattr(list_moving, build)(n, flags, slots, counts)
+    getattr(list_flagged, build)(n, flags, bit, slots, counts)
     got = np.concatenate([slots[b * LIST_BLOCK : b * LIST_BLOCK + counts[b]] for b in range(counts.size)])
-    np.testing.assert_array_equal(got, np.flatnonzero(flags & MOVING))
+    np.testing.assert_array_equal(got, np.flatnonzero(flags & bit))
     assert counts.size == 4 and (counts[:3] > 0).all()  # (the last block holds 13 cells)
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+from metacoop.kernels.dispatch import first_arg, sized_kernel
 
 
 @njit(cache=True)
@@ -31,18 +33,70 @@ def any_flag(n, flags, bit):
     return (acc & bit) != 0
 
 
-@njit(cache=True)
-def flagged_slots(n, flags, bit, out):
-    """Write the slots ``i < n`` with ``flags[i] & bit`` to ``out``, ascending; return how many.
+#: Cells per block of the listing kernels (:func:`list_flagged`,
+#: :func:`~metacoop.kernels.cells.list_due`): each block lists its own cells into its own range of
+#: the output, on any thread.
+LIST_BLOCK = 16_384
 
-    The slots of ``np.flatnonzero(flags[:n] & bit)``, by a branch-free pass (every slot is
-    written, and the count advances only past flagged ones).
+
+def list_blocks(n: int) -> int:
+    """Number of blocks the listing kernels split ``n`` cells into (the length of their ``counts``)."""
+    return (n + LIST_BLOCK - 1) // LIST_BLOCK
+
+
+@sized_kernel(first_arg)
+def list_flagged(n, flags, bit, slots, counts):
+    """List the cells ``i < n`` with ``flags[i] & bit``, block by block.
+
+    Block ``b`` (cells ``b * LIST_BLOCK`` up to the next block) writes their
+    slots, ascending, to ``slots`` from ``b * LIST_BLOCK`` on and their number
+    to ``counts[b]`` (``slots``: int64, at least ``n`` entries; ``counts``: one
+    per block, :func:`list_blocks`). Within a block, eight cells are skipped
+    at a time where one uint64 of flags has the bit in none of its bytes, and
+    the others are listed without branching on each cell. Blocks run on
+    several threads from :data:`~metacoop.kernels.dispatch.PARALLEL_MIN_ITEMS`
+    cells on; the lists do not depend on that.
+    """
+    full = n // 8
+    packed = flags[: full * 8].view(np.uint64)
+    in_bytes = np.uint64(0x0101010101010101) * np.uint64(bit)
+    for block in prange(counts.shape[0]):
+        lo = block * LIST_BLOCK
+        hi = min(lo + LIST_BLOCK, n)
+        k = lo
+        for w in range(lo // 8, (hi + 7) // 8):
+            if w < full and (packed[w] & in_bytes) == 0:
+                continue
+            for i in range(8 * w, min(8 * w + 8, hi)):
+                slots[k] = i
+                k += (flags[i] & bit) != 0
+        counts[block] = k - lo
+
+
+@njit(cache=True)
+def join_lists(slots, counts):
+    """Move the block lists of :func:`list_flagged` down into one list at the start of ``slots``.
+
+    Returns the length of the joined list.
     """
     k = 0
-    for i in range(n):
-        out[k] = i
-        k += (flags[i] & bit) != 0
+    for block in range(counts.shape[0]):
+        lo = block * LIST_BLOCK
+        for j in range(counts[block]):
+            slots[k + j] = slots[lo + j]
+        k += counts[block]
     return k
+
+
+def flagged_slots(n: int, flags: np.ndarray, bit, out: np.ndarray) -> int:
+    """Write the slots ``i < n`` with ``flags[i] & bit`` to ``out``, ascending; return how many.
+
+    The slots of ``np.flatnonzero(flags[:n] & bit)``: listed block by block
+    (:func:`list_flagged`, on several threads at a parallel size), then joined.
+    """
+    counts = np.empty(list_blocks(n), np.int64)
+    list_flagged(n, flags, bit, out, counts)
+    return join_lists(out, counts)
 
 
 @njit(cache=True)

@@ -177,14 +177,14 @@ class Movement(Mechanism):
         step clock, every clock of the site restarts (exact: the gaps are
         memoryless). While the ECM has only fallen, one pass over it compares
         it with the last step's and finds its range
-        (:func:`~metacoop.kernels.move_clock.ecm_range`); the comparison is
-        made before the hand-over to the step clock is decided, and after a
-        hand-over its copy is never read again (the ceiling never falls).
+        (:func:`~metacoop.kernels.move_clock.ecm_range`). Once ``auto`` has
+        handed over to the step clock nothing is measured: the ceiling never
+        falls, so the step clock stays (and the ECM's copy is not read again).
         """
         clock = self.params.clock
-        if clock == "step":
-            return None
         name = site.name
+        if clock == "step" or (clock == "auto" and self.ceiling[name] > EVENT_MAX_CEILING):
+            return None
         restart = not self.clocked[name]
         rose, lo, hi = ecm_range(ecm, self.previous_ecm[name] if self.monotone[name] else None)
         high, low = self.bounds[name](lo, hi, boost, cues, sens)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from metacoop.core.schedule import Phase
-from metacoop.kernels.cells import advance_cycle, divide, list_blocks, list_due, mark_room
+from metacoop.kernels.bookkeeping import list_blocks
+from metacoop.kernels.cells import advance_cycle, divide, list_due, mark_room
 from metacoop.mechanisms.base import NO_FACTOR, Mechanism, StepContext
 
 #: Map the points with room before dividing when at least one cell is due per this many points
