@@ -20,9 +20,11 @@ from metacoop.kernels.bookkeeping import list_blocks
 from metacoop.kernels.cells import advance_cycle, divide, list_due, mark_room
 from metacoop.mechanisms.base import NO_FACTOR, Mechanism, StepContext
 
-#: Map the points with room before dividing when at least one cell is due per this many points
-#: (measured on franssen2019, where most due cells wait for room: 4 and 64 do no better).
-ROOM_MAP_RATIO = 16
+#: Map the points with room before dividing when at least one cell is due per this many points. The map
+#: costs a pass over the lattice and spares the division loop every due cell without room around it.
+#: Measured A/B in one process: at 1e6 cells in 3-D (10,000 due cells on 80³ points) 64 against 16 took
+#: the proliferation slot from 1.83 to 1.53 ms; 2-D at 1e6 and franssen2019 are the same within 2 us.
+ROOM_MAP_RATIO = 64
 NO_ROOM_MAP = np.zeros(0, np.uint8)
 
 
