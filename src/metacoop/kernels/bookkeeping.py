@@ -104,19 +104,17 @@ def tally_marked(n, marked, clone, phen, counts):
     """Add one to ``counts[phen[i], clone[i]]`` for every ``i < n`` whose ``marked[i]`` is not 0.
 
     What ``np.flatnonzero`` and ``np.bincount`` per phenotype would give, in
-    one pass: the marks are OR-ed in blocks of 64 (a loop the compiler
-    vectorises) and only a block with a mark is looked into. Marks are rare
-    (cells that switched phenotype this step), so at 1e6 cells this takes a
-    fraction of the 1.3 ms that listing them took.
+    one pass: the marks are read eight at a time (one uint64) and only a word
+    with a mark is looked into. Marks are rare (cells that switched phenotype
+    this step), so at 1e6 cells this takes a small fraction of the 1.3 ms
+    that listing them took.
     """
-    for lo in range(0, n, 64):
-        hi = min(lo + 64, n)
-        acc = np.uint8(0)
-        for i in range(lo, hi):
-            acc |= marked[i]
-        if acc == 0:
+    words = n // 8
+    packed = marked[: words * 8].view(np.uint64)
+    for w in range(words + 1):
+        if w < words and packed[w] == 0:
             continue
-        for i in range(lo, hi):
+        for i in range(8 * w, min(8 * w + 8, n)):
             if marked[i]:
                 counts[phen[i], clone[i]] += 1
 
