@@ -34,7 +34,6 @@ DEAD = np.uint8(1)
 #: and :func:`metacoop.kernels.move_clock.decide_moves_clocked`; cleared when the move is applied).
 MOVING = np.uint8(8)
 KEEP_NOT_MOVING = np.uint8(0xFF ^ MOVING)
-_MOVING_BYTES = np.uint64(0x0101010101010101 * int(MOVING))  # MOVING in each byte of a uint64
 EPITHELIAL = 0
 MESENCHYMAL = 1
 ACTIVE = 0
@@ -401,11 +400,13 @@ def apply_moves(n, pos, target, flags, occ, capacity, slots):
     of threads.
 
     The movers are first listed in ``slots`` (int64 scratch, at least ``n``
-    entries) by :func:`~metacoop.kernels.bookkeeping.list_flagged`, block by block and on several threads
-    at a parallel size, without branching on each cell; the moves are then
-    applied from the lists, in order (:func:`apply_listed`). Testing each cell
-    in the apply loop mispredicted on most movers (1.7 -> 0.7 ms at 1e6 cells
-    with one in eight moving); listing on two threads saves another 0.3 ms.
+    entries) by :func:`~metacoop.kernels.bookkeeping.list_flagged`, block by
+    block (on several threads at a parallel size) without branching on each
+    cell; the moves are then applied from the lists, in order
+    (:func:`apply_listed`). Testing each cell in the apply loop mispredicted
+    on most movers (1.7 -> 0.7 ms at 1e6 cells with one in eight moving);
+    listing on two threads took the listing from 1.15 to 0.58 ms (A/B in one
+    process).
     """
     counts = np.empty(list_blocks(n), np.int64)
     list_flagged(n, flags, MOVING, slots, counts)
@@ -469,7 +470,7 @@ def list_due(n, cycle_h, pos, room, due, counts):
     advances only past due cells): a loop that tests every cell in turn
     mispredicts on each of the many cells that wait for room. Blocks run on
     several threads from :data:`~metacoop.kernels.dispatch.PARALLEL_MIN_ITEMS`
-    cells on (0.8 -> 0.4 ms at 1e6 cells); the lists do not depend on that.
+    cells on (1.1 -> 0.7 ms at 1e6 cells); the lists do not depend on that.
     """
     for block in prange(counts.shape[0]):
         lo = block * LIST_BLOCK
