@@ -102,7 +102,7 @@ def _cluster_sim(phen: int, vessel: int):
     full = np.flatnonzero(site.occ == site.capacity)
     point = int(full[0])
     site.vessel[point] = vessel
-    site.has_vessels = True
+    site.refresh_vessels()
     return sim, point
 
 

@@ -87,6 +87,8 @@ class Site:
         self.vessel = np.zeros(n, np.int8)
         self.has_vessels = False
         self.blood_points = np.zeros(0, np.int64)
+        #: every vessel point (their codes change, e.g. on rupture, but no point gains or loses a vessel)
+        self.vessel_points = np.zeros(0, np.int64)
         self.met_room = np.zeros(0, np.int64)
         #: uid -> time since arrival, h, of cells arrested during the current step (their
         #: exposure to organ hazards in this step); emptied by the extravasation rule.
@@ -168,8 +170,18 @@ class Site:
         self.vessel[chosen[: v.ruptured]] = RUPTURED_VESSEL
         self.vessel[chosen[v.ruptured : v.ruptured + v.lymphatic]] = LYMPHATIC_VESSEL
         self.vessel[chosen[v.ruptured + v.lymphatic :]] = NORMAL_VESSEL
-        self.has_vessels = True
+        self.refresh_vessels()
+
+    def refresh_vessels(self) -> None:
+        """Derive :attr:`has_vessels`, :attr:`blood_points` and :attr:`vessel_points` from :attr:`vessel`.
+
+        Called after the vessels are placed or restored; whatever writes
+        vessel points other than by switching a blood vessel between normal and
+        ruptured (which keeps the sets) must call it too.
+        """
+        self.has_vessels = bool(self.vessel.any())
         self.blood_points = np.flatnonzero((self.vessel == NORMAL_VESSEL) | (self.vessel == RUPTURED_VESSEL))
+        self.vessel_points = np.flatnonzero(self.vessel)
 
     # -- per-step helpers ----------------------------------------------------
     def scratch_int(self, n: int) -> np.ndarray:

@@ -160,6 +160,7 @@ def load(sim, path: Path) -> None:
             f.zero = bool(s["zero"][k])
         site.occ[...] = arrays[f"{p}/occ"]
         site.vessel[...] = arrays[f"{p}/vessel"]
+        site.refresh_vessels()
         site.met_room = arrays[f"{p}/met_room"].copy()
         for k in site.counters:
             site.counters[k][...] = arrays[f"{p}/counter/{k}"]

@@ -33,6 +33,15 @@ def any_flag(n, flags, bit):
     return (acc & bit) != 0
 
 
+@njit(cache=True)
+def any_occupied(occ, points):
+    """Whether any of ``points`` holds a cell (``occ`` per lattice point)."""
+    for j in range(points.shape[0]):
+        if occ[points[j]]:
+            return True
+    return False
+
+
 #: Cells per block of the listing kernels (:func:`list_flagged`,
 #: :func:`~metacoop.kernels.cells.list_due`): each block lists its own cells into its own range of
 #: the output, on any thread.

@@ -27,6 +27,7 @@ from metacoop.config.base import MechanismParams
 from metacoop.core.clones import per_step_probability
 from metacoop.core.schedule import Phase
 from metacoop.core.vessels import LYMPHATIC_VESSEL, VESSEL_NAMES
+from metacoop.kernels.bookkeeping import any_occupied
 from metacoop.kernels.cells import select_on_vessels
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -75,6 +76,8 @@ class Intravasation(Mechanism):
             c = site.cells
             mods = site.modifiers
             if c.n == 0 or not mods.open(ctx.time_h + ctx.dt_h):  # cells enter at the step's end
+                continue
+            if not any_occupied(site.occ, site.vessel_points):  # no cell on a vessel: none can enter
                 continue
             mask = site.scratch_mask(c.n)
             k = select_on_vessels(
