@@ -174,3 +174,14 @@ def test_arrived_is_empty_without_ctcs_and_lists_ctcs_at_their_bed():
     circ.ctcs.append({"id": np.arange(4), "remaining_h": np.array([0.0, 0.5, -0.1, 0.0]),
                       "dest": np.array([0, 1, 1, -1], np.int16)})
     np.testing.assert_array_equal(circ.arrived(), [0, 2])
+
+
+def test_any_occupied_looks_only_at_the_given_points():
+    occ = np.zeros(50, np.uint8)
+    points = np.array([3, 17, 40], np.int64)
+    assert not k.any_occupied(occ, points)
+    occ[[4, 16, 41]] = 2  # next to every point, never on one
+    assert not k.any_occupied(occ, points)
+    occ[40] = 1
+    assert k.any_occupied(occ, points)
+    assert not k.any_occupied(occ, np.zeros(0, np.int64))
