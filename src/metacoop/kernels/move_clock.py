@@ -355,7 +355,7 @@ class MoveBounds:
                  spread: float = LOW_SPREAD):
         self.p_diff, self.p_hapt, self.ndim, self.upwind, self.spread = p_diff, p_hapt, ndim, upwind, spread
         #: (motility, |haptotaxis|) per clone and phenotype, as Python floats
-        self.pairs = list(zip((p_diff * 1.0).ravel().tolist(), np.abs(p_hapt).ravel().tolist(), strict=True))
+        self.pairs = list(zip(p_diff.ravel().tolist(), np.abs(p_hapt).ravel().tolist(), strict=True))
         self.low = move_bound(p_diff, p_hapt, 0.0, 0.0, ndim, upwind, None, None, None, spread)[1]
 
     def __call__(self, lo: float, hi: float, boost: np.ndarray | None, cues: np.ndarray | None,

@@ -31,24 +31,33 @@ def mix64(x):
 
 
 @njit(cache=True, inline="always")
+def draw_prefix(key, stream, step):
+    """The part of :func:`hash_draw` shared by every cell's draws in one kernel call."""
+    return mix64(mix64(np.uint64(key) ^ np.uint64(stream)) ^ np.uint64(step))
+
+
+@njit(cache=True, inline="always")
+def hash_after(prefix, uid, k):
+    """The rest of :func:`hash_draw`, from ``prefix = draw_prefix(key, stream, step)``."""
+    return mix64(mix64(prefix ^ np.uint64(uid)) ^ np.uint64(k))
+
+
+@njit(cache=True, inline="always")
 def hash_draw(key, stream, step, uid, k):
-    """Return a uint64 hash of the draw coordinates (all taken as uint64)."""
-    h = mix64(np.uint64(key) ^ np.uint64(stream))
-    h = mix64(h ^ np.uint64(step))
-    h = mix64(h ^ np.uint64(uid))
-    return mix64(h ^ np.uint64(k))
+    """Return a uint64 hash of the draw coordinates (all taken as uint64), mixed in one after another."""
+    return hash_after(draw_prefix(key, stream, step), uid, k)
+
+
+@njit(cache=True, inline="always")
+def _unit(h):
+    """The 53 high bits of ``h`` as a float64 on [0, 1)."""
+    return np.float64(h >> np.uint64(11)) * _TO_UNIT
 
 
 @njit(cache=True, inline="always")
 def uniform(key, stream, step, uid, k):
     """Return a float64 uniform on [0, 1) with 53 random bits."""
-    return np.float64(hash_draw(key, stream, step, uid, k) >> np.uint64(11)) * _TO_UNIT
-
-
-@njit(cache=True, inline="always")
-def draw_prefix(key, stream, step):
-    """The part of :func:`hash_draw` shared by every cell's draws in one kernel call."""
-    return mix64(mix64(np.uint64(key) ^ np.uint64(stream)) ^ np.uint64(step))
+    return _unit(hash_draw(key, stream, step, uid, k))
 
 
 @njit(cache=True, inline="always")
@@ -57,8 +66,7 @@ def uniform_after(prefix, uid, k):
 
     For loops written without branches, where the compiler does not hoist the prefix by itself.
     """
-    h = mix64(mix64(prefix ^ np.uint64(uid)) ^ np.uint64(k))
-    return np.float64(h >> np.uint64(11)) * _TO_UNIT
+    return _unit(hash_after(prefix, uid, k))
 
 
 @njit(cache=True)
