@@ -354,11 +354,20 @@ def _live(sim: metacoop.Simulation) -> int:
     return sum(s.cells.n for s in sim.sites)
 
 
+def set_threads(n: int) -> None:
+    """Run numba on ``n`` threads as metacoop's engine is told to (its kernels' lower thresholds need it)."""
+    try:
+        from metacoop.kernels.dispatch import set_threads as engine_threads
+    except ImportError:  # (an older metacoop)
+        engine_threads = numba.set_num_threads
+    engine_threads(n)
+
+
 def _one_repetition(result: CellResult, overrides: dict | None, threads: int | None) -> None:
     """Build a fresh Simulation, warm it up and time one repetition into ``result``."""
     old = numba.get_num_threads()
     if threads is not None:
-        numba.set_num_threads(threads)
+        set_threads(threads)
     try:
         sim = build_cell_sim(result.n_target, result.ndim, overrides)
         if not result.step_s:
@@ -369,7 +378,7 @@ def _one_repetition(result: CellResult, overrides: dict | None, threads: int | N
         result.memory_end = memory_of(sim)
         sim.check_accounting()
     finally:
-        numba.set_num_threads(old)
+        set_threads(old)
     del sim
     gc.collect()
 
@@ -584,15 +593,19 @@ def site_fields_benchmark(shape: Sequence[int] = (2048, 2048), reps: int = 5, mi
 
 
 def kernel_build(kernel: Callable, items: int) -> str:
-    """Which build of a kernel the engine runs for ``items`` of work: "serial", "parallel" or "-".
+    """Which build of a kernel the engine runs for ``items`` of work: "serial", "parallel", "either" or "-".
 
     Follows :mod:`metacoop.kernels.dispatch` when the kernel has serial and
-    parallel builds; a plain numba kernel reports its own ``parallel`` option.
+    parallel builds ("either": parallel while whole steps run faster so, see
+    :class:`~metacoop.kernels.dispatch.SmallWorkTrials`); a plain numba kernel
+    reports its own ``parallel`` option.
     """
     try:
         from metacoop.kernels import dispatch
     except ImportError:
         dispatch = None
+    if dispatch is not None and hasattr(kernel, "min_items") and items < dispatch.PARALLEL_MIN_ITEMS:
+        return "either" if items >= kernel.min_items and dispatch._MULTI else "serial"
     if dispatch is not None and hasattr(kernel, "serial") and hasattr(kernel, "parallel"):
         return "parallel" if items >= getattr(dispatch, "PARALLEL_MIN_ITEMS", 0) else "serial"
     opts = getattr(kernel, "targetoptions", None)

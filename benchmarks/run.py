@@ -307,7 +307,8 @@ def run_fields(console: Console, plan: Plan) -> list[bc.FieldResult]:
                       "sub-step of diffuse_decay_step; MMP-2 parameters D = 360 µm²/h, decay 0.009/h, "
                       "dt 0.1 h, dx 10 µm); kernel = one diffuse_decay_step call. voxel-updates = voxels x "
                       "sub-steps. GB/s = least traffic of the kernel (one read and one write per voxel). "
-                      "build = the kernel build the engine picks for this size (serial or parallel).",
+                      "build = the kernel build the engine picks for this size (serial, parallel, or either: "
+                      "parallel while whole steps run faster so, see metacoop.kernels.dispatch).",
               caption_justify="left")
     for col in ("grid", "dtype", "sub-steps", "build", "solver voxel-updates/s", "kernel voxel-updates/s",
                 "kernel GB/s", "solver ms/step"):

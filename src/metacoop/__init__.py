@@ -8,14 +8,16 @@ Typical use::
     result.total_cells("primary")
 """
 
-import os
+# numba's OpenMP threads: with OMP_WAIT_POLICY unset (as here), GNU OpenMP lets them spin for a few
+# milliseconds after a parallel region, then sleep. Kernels that follow within that time start on both
+# threads in about a microsecond; waking sleeping threads costs tens of microseconds in a virtual
+# machine, more than a field kernel on a 201 x 201 lattice takes (franssen2019 on 2 cores: 5.9 s with
+# spinning threads, 6.9 s with OMP_WAIT_POLICY=PASSIVE, which leaves its small kernels serial). Threads
+# only spin after parallel work, and numba runs none when it has one thread
+# (metacoop.kernels.dispatch.set_threads, as ensembles set per worker). Set OMP_WAIT_POLICY=PASSIVE
+# yourself on a machine whose cores other work needs more.
 
-# numba's OpenMP threads busy-wait between parallel regions by default; on a machine whose
-# cores are shared (CI, laptops) that turns a 20 µs kernel call into milliseconds. Sleeping
-# threads cost a few µs per call instead. Set OMP_WAIT_POLICY yourself to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from metacoop._version import __version__  # noqa: E402
+from metacoop._version import __version__
 from metacoop.api import simulate
 from metacoop.config.loader import builtin_scenarios, load_scenario, to_toml
 from metacoop.config.schema import SimulationConfig

@@ -23,6 +23,7 @@ from metacoop.kernels.cells import (
     decide_moves,
     divide,
     list_due,
+    mark_room,
     scatter_add,
     select_on_vessels,
     switch_phenotype,
@@ -39,6 +40,7 @@ from metacoop.kernels.fields import (
     diffuse_decay_step_numpy,
     scale_inplace,
 )
+from metacoop.kernels.move_clock import ecm_survey
 from metacoop.kernels.random import gamma_variate, uniforms
 
 DTYPES = [np.float32, np.float64]
@@ -314,8 +316,8 @@ def test_decide_moves_screens_the_bounds_at_parallel_sizes_as_the_twin_decides(b
 @pytest.mark.parametrize("build", ["serial", "parallel"])
 @pytest.mark.parametrize("share", [0.5, 0.01])
 @pytest.mark.parametrize("bit", [MOVING, DEAD])
-def test_list_flagged_lists_flatnonzero_block_by_block(build, share, bit):
-    n = 3 * LIST_BLOCK + 13
+@pytest.mark.parametrize("n", [3 * LIST_BLOCK + 13, 2 * LIST_BLOCK, 13])  # a tail after whole words / none
+def test_list_flagged_lists_flatnonzero_block_by_block(build, share, bit, n):
     rng = np.random.default_rng(33)
     flags = rng.integers(0, 256, n).astype(np.uint8) & ~np.uint8(bit)
     flags[rng.random(n) < share] |= bit
@@ -323,7 +325,7 @@ def test_list_flagged_lists_flatnonzero_block_by_block(build, share, bit):
     getattr(list_flagged, build)(n, flags, bit, slots, counts)
     got = np.concatenate([slots[b * LIST_BLOCK : b * LIST_BLOCK + counts[b]] for b in range(counts.size)])
     np.testing.assert_array_equal(got, np.flatnonzero(flags & bit))
-    assert counts.size == 4 and (counts[:3] > 0).all()  # (the last block holds 13 cells)
+    assert counts.size == list_blocks(n) and (counts[: n // LIST_BLOCK] > 0).all()
 
 
 @pytest.mark.parametrize("moving", [0.5, 0.02])  # most words of eight flags hold a mover / few do
@@ -384,7 +386,11 @@ def test_select_on_vessels_matches_twin():
 
 
 def test_parallel_kernels_do_not_depend_on_thread_count():
-    """The parallel build at 1 and at all threads, and the serial build, agree exactly."""
+    """The parallel build at 1 and at all threads, and the serial build, agree exactly.
+
+    Every kernel that may take its parallel build below PARALLEL_MIN_ITEMS (chosen by timing, see
+    metacoop.kernels.dispatch) is among them: the choice must change nothing but the speed.
+    """
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs at least two numba threads")
     rng = np.random.default_rng(12)
@@ -395,16 +401,28 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
     p_diff = np.full((3, 2), 0.05)
     p_hapt = np.full((3, 2), 0.1)
 
+    occ = rng.integers(0, 4, u.size).astype(np.uint8)
+    mmp2, cell_rate = rng.uniform(0, 2, u.size), np.where(rng.random(u.size) < 0.3, 0.5, 0.0)
+    previous = ecm + np.where(rng.random(u.size) < 0.001, -0.1, 0.1)  # a few points rose
+
     def run(build):
         out = np.empty_like(u)
         getattr(diffuse_decay_step, build)(u, out, 0.15, 0.99)
+        summed, deltas = u.copy(), out.copy()
+        getattr(add_inplace, build)(summed, deltas)
+        degraded = ecm.copy()
+        getattr(degrade_exponential, build)(degraded, mmp2, cell_rate, 0.3, 0.1)
+        room = np.empty(u.size, np.uint8)
+        getattr(mark_room, build)(occ, 3, np.asarray(u.shape, np.int64), 3, room)
+        seen = previous.copy()
+        survey = np.array(getattr(ecm_survey, build)(ecm, ecm.view(np.int64), seen))
         target = np.empty(n, np.int64)
         getattr(decide_moves, build)(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"],
                                      p_diff, p_hapt, ecm, np.asarray(u.shape, np.int64), 3, True, KEY,
                                      STREAM, STEP, target, 1.0 + ecm, ecm[None, ::-1].copy(),
                                      np.full((1, 3, 2), 0.02), np.zeros(1, np.uint8), np.empty(u.size),
                                      np.empty(n, np.uint8))
-        return out, chosen_moves(c["flags"], target)
+        return out, summed, deltas, degraded, room, seen, survey, chosen_moves(c["flags"], target)
 
     before = numba.get_num_threads()
     try:
@@ -424,27 +442,28 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
 def _due(n, cycle, pos, room):
     """The due lists of ``n`` cells, as the proliferation mechanism makes them for :func:`divide`."""
     due, counts = np.empty(n, np.int64), np.empty(list_blocks(n), np.int64)
-    list_due(n, cycle, pos, room, due, counts)
+    list_due(n, cycle, pos, room, due, counts, np.empty(n, np.uint8))
     return due, counts
 
 
 @pytest.mark.parametrize("build", ["serial", "parallel"])
 @pytest.mark.parametrize("with_room", [False, True], ids=["all", "room"])
-def test_list_due_lists_flatnonzero_block_by_block(build, with_room):
+@pytest.mark.parametrize("n", [3 * LIST_BLOCK + 5, 2 * LIST_BLOCK, 13])  # a tail after whole words / none
+def test_list_due_lists_flatnonzero_block_by_block(build, with_room, n):
     # Over several blocks (on several threads in the parallel build) the lists, read block by
     # block, are the due cells in slot order: cycle clock run out and, with a room map, room at
     # the cell's point.
-    n, points = 3 * LIST_BLOCK + 5, 500
+    points = 500
     rng = np.random.default_rng(31)
     cycle = np.where(rng.random(n) < 0.4, -0.01, 1.0).astype(np.float32)
     pos = rng.integers(0, points, n).astype(np.int32)
     room = (rng.random(points) < 0.5).astype(np.uint8) if with_room else np.zeros(0, np.uint8)
     due, counts = np.full(n, -1, np.int64), np.empty(list_blocks(n), np.int64)
-    getattr(list_due, build)(n, cycle, pos, room, due, counts)
+    getattr(list_due, build)(n, cycle, pos, room, due, counts, np.empty(n, np.uint8))
     got = np.concatenate([due[b * LIST_BLOCK : b * LIST_BLOCK + counts[b]] for b in range(counts.size)])
     want = (cycle <= 0.0) & (room[pos] != 0 if with_room else True)
     np.testing.assert_array_equal(got, np.flatnonzero(want))
-    assert counts.size == 4 and (counts > 0).all()
+    assert counts.size == list_blocks(n) and (counts[: n // LIST_BLOCK] > 0).all()
 
 
 def test_divide_carries_the_overshoot_of_a_clock_that_ran_out_this_step():

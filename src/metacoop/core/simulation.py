@@ -39,6 +39,7 @@ from metacoop.core.rng import compartment_streams
 from metacoop.core.schedule import Phase, Slot, build_plan, describe
 from metacoop.core.state import uid_base
 from metacoop.errors import SimulationError
+from metacoop.kernels.dispatch import SmallWorkTrials, small_work_parallel
 from metacoop.mechanisms import REGISTRY, Mechanism, StepContext
 from metacoop.observers.recorder import Recorder
 
@@ -127,6 +128,8 @@ class Simulation:
         self.recorder = Recorder(self)
         self.recorder.record(0, 0.0)
         self.recorder.snapshot(0.0)
+        #: Times whole steps to choose whether small kernels run on several threads (speed only).
+        self.trials = SmallWorkTrials()
 
     @property
     def time_h(self) -> float:
@@ -187,6 +190,8 @@ class Simulation:
 
     def step(self) -> None:
         """Advance the simulation by one base step."""
+        start = time.perf_counter()
+        small_work_parallel(self.trials.setting())
         step = self.step_index
         ctx = StepContext(self, step, self.time_h, self.dt_h)
         for site in self.sites:
@@ -202,6 +207,7 @@ class Simulation:
             self.check_accounting()
             self.check_fields()
         self.recorder.after_step(self.step_index, self.time_h, final=final)
+        self.trials.record(time.perf_counter() - start)
 
     def run(self, progress: Callable[[Progress], None] | None = None, every_s: float = 0.2,
             after_step: Callable[[], None] | None = None) -> None:

@@ -109,15 +109,14 @@ def run_replicate(scenario: str, overrides: dict[str, Any], seed: int, run_dir: 
     ``observables`` names observables of :mod:`metacoop.validation.observables` computed
     besides the experiment observables (a validation experiment lists those its targets need).
     """
-    import numba
-
     from metacoop.api import simulate
     from metacoop.config.loader import load_scenario
     from metacoop.experiments.summary import replicate_observables
     from metacoop.io.results import open_run
+    from metacoop.kernels.dispatch import set_threads
 
     if threads:
-        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+        set_threads(threads)
     path = Path(run_dir)
     result = None
     if path.exists():

@@ -1,14 +1,32 @@
 """Serial or parallel: one kernel source, two compiled versions, chosen by work size.
 
-A numba parallel region costs a few microseconds on an idle machine but can
-cost a scheduler time slice (milliseconds) when another process holds a core,
-which is the usual state of a shared laptop or CI runner. Small work (a
-201 x 201 field, a few thousand cells) is therefore faster on one thread.
 :func:`sized_kernel` compiles the same Python function twice, with and
 without ``parallel=True`` (``prange`` runs as ``range`` in the serial
-version), and calls the parallel one only when the work is at least
-:data:`PARALLEL_MIN_ITEMS` items. Both versions give identical results: every
-kernel writes each output element from one loop iteration.
+version). Both versions give identical results: every kernel writes each
+output element from one loop iteration. Which one runs is a matter of speed
+only:
+
+* From :data:`PARALLEL_MIN_ITEMS` (1e5) items on, the parallel build. Below
+  it, most cell kernels were no faster on two threads, or slower (listing,
+  clocks, vessel checks, and the scatter by points: 4x slower at 67,000
+  cells; franssen2019 on 2 cores, the builds alternating call by call).
+* Below that, the serial build, except for kernels given a lower threshold of
+  their own, where the work per call is large enough for two threads to pay:
+  the field kernels from :data:`FIELD_MIN_POINTS` (on a 201 x 201 lattice
+  1.2-1.8x faster on two threads) and the event clock's candidates (1.2x
+  from 2,000 cells, 1.5x from 16,000). These lower thresholds apply while
+  numba has more than one thread and :class:`SmallWorkTrials` finds that
+  whole steps run faster with them.
+
+Why trials: a parallel region costs about a microsecond while the OpenMP
+threads spin between regions (see :mod:`metacoop`'s note on
+``OMP_WAIT_POLICY``), but tens of microseconds when a thread must be woken:
+with ``OMP_WAIT_POLICY=PASSIVE``, on a machine whose other core is busy, and,
+in the virtual machine we measured on, in phases of minutes where
+franssen2019 took 8.5-10 s with the parallel builds of small work against
+7.0-7.4 s without them (6.1-6.4 s with them outside those phases). Timing
+single kernel calls did not show it (their parallel builds stayed fast; the
+cost fell on the serial work around them), timing whole steps does.
 """
 
 from __future__ import annotations
@@ -17,10 +35,91 @@ import functools
 import types
 from collections.abc import Callable
 
+import numba
 from numba import njit
 
-#: Smallest amount of work (loop iterations) run on several threads.
+#: Work (loop iterations) from which every kernel runs its parallel build. A test sets it to 1 to run
+#: every parallel build.
 PARALLEL_MIN_ITEMS = 100_000
+#: Smallest lattice (points) whose field kernels may run on several threads (see :class:`BuildChooser`).
+FIELD_MIN_POINTS = 16_384
+#: Whether numba runs more than one thread (see :func:`set_threads`). Kernels use their own lower
+#: thresholds only then: on one thread the parallel builds of small work only cost (franssen2019 on one
+#: thread: 7.0 s with the serial builds, 7.6 s with the parallel ones from the lower thresholds).
+_MULTI = numba.config.NUMBA_NUM_THREADS > 1
+#: Whether the lower thresholds are wanted (:func:`small_work_parallel`), and whether they apply.
+_WANTED = True
+_SMALL = _MULTI
+
+
+def set_threads(n: int) -> int:
+    """Run numba kernels on ``n`` threads (clipped to ``[1, NUMBA_NUM_THREADS]``); return the number set.
+
+    Use this rather than ``numba.set_num_threads``: the kernels then also take
+    their serial builds below :data:`PARALLEL_MIN_ITEMS` when ``n`` is 1.
+    """
+    global _MULTI, _SMALL
+    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    _MULTI = n > 1
+    _SMALL = _MULTI and _WANTED
+    return n
+
+
+class SmallWorkTrials:
+    """Chooses, by timing whole steps, whether kernels use their lower parallel thresholds.
+
+    Every :attr:`EVERY` steps (from step 0) a trial of ``2 * ROUNDS`` blocks
+    of :attr:`BLOCK` steps alternates the two settings, and the setting with
+    the lower median step time is kept until the next trial. Blocks alternate
+    so that a population growing during the trial weighs on both settings
+    alike; medians ignore the odd slow step (a recording, a cache load). A
+    trial costs at most its off-setting blocks (96 of 4,096 steps). The
+    setting changes speed only, never results.
+    """
+
+    #: Steps per block of one setting.
+    BLOCK = 32
+    #: Blocks per setting in a trial.
+    ROUNDS = 3
+    #: Steps from the start of one trial to the next.
+    EVERY = 4_096
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.times: tuple[list[float], list[float]] = ([], [])
+        #: The setting found by the last trial (True: lower thresholds used).
+        self.chosen = True
+
+    def setting(self) -> bool:
+        """The setting for the next step."""
+        at = self.steps % self.EVERY
+        if at < 2 * self.ROUNDS * self.BLOCK:
+            return (at // self.BLOCK) % 2 == 0
+        return self.chosen
+
+    def record(self, seconds: float) -> None:
+        """Count a step that took ``seconds`` with the :meth:`setting` it was given."""
+        at = self.steps % self.EVERY
+        trial = 2 * self.ROUNDS * self.BLOCK
+        if at < trial:
+            self.times[int((at // self.BLOCK) % 2 == 0)].append(seconds)
+            if at == trial - 1:
+                self.chosen = _median(self.times[1]) <= _median(self.times[0])
+                self.times = ([], [])
+        self.steps += 1
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else float("inf")
+
+
+def small_work_parallel(on: bool) -> None:
+    """Let kernels use their lower parallel thresholds (if numba has more than one thread), or not."""
+    global _WANTED, _SMALL
+    _WANTED = bool(on)
+    _SMALL = _MULTI and _WANTED
 
 
 def _renamed(fn: Callable, suffix: str) -> Callable:
@@ -32,33 +131,42 @@ def _renamed(fn: Callable, suffix: str) -> Callable:
     return copy
 
 
-def sized_kernel(size: Callable[..., int]) -> Callable[[Callable], Callable]:
-    """Decorator: compile serial and parallel versions; ``size(*args)`` picks one per call."""
+def sized_kernel(size: Callable[..., int], min_items: int | None = None) -> Callable[[Callable], Callable]:
+    """Decorator: compile serial and parallel versions; ``size(*args)`` picks one per call.
+
+    The parallel version runs from :data:`PARALLEL_MIN_ITEMS` items on (also
+    on one thread: some loops vectorise only in that build), and from
+    ``min_items`` on while the lower thresholds apply (see the module).
+    """
 
     def wrap(fn: Callable) -> Callable:
         serial = njit(cache=True)(_renamed(fn, "_serial"))
         parallel = njit(cache=True, parallel=True)(_renamed(fn, "_parallel"))
+        own = PARALLEL_MIN_ITEMS if min_items is None else min_items
 
         # The common work sizes are read inline: the wrapper runs before every kernel call.
         if size is first_arg:
 
             def call(*args):
-                return (parallel if args[0] >= PARALLEL_MIN_ITEMS else serial)(*args)
+                n = args[0]
+                return (parallel if n >= PARALLEL_MIN_ITEMS or (_SMALL and n >= own) else serial)(*args)
 
         elif size is first_array:
 
             def call(*args):
-                return (parallel if args[0].size >= PARALLEL_MIN_ITEMS else serial)(*args)
+                n = args[0].size
+                return (parallel if n >= PARALLEL_MIN_ITEMS or (_SMALL and n >= own) else serial)(*args)
 
         else:
 
             def call(*args):
-                return (parallel if size(*args) >= PARALLEL_MIN_ITEMS else serial)(*args)
+                n = size(*args)
+                return (parallel if n >= PARALLEL_MIN_ITEMS or (_SMALL and n >= own) else serial)(*args)
 
         call = functools.wraps(fn)(call)
-
         call.serial = serial
         call.parallel = parallel
+        call.min_items = own
         return call
 
     return wrap

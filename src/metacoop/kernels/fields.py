@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from metacoop.kernels.dispatch import first_array, sized_kernel
+from metacoop.kernels.dispatch import FIELD_MIN_POINTS, first_array, sized_kernel
 
 
 @njit(cache=True, inline="always")
@@ -29,7 +29,7 @@ def _update(c, xm, xp, ym, yp, zm, zp, rr, f):
     return (c + rr * lap) * f
 
 
-@sized_kernel(first_array)
+@sized_kernel(first_array, FIELD_MIN_POINTS)
 def diffuse_decay_step(u, out, r, decay):
     """Write one explicit diffusion + decay sub-step of ``u`` into ``out``.
 
@@ -84,7 +84,7 @@ def diffuse_decay_step_numpy(u: np.ndarray, r: float, decay: float) -> np.ndarra
     return ((c + u.dtype.type(r) * lap) * u.dtype.type(decay)).astype(u.dtype)
 
 
-@sized_kernel(first_array)
+@sized_kernel(first_array, FIELD_MIN_POINTS)
 def scale_inplace(u, factor):
     """Multiply every value of ``u`` (any shape, flattened view) by ``factor``."""
     flat = u.reshape(-1)
@@ -93,7 +93,7 @@ def scale_inplace(u, factor):
         flat[i] *= f
 
 
-@sized_kernel(first_array)
+@sized_kernel(first_array, FIELD_MIN_POINTS)
 def add_inplace(u, deltas):
     """Add ``deltas`` to ``u`` point by point and zero ``deltas`` (both flat views)."""
     a = u.reshape(-1)
@@ -130,7 +130,7 @@ def exp_minus_small(x):
 DEGRADE_BLOCK = 1024
 
 
-@sized_kernel(first_array)
+@sized_kernel(first_array, FIELD_MIN_POINTS)
 def degrade_exponential(w, m, cell_rate, gamma_m, dt):
     """Exact exponential ECM degradation over one step.
 

@@ -66,7 +66,7 @@ class Proliferation(Mechanism):
             c.reserve(int(due))
             n0 = c.n
             listed, counts = site.scratch_int(n0), np.empty(list_blocks(n0), np.int64)
-            list_due(n0, c.cycle_h, c.pos, self._room(site, int(due)), listed, counts)
+            list_due(n0, c.cycle_h, c.pos, self._room(site, int(due)), listed, counts, site.scratch_mask(n0))
             born = divide(
                 c.n, c.uid, c.pos, c.clone, c.phen, c.lineage, c.parent, c.birth_h, c.cycle_h,
                 c.state, c.met, c.flags, site.met_room, site.occ, site.capacity,
