@@ -496,7 +496,7 @@ def run_threads(console: Console, plan: Plan) -> dict[int, bc.CellResult]:
     with console.status(f"threads: {cells_text(n)} cells, 2-D"):
         res = bc.thread_benchmark(n, 2, plan.thread_counts, steps_for(plan, n), plan.reps, plan.warmup)
     t = Table(title=f"6. Threads: {cells_text(n)} cells, 2-D "
-                    "(numba.set_num_threads; repetitions interleaved)",
+                    "(metacoop.kernels.dispatch.set_threads; repetitions interleaved)",
               caption="speedup = median time at 1 thread / median time at this count; range as in "
                       "section 2. Only the prange kernels run in parallel; apply_moves and divide are "
                       "serial by design (cell-order conflict resolution); scatter_add gives each "

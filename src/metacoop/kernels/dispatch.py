@@ -73,17 +73,20 @@ class SmallWorkTrials:
     of :attr:`BLOCK` steps alternates the two settings, and the setting with
     the lower median step time is kept until the next trial. Blocks alternate
     so that a population growing during the trial weighs on both settings
-    alike; medians ignore the odd slow step (a recording, a cache load). A
-    trial costs at most its off-setting blocks (96 of 4,096 steps). The
-    setting changes speed only, never results.
+    alike; medians ignore the odd slow step (a recording, a cache load).
+    Blocks are long (at franssen2019's 70-500 µs a step, 18-130 ms) because
+    OpenMP's threads spin for a few milliseconds after the last parallel
+    region: the serial setting is only seen as it runs once they sleep. A
+    trial costs at most its serial blocks (768 of 8,192 steps). The setting
+    changes speed only, never results.
     """
 
     #: Steps per block of one setting.
-    BLOCK = 32
+    BLOCK = 256
     #: Blocks per setting in a trial.
     ROUNDS = 3
     #: Steps from the start of one trial to the next.
-    EVERY = 4_096
+    EVERY = 8_192
 
     def __init__(self) -> None:
         self.steps = 0
