@@ -11,9 +11,9 @@ Typical use::
 # numba's OpenMP threads: with OMP_WAIT_POLICY unset (as here), GNU OpenMP lets them spin for a few
 # milliseconds after a parallel region, then sleep. Kernels that follow within that time start on both
 # threads in about a microsecond; waking sleeping threads costs tens of microseconds in a virtual
-# machine, more than a field kernel on a 201 x 201 lattice takes (franssen2019 on 2 cores: 5.9 s with
-# spinning threads, 6.9 s with OMP_WAIT_POLICY=PASSIVE, which leaves its small kernels serial). Threads
-# only spin after parallel work, and numba runs none when it has one thread
+# machine, more than a field kernel on a 201 x 201 lattice takes. franssen2019 on 2 cores: 6.2 s; with
+# OMP_WAIT_POLICY=PASSIVE 7.8 s (the trials of metacoop.kernels.dispatch then keep its small kernels
+# serial). Threads spin only after parallel work, and numba runs none below 1e5 items on one thread
 # (metacoop.kernels.dispatch.set_threads, as ensembles set per worker). Set OMP_WAIT_POLICY=PASSIVE
 # yourself on a machine whose cores other work needs more.
 
