@@ -479,8 +479,10 @@ def list_due(n, cycle_h, pos, room, due, counts, marks):
     that tests every cell in turn mispredicts on each of the many cells that
     wait for room), eight to a word in a loop of fixed length, with unsigned
     indices. On arguments captured from franssen2019 at 67,000 cells (43,000
-    due) this took the listing from 69 to 29 µs, and at 1e6 cells from 0.70
-    to 0.20 ms in 2-D and 0.71 to 0.18 ms in 3-D. Blocks run on several
+    due) this took the listing from 69 to 29 µs (within that run, where its
+    arrays come cold from other kernels, by much less: whole runs 7.21 ->
+    7.16 s), and at 1e6 cells from 0.70 to 0.20 ms in 2-D and 0.71 to 0.18
+    ms in 3-D. Blocks run on several
     threads from :data:`~metacoop.kernels.dispatch.PARALLEL_MIN_ITEMS` cells
     on; the lists do not depend on that.
     """

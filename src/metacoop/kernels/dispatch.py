@@ -41,7 +41,7 @@ from numba import njit
 #: Work (loop iterations) from which every kernel runs its parallel build. A test sets it to 1 to run
 #: every parallel build.
 PARALLEL_MIN_ITEMS = 100_000
-#: Smallest lattice (points) whose field kernels may run on several threads (see :class:`BuildChooser`).
+#: Smallest lattice (points) whose field kernels may run on several threads (see :class:`SmallWorkTrials`).
 FIELD_MIN_POINTS = 16_384
 #: Whether numba runs more than one thread (see :func:`set_threads`). Kernels use their own lower
 #: thresholds only then: on one thread the parallel builds of small work only cost (franssen2019 on one
@@ -77,8 +77,8 @@ class SmallWorkTrials:
     Blocks are long (at franssen2019's 70-500 µs a step, 18-130 ms) because
     OpenMP's threads spin for a few milliseconds after the last parallel
     region: the serial setting is only seen as it runs once they sleep. A
-    trial costs at most its serial blocks (768 of 8,192 steps). The setting
-    changes speed only, never results.
+    trial costs at most the blocks of the slower setting (768 of 8,192
+    steps). The setting changes speed only, never results.
     """
 
     #: Steps per block of one setting.
