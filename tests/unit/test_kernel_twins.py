@@ -156,6 +156,11 @@ def test_degrade_exponential_equals_its_one_branch_reference_bit_for_bit(dtype, 
         getattr(degrade_exponential, build)(got, m, rate, 0.09, dt)
         degrade_exponential_reference(want, m, rate, 0.09, dt)
         np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+        # Clearing the rates on the way (each block after its use, exp pass included) changes no bit.
+        cleared, used = w.copy(), rate.copy()
+        getattr(degrade_exponential, build)(cleared, m, used, 0.09, dt, True)
+        np.testing.assert_array_equal(cleared.view(np.uint8), want.view(np.uint8))
+        assert not used.any()
     x = (0.09 * m.astype(np.float64) + rate) * 0.1  # the three kinds of block are there
     assert (x[:DEGRADE_BLOCK] < SMALL_EXPONENT).all()
     assert (x[2 * DEGRADE_BLOCK : 3 * DEGRADE_BLOCK] >= SMALL_EXPONENT).all()

@@ -131,7 +131,7 @@ DEGRADE_BLOCK = 1024
 
 
 @sized_kernel(first_array, FIELD_MIN_POINTS)
-def degrade_exponential(w, m, cell_rate, gamma_m, dt):
+def degrade_exponential(w, m, cell_rate, gamma_m, dt, clear=False):
     """Exact exponential ECM degradation over one step.
 
     Solves ``dw/dt = -(gamma_m * m + k_cells) * w`` with ``m`` and ``k_cells``
@@ -161,10 +161,14 @@ def degrade_exponential(w, m, cell_rate, gamma_m, dt):
         cell_rate: summed MT1-MMP degradation rate of the cells at each point, 1/h.
         gamma_m: degradation rate per unit MMP-2 concentration, 1/h.
         dt: step, h.
+        clear: set ``cell_rate`` to 0 on the way, each block once it is used
+            (while it is in cache: cheaper than a separate pass to clear it).
     """
     n = w.shape[0]
     if not (0.0 < dt < np.inf):
         degrade_exponential_reference(w, m, cell_rate, gamma_m, dt)
+        if clear:
+            cell_rate[:] = 0.0
         return
     for block in prange((n + DEGRADE_BLOCK - 1) // DEGRADE_BLOCK):
         lo = block * DEGRADE_BLOCK
@@ -180,17 +184,19 @@ def degrade_exponential(w, m, cell_rate, gamma_m, dt):
             v = wb[i]
             wb[i] = v * poly if (k > 0.0) & (x < SMALL_EXPONENT) else v
             large += x >= SMALL_EXPONENT
-        if large == 0:
-            continue
-        listed = np.empty(wb.shape[0], np.int64)
-        count = 0
-        for i in range(wb.shape[0]):
-            listed[count] = i
-            count += (gamma_m * mb[i] + rb[i]) * dt >= SMALL_EXPONENT
-        for j in range(count):
-            i = listed[j]
-            x = (gamma_m * mb[i] + rb[i]) * dt
-            wb[i] = wb[i] * np.exp(-x)
+        if large > 0:
+            listed = np.empty(wb.shape[0], np.int64)
+            count = 0
+            for i in range(wb.shape[0]):
+                listed[count] = i
+                count += (gamma_m * mb[i] + rb[i]) * dt >= SMALL_EXPONENT
+            for j in range(count):
+                i = listed[j]
+                x = (gamma_m * mb[i] + rb[i]) * dt
+                wb[i] = wb[i] * np.exp(-x)
+        if clear:
+            for i in range(rb.shape[0]):
+                rb[i] = 0.0
 
 
 @njit(cache=True)

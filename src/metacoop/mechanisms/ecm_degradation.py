@@ -51,7 +51,8 @@ class EcmDegradation(Mechanism):
         The cells' rates are scattered into a per-site array that is all 0
         before the scatter and is brought back to 0 after the degradation: at
         the cells' points only while cells are few (at most one per 8 lattice
-        points), which is cheaper than zeroing the whole lattice every step.
+        points), which is cheaper than zeroing the whole lattice every step;
+        otherwise by the degradation kernel, block by block as it uses them.
         """
         p = self.params
         for site in ctx.sim.sites:
@@ -63,12 +64,11 @@ class EcmDegradation(Mechanism):
             scattered = self.cells_active and c.n > 0
             if scattered:
                 scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, self.cell_table, rate)
-            degrade_exponential(site.fields[p.ecm_field].flat, mmp2.flat, rate, p.mmp2_rate_per_h, ctx.dt_h)
-            if scattered:
-                if 8 * c.n <= rate.shape[0]:
-                    clear_points(c.n, c.pos, rate)
-                else:
-                    rate.fill(0.0)
+            few = 8 * c.n <= rate.shape[0]
+            degrade_exponential(site.fields[p.ecm_field].flat, mmp2.flat, rate, p.mmp2_rate_per_h, ctx.dt_h,
+                                scattered and not few)
+            if scattered and few:
+                clear_points(c.n, c.pos, rate)
 
     @classmethod
     def check(cls, params: DegradationParams, config) -> list[Problem]:
