@@ -33,10 +33,11 @@ def test_the_trials_keep_the_setting_whose_steps_ran_faster(faster):
     fast, slow = 1e-4, 3e-4
     seen = _trial_settings(trials, fast if faster else slow, slow if faster else fast, 2 * every)
     trial = 2 * rounds * block
-    # Each trial alternates blocks of the two settings, starting with the lower thresholds on.
+    # Each trial runs blocks of the two settings in the order on, off, off, on (balanced in time).
     for start in (0, every):
-        expect = [b % 2 == 0 for b in range(2 * rounds) for _ in range(block)]
+        expect = [b % 4 in (0, 3) for b in range(2 * rounds) for _ in range(block)]
         assert seen[start : start + trial] == expect
+        assert sum(expect) == rounds * block
     # Between trials the faster setting runs, every step.
     assert set(seen[trial:every]) == {faster} and set(seen[every + trial :]) == {faster}
     assert trials.chosen is faster
@@ -52,7 +53,7 @@ def test_a_trial_follows_a_change_and_ignores_odd_slow_steps():
     for k in range(trials.EVERY):
         on = trials.setting()
         seen.append(on)
-        odd = k in (40, 41, 100)  # steps of the off setting's blocks
+        odd = k in (trials.BLOCK + 8, trials.BLOCK + 9, 2 * trials.BLOCK + 5)  # steps of the off blocks
         trials.record(3e-4 if on else (5e-2 if odd else 2e-4))
     assert seen[: trials.BLOCK] == [True] * trials.BLOCK  # (the trial starts with them on)
     assert not trials.chosen and not seen[-1]

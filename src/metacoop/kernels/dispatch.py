@@ -70,21 +70,22 @@ class SmallWorkTrials:
     """Chooses, by timing whole steps, whether kernels use their lower parallel thresholds.
 
     Every :attr:`EVERY` steps (from step 0) a trial of ``2 * ROUNDS`` blocks
-    of :attr:`BLOCK` steps alternates the two settings, and the setting with
-    the lower median step time is kept until the next trial. Blocks alternate
-    so that a population growing during the trial weighs on both settings
+    of :attr:`BLOCK` steps alternates the two settings in the order on, off,
+    off, on (repeated), and the setting with the lower median step time is
+    kept until the next trial. That order gives both settings the same mean
+    position in the trial, so a population growing during it weighs on both
     alike; medians ignore the odd slow step (a recording, a cache load).
     Blocks are long (at franssen2019's 70-500 µs a step, 18-130 ms) because
     OpenMP's threads spin for a few milliseconds after the last parallel
     region: the serial setting is only seen as it runs once they sleep. A
-    trial costs at most the blocks of the slower setting (768 of 8,192
+    trial costs at most the blocks of the slower setting (512 of 8,192
     steps). The setting changes speed only, never results.
     """
 
     #: Steps per block of one setting.
     BLOCK = 256
-    #: Blocks per setting in a trial.
-    ROUNDS = 3
+    #: Blocks per setting in a trial (an even number keeps the order balanced).
+    ROUNDS = 2
     #: Steps from the start of one trial to the next.
     EVERY = 8_192
 
@@ -98,7 +99,7 @@ class SmallWorkTrials:
         """The setting for the next step."""
         at = self.steps % self.EVERY
         if at < 2 * self.ROUNDS * self.BLOCK:
-            return (at // self.BLOCK) % 2 == 0
+            return _trial_on(at // self.BLOCK)
         return self.chosen
 
     def record(self, seconds: float) -> None:
@@ -106,11 +107,16 @@ class SmallWorkTrials:
         at = self.steps % self.EVERY
         trial = 2 * self.ROUNDS * self.BLOCK
         if at < trial:
-            self.times[int((at // self.BLOCK) % 2 == 0)].append(seconds)
+            self.times[int(_trial_on(at // self.BLOCK))].append(seconds)
             if at == trial - 1:
                 self.chosen = _median(self.times[1]) <= _median(self.times[0])
                 self.times = ([], [])
         self.steps += 1
+
+
+def _trial_on(block: int) -> bool:
+    """Whether block ``block`` of a trial runs with the lower thresholds: on, off, off, on, ..."""
+    return block % 4 in (0, 3)
 
 
 def _median(values: list[float]) -> float:
