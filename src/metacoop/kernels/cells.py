@@ -95,7 +95,14 @@ def _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim):
     return p + nx * ny if z < nz - 1 else -1
 
 
-@sized_kernel(first_arg)
+#: Cells from which the kernels that draw for every cell (death, EMT/MET, the step clock's moves) may run on
+#: several threads (see :mod:`~metacoop.kernels.dispatch`): a hash per cell is enough work. In the default
+#: scenario at 2,000-4,000 cells (builds alternating call by call) their parallel builds were 1.25x
+#: (death), 2.1x (moves) and 2.4x (EMT/MET) faster.
+DRAW_MIN_CELLS = 2_048
+
+
+@sized_kernel(first_arg, DRAW_MIN_CELLS)
 def bernoulli_flag(n, uid, clone, phen, state, p_table, key, stream, step, flags, flag, pos, factor, marks):
     """Set ``flag`` on each live cell with probability ``p_table[state, clone, phen]``.
 
@@ -149,7 +156,7 @@ def bernoulli_flag(n, uid, clone, phen, state, p_table, key, stream, step, flags
     return hit
 
 
-@sized_kernel(first_arg)
+@sized_kernel(first_arg, DRAW_MIN_CELLS)
 def switch_phenotype(n, uid, clone, phen, state, flags, p_emt, p_met, key, stream, step, switched):
     """EMT/MET: each live active cell switches phenotype with its per-step probability.
 
@@ -240,7 +247,7 @@ def _chosen_neighbour(u, p, x, y, z, pd, ph_, c, ph, ecm, nx, ny, nz, ndim, upwi
 BOUND_MIN_CELLS_PER_POINT = 8
 
 
-@sized_kernel(first_arg)
+@sized_kernel(first_arg, DRAW_MIN_CELLS)
 def decide_moves(
     n, uid, pos, clone, phen, state, flags, p_diff, p_hapt, ecm, dims, ndim, upwind,
     key, stream, step, target, boost, cues, cue_sens, cue_level, slope, marks,
