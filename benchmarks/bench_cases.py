@@ -605,7 +605,7 @@ def kernel_build(kernel: Callable, items: int) -> str:
     except ImportError:
         dispatch = None
     if dispatch is not None and hasattr(kernel, "min_items") and items < dispatch.PARALLEL_MIN_ITEMS:
-        return "either" if items >= kernel.min_items and dispatch._MULTI else "serial"
+        return "either" if items >= kernel.min_items and dispatch.multi_threaded() else "serial"
     if dispatch is not None and hasattr(kernel, "serial") and hasattr(kernel, "parallel"):
         return "parallel" if items >= getattr(dispatch, "PARALLEL_MIN_ITEMS", 0) else "serial"
     opts = getattr(kernel, "targetoptions", None)

@@ -10,6 +10,7 @@ from numba import prange
 from metacoop.kernels.dispatch import (
     SmallWorkTrials,
     first_arg,
+    multi_threaded,
     set_threads,
     sized_kernel,
     small_work_parallel,
@@ -86,8 +87,10 @@ def test_sizes_thread_counts_and_trials_route_to_the_builds():
         assert builds_after(5_000) == (True, False)  # not wanted
         set_threads(1)
         small_work_parallel(True)
+        assert not multi_threaded()
         assert builds_after(5_000) == (True, False)  # one thread
         set_threads(2)
+        assert multi_threaded()
         assert builds_after(999) == (True, False)
         assert builds_after(1_000) == (True, True)
         assert set_threads(10 ** 6) == numba.config.NUMBA_NUM_THREADS  # clipped

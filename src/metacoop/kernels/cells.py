@@ -335,8 +335,9 @@ def decide_moves(
                 if cues[k, j] > top:
                     top = cues[k, j]
             cue_max[k] = top
-    # (Only at a parallel size: numba's serial build does not vectorise the screen, and there it costs
-    # more than it saves; its parallel build does, 4 times faster than testing each cell's bound below.)
+    # (Only from PARALLEL_MIN_ITEMS cells on, where the parallel build always runs: numba's serial build
+    # does not vectorise the screen, and there it costs more than it saves; the parallel build does, 4
+    # times faster than testing each cell's bound below.)
     screened = bounded and cues is None and n >= PARALLEL_MIN_ITEMS
     if screened:
         prefix = draw_prefix(key, stream, step)
@@ -489,9 +490,9 @@ def list_due(n, cycle_h, pos, room, due, counts, marks):
     due) this took the listing from 69 to 29 µs (within that run, where its
     arrays come cold from other kernels, by much less: whole runs 7.21 ->
     7.16 s), and at 1e6 cells from 0.70 to 0.20 ms in 2-D and 0.71 to 0.18
-    ms in 3-D. Blocks run on several
-    threads from :data:`~metacoop.kernels.dispatch.PARALLEL_MIN_ITEMS` cells
-    on; the lists do not depend on that.
+    ms in 3-D. Blocks run on several threads from
+    :data:`~metacoop.kernels.dispatch.PARALLEL_MIN_ITEMS` cells on; the lists
+    do not depend on that.
     """
     for i in prange(n):
         marks[i] = cycle_h[i] <= 0.0

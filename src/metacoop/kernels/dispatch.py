@@ -126,6 +126,11 @@ def _median(values: list[float]) -> float:
     return ordered[len(ordered) // 2] if ordered else float("inf")
 
 
+def multi_threaded() -> bool:
+    """Whether numba runs more than one thread (as :func:`set_threads` last set it)."""
+    return _MULTI
+
+
 def small_work_parallel(on: bool) -> None:
     """Let kernels use their lower parallel thresholds (if numba has more than one thread), or not."""
     global _WANTED, _SMALL
