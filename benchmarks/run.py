@@ -406,11 +406,12 @@ def run_experiments(console: Console, plan: Plan):
     """Section 8: replicates per hour on 1 and 2 Dask workers, and the experiment layer's overhead."""
     from bench_experiments import experiment_benchmark
 
-    with console.status("experiment layer: plain loop, then 1 and 2 Dask workers"):
+    with console.status("experiment layer: plain loop and 1 Dask worker alternating, then 2 workers"):
         r = experiment_benchmark(plan.experiment_duration_h, plan.experiment_replicates)
     t = Table(title=f"8. Experiments: {r.replicates} replicates of '{r.scenario}' shortened to "
                     f"{r.duration_h:g} h", caption="plain loop = simulate(config, run_dir) in this process; "
-              "experiment = run_experiment on a started LocalCluster (start-up shown apart); overhead = "
+              "experiment = run_experiment on a started LocalCluster (start-up shown apart); the plain loop "
+              "and the 1-worker experiment alternate, 2 rounds each, and show their means; overhead = "
               "1 worker / plain loop - 1 (target under 5 %)", caption_justify="left")
     for col in ("way", "wall s", "replicates / hour", "cluster start s", "vs plain loop"):
         t.add_column(col, justify="left" if col == "way" else "right")

@@ -270,3 +270,32 @@ def test_a_truncated_dataset_part_is_reported_and_recomputed_once_deleted(tmp_pa
     again = run_experiment(design, tmp_path / "e", workers=1)
     assert again.computed == 1
     assert part.read_bytes() == good  # the same replicate again, bit for bit
+
+
+def test_replicates_share_the_host_cpus_among_the_task_slots_of_its_workers(tmp_path):
+    # Two workers of one thread on this host: each replicate runs numba on half the CPUs (at least
+    # one), so that workers sharing a machine do not run more spinning OpenMP threads than it has
+    # cores. Read in the task thread after the experiment (numba's thread count is per thread).
+    import numba
+
+    from metacoop.experiments.threads import fit_threads, host_cpus, host_slots, task_threads
+
+    def threads_now():
+        return numba.get_num_threads()
+
+    def fitted(slots):
+        fit_threads(slots)
+        return numba.get_num_threads()
+
+    cpus, top = host_cpus(), numba.config.NUMBA_NUM_THREADS
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        slots = host_slots(client)
+        assert list(slots.values()) == [2]
+        workers = list(client.scheduler_info()["workers"])
+        run_experiment(sweep(replicates=2), tmp_path / "e", client=client)
+        after = client.gather([client.submit(threads_now, workers=[w], pure=False) for w in workers])
+        assert after == [min(max(1, cpus // 2), top)] * 2
+        # a worker missing from the count (it joined later) counts its own slot: every CPU
+        assert client.submit(fitted, {}, workers=workers[:1], pure=False).result() == min(cpus, top)
+    assert task_threads(slots) is None  # outside a worker nothing is set

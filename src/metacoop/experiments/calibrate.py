@@ -41,6 +41,7 @@ import pandas as pd
 
 from metacoop.errors import InputError, Problem
 from metacoop.experiments.sensitivity import problem_of
+from metacoop.experiments.threads import host_slots
 from metacoop.io.atomic import atomic_write, atomic_write_bytes, atomic_write_json
 
 TARGET_COLUMNS = ("id", "source", "quantity", "value", "low", "high", "unit", "condition", "verified", "url")
@@ -114,12 +115,18 @@ def _number(text) -> float | None:
 
 
 def _model(params: Mapping[str, float], scenario: str, base: dict[str, Any], names: dict[str, str],
-           integer: dict[str, bool], observables: list[str]) -> dict[str, float]:
-    """One simulation at ``params`` (pyabc's parameter names), reduced to the matched observables."""
+           integer: dict[str, bool], observables: list[str],
+           slots: dict[str, int] | None = None) -> dict[str, float]:
+    """One simulation at ``params`` (pyabc's parameter names), reduced to the matched observables.
+
+    On a Dask worker numba's threads are fitted to ``slots`` (:mod:`metacoop.experiments.threads`).
+    """
     from metacoop.api import simulate
     from metacoop.config.loader import load_scenario
     from metacoop.experiments.summary import replicate_observables
+    from metacoop.experiments.threads import fit_threads
 
+    fit_threads(slots)
     overrides = dict(base)
     for safe, key in names.items():
         v = float(params[safe])
@@ -191,7 +198,7 @@ def calibrate(scenario: str, base: Mapping[str, Any], ranges: Mapping[str, Seque
     scales = {t.observable: t.scale for t in targets}
     observed = {t.observable: t.value for t in targets}
     model = partial(_model, scenario=scenario, base=dict(base), names=names, integer=integer,
-                    observables=observables)
+                    observables=observables, slots=host_slots(client) if client is not None else None)
     sampler = (pyabc.sampler.DaskDistributedSampler(client) if client is not None
                else pyabc.sampler.SingleCoreSampler())
     np.random.seed(seed % 2**32)

@@ -43,10 +43,12 @@ import pyarrow.parquet as pq
 from metacoop.errors import InputError, Problem, RunDirectoryError, SimulationError
 from metacoop.experiments.design import Condition, Design
 from metacoop.experiments.stats import summarize
+from metacoop.experiments.threads import host_slots
 from metacoop.io.atomic import atomic_write, atomic_write_json
 
 #: Environment of the workers of a LocalCluster started here (no MALLOC_TRIM_THRESHOLD_; see
-#: :func:`dask_client`). Numba threads per worker are set per replicate instead of OMP_NUM_THREADS.
+#: :func:`dask_client`). Numba threads are set per replicate instead of OMP_NUM_THREADS
+#: (:mod:`metacoop.experiments.threads`).
 WORKER_ENVIRON: dict[str, str] = {}
 
 #: Columns of a dataset part (the condition comes from the partition directory).
@@ -103,20 +105,26 @@ def _failure_path(root: Path, condition: str, replicate: int) -> Path:
 
 
 def run_replicate(scenario: str, overrides: dict[str, Any], seed: int, run_dir: str,
-                  threads: int | None = None, observables: tuple[str, ...] = ()) -> dict[str, float]:
+                  threads: int | None = None, observables: tuple[str, ...] = (),
+                  slots: dict[str, int] | None = None) -> dict[str, float]:
     """Run (or reopen, if complete) one replicate and return its observables. Runs on a worker.
 
     ``observables`` names observables of :mod:`metacoop.validation.observables` computed
     besides the experiment observables (a validation experiment lists those its targets need).
+    Numba runs ``threads`` threads if given, else on a Dask worker the host's CPUs shared among
+    ``slots`` (task slots per host, see :mod:`metacoop.experiments.threads`).
     """
     from metacoop.api import simulate
     from metacoop.config.loader import load_scenario
     from metacoop.experiments.summary import replicate_observables
+    from metacoop.experiments.threads import fit_threads
     from metacoop.io.results import open_run
     from metacoop.kernels.dispatch import set_threads
 
     if threads:
         set_threads(threads)
+    else:
+        fit_threads(slots)
     path = Path(run_dir)
     result = None
     if path.exists():
@@ -239,24 +247,21 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, in_pro
 
 def _compute(design: Design, root: Path, todo: list[tuple[Condition, int, int]], skipped: int, total: int,
              workers: int | None, scheduler: str | None, client, progress) -> list[tuple[str, int, str]]:
-    threads = None  # numba threads per replicate: the CPUs shared among the workers we start
     with ExitStack() as stack:
         if client is None:
             client = stack.enter_context(dask_client(workers, scheduler))
-            if not scheduler:
-                threads = max(1, (os.cpu_count() or 1) // (workers or os.cpu_count() or 1))
-        return _submit_all(design, root, todo, skipped, total, client, threads, progress)
+        return _submit_all(design, root, todo, skipped, total, client, host_slots(client), progress)
 
 
 def _submit_all(design: Design, root: Path, todo: list[tuple[Condition, int, int]], skipped: int, total: int,
-                client, threads: int | None, progress) -> list[tuple[str, int, str]]:
+                client, slots: dict[str, int], progress) -> list[tuple[str, int, str]]:
     from distributed import as_completed
 
     futures = {}
     for c, i, seed in todo:
         overrides = {**design.base_overrides, **c.overrides}
         fut = client.submit(run_replicate, design.scenario, overrides, seed, str(run_path(root, c.name, i)),
-                            threads, tuple(design.extra.get("observables", ())),
+                            None, tuple(design.extra.get("observables", ())), slots,
                             key=f"replicate-{Path(design.scenario).stem}-{c.name}-{i}", pure=False, retries=1)
         futures[fut] = (c, i, seed)
     done, failures = skipped, []
