@@ -15,7 +15,11 @@ Typical use::
 # OMP_WAIT_POLICY=PASSIVE 7.8 s (the trials of metacoop.kernels.dispatch then keep its small kernels
 # serial). Threads spin only after parallel work, and numba runs none below 1e5 items on one thread
 # (metacoop.kernels.dispatch.set_threads, as ensembles set per worker). Set OMP_WAIT_POLICY=PASSIVE
-# yourself on a machine whose cores other work needs more.
+# yourself on a machine whose cores other work needs more. Two things make GNU OpenMP stop spinning
+# (as with PASSIVE): more OpenMP threads in the process than CPUs, which happens when a second Python
+# thread runs simulations (each thread that starts parallel work gets its own pool; 1.35x slower when a
+# Dask worker's event-loop thread had run one before its task thread), and spinning threads of several
+# processes on the same cores (metacoop.experiments.threads shares a host's CPUs among its workers).
 
 from metacoop._version import __version__
 from metacoop.api import simulate
