@@ -560,8 +560,8 @@ def _cascade_marks(cascade: dict) -> tuple[str, str]:
         return text, text
     if r.name != "franssen2019" or cascade.get("overrides"):
         return "not judged", "not judged"
-    w = r.wall.median
-    return mark(w < TARGET_CASCADE_S), mark(w < STRETCH_CASCADE_S)
+    whole = r.process.median if r.process is not None else r.wall.median  # (the issue counts start-up)
+    return mark(r.wall.median < TARGET_CASCADE_S), mark(whole < STRETCH_CASCADE_S)
 
 
 def cascade_table(console: Console, cascade: dict) -> None:
@@ -586,16 +586,19 @@ def cascade_table(console: Console, cascade: dict) -> None:
                       + ("default: from section 5. " if cascade["default_from_section_5"] else "")
                       + (f"[bold]{main.name} with overrides {escape(str(cascade['overrides']))}[/]. "
                          if cascade.get("overrides") else "")
-                      + "CTCs = CTCs shed (intravasation events).",
+                      + "CTCs = CTCs shed (intravasation events). 'new process s': the same run, each "
+                        "repetition in a new Python process, start-up included (imports, numba loading its "
+                        "cached kernels); the stretch target counts it.",
               caption_justify="left")
-    for col in ("scenario", "simulated", "steps", "wall s", "steps/s", "simulated days / wall min",
-                "final cells", "CTCs", f"< {TARGET_CASCADE_S / 60:g} min",
+    for col in ("scenario", "simulated", "steps", "wall s", "new process s", "steps/s",
+                "simulated days / wall min", "final cells", "CTCs", f"< {TARGET_CASCADE_S / 60:g} min",
                 f"stretch < {STRETCH_CASCADE_S:g} s"):
         t.add_column(col, justify="left" if col == "scenario" else "right")
     for r, judged in ((main, True), (default, False)):
         marks = _cascade_marks(cascade) if judged else ("-", "-")
         steps = f"{r.n_steps:,}" + (f" of {r.full_n_steps:,}" if r.shortened else "")
-        t.add_row(r.name, f"{r.duration_h:.4g} h", steps, stat_text(r.wall, fixed),
+        whole = stat_text(r.process, fixed) if r.process is not None else "-"
+        t.add_row(r.name, f"{r.duration_h:.4g} h", steps, stat_text(r.wall, fixed), whole,
                   stat_text(r.steps_per_s, fixed), stat_text(r.days_per_minute, fixed),
                   f"{r.cells_final:,}", str(r.ctcs), *marks)
     console.print(t)
@@ -777,8 +780,9 @@ def summary_cascade_rows(t: Table, cascade: dict, with_default: bool) -> None:
     target, stretch = _cascade_marks(cascade)
     t.add_row(f"{run}: wall s", fixed(r.wall.median), f"< {TARGET_CASCADE_S:g} s on 2 cores", target)
     if not r.shortened:
-        t.add_row(f"{run}: wall s, stretch target", fixed(r.wall.median), f"< {STRETCH_CASCADE_S:g} s",
-                  stretch)
+        whole = r.process if r.process is not None else r.wall
+        t.add_row(f"{run}: wall s in a new process (start-up included), stretch target", fixed(whole.median),
+                  f"< {STRETCH_CASCADE_S:g} s", stretch)
     t.add_row(f"{r.name}: steps/s", fixed(r.steps_per_s.median), "-", "")
     t.add_row(f"{r.name}: simulated days / wall minute", fixed(r.days_per_minute.median), "-", "")
     comp = b.by_compartment()

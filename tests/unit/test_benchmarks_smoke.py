@@ -126,6 +126,7 @@ def test_cascade_benchmark_tiny(run):
     assert r.n_steps == 45 and r.full_n_steps == 45 and not r.shortened
     assert _ok(r.wall) and _ok(r.steps_per_s) and _ok(r.days_per_minute)
     assert r.cells_final > 0 and r.digest
+    assert len(r.process_s) == 2 and _ok(r.process)  # the same runs in new processes
     short = run.bc.cascade_benchmark("franssen2019", reps=1, steps=20, overrides=TINY_CASCADE)
     assert short.n_steps == 20 and short.full_n_steps == 45 and short.shortened
     assert _ok(short.wall)
