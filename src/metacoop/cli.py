@@ -7,6 +7,8 @@ what is allowed; never a traceback.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 from contextlib import contextmanager
 from datetime import datetime
@@ -675,6 +677,11 @@ def _clone_shares(result) -> None:
 
 def main() -> None:
     """Entry point of the ``metacoop`` command."""
+    # At exit, Python's last garbage collections walk every object of the loaded libraries (numba's
+    # compiled kernels above all): 0.3 s after any command that simulated. Frozen objects are
+    # skipped. Every file the command writes is complete and closed before it returns, and objects
+    # are still released by reference counting; only cyclic garbage is left to the end of the process.
+    atexit.register(gc.freeze)
     app()
 
 
