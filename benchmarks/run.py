@@ -464,13 +464,17 @@ def run_peers(console: Console, plan: Plan, cascade: dict | None = None) -> dict
     full_steps = 27_600
     projected = ms[short].wall_s + per_step["MetaSpread"] * (full_steps - short)
     main = cascade["main"] if cascade else None
-    measured = float(np.median(main.wall_s)) if main is not None and not main.shortened else None
+    # a whole command against a whole process: start-up included on both sides where section 7 has it
+    whole = main is not None and bool(main.process_s)
+    measured = (float(np.median(main.process_s if whole else main.wall_s))
+                if main is not None and not main.shortened else None)
     ratio = per_step["MetaSpread"] / max(per_step["metacoop"], 1e-9)
     text = (f"MetaSpread / metacoop: {ms[n].wall_s / mc[n].wall_s:.0f}x at {n:,} steps (whole commands), "
             f"{ratio:.0f}x per step; MetaSpread's full {full_steps:,}-step run, projected: "
             f"{projected / 3600:.1f} h")
     if measured:
-        text += f", {projected / measured:,.0f}x metacoop's measured {measured:.1f} s (section 7)"
+        text += (f", {projected / measured:,.0f}x metacoop's measured {measured:.1f} s (section 7"
+                 + (", in a new process)" if whole else ")"))
     console.print(text)
     with console.status(f"peers: growth to {plan.growth_target:,} cells in Mesa and metacoop"):
         growth = [bp.run_mesa_growth(plan.growth_target), bp.run_metacoop_growth(plan.growth_target)]

@@ -19,7 +19,7 @@ Typical use::
 # (as with PASSIVE): more OpenMP threads in the process than CPUs, which happens when a second Python
 # thread runs simulations (each thread that starts parallel work gets its own pool; 1.35x slower when a
 # Dask worker's event-loop thread had run one before its task thread). Worse are spinning threads of
-# several processes on the same cores (10x slower: metacoop.experiments.threads shares a host's CPUs
+# several processes on the same cores (15x slower: metacoop.experiments.threads shares a host's CPUs
 # among its workers' tasks).
 
 from metacoop._version import __version__

@@ -4,9 +4,9 @@ A simulation uses every CPU of its machine by default. Several Dask workers
 on one machine (a LocalCluster of 2 workers on 2 cores, or several worker
 processes per node of an HPC job) would then each run that many OpenMP
 threads, and OpenMP threads spin between parallel regions: on 2 cores, 2
-workers of 2 threads each ran an experiment 10x slower than 2 workers of 1
-thread (the benchmark's experiments section, 8 replicates of the default
-scenario). So the client counts the task slots of each host
+workers of 2 threads each ran an experiment 15x slower than 2 workers of 1
+thread (the benchmark's experiments section: 145 against 2,153 replicates
+of the default scenario per hour). So the client counts the task slots of each host
 (:func:`host_slots`) and each task sets its threads to the CPUs it may use
 (:func:`fit_threads`) before simulating. Threads change speed only, never
 results.
