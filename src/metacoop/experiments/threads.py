@@ -21,8 +21,12 @@ def host_slots(client) -> dict[str, int]:
     """Task slots (worker threads, summed over workers) per host of ``client``'s cluster."""
     from distributed.comm import get_address_host
 
+    try:  # (some releases list only 5 workers unless asked for all; 2024 ones take no n_workers)
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+    except TypeError:
+        workers = client.scheduler_info()["workers"]
     slots: dict[str, int] = {}
-    for address, info in client.scheduler_info()["workers"].items():
+    for address, info in workers.items():
         host = get_address_host(address)
         slots[host] = slots.get(host, 0) + int(info.get("nthreads", 1) or 1)
     return slots
