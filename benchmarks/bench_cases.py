@@ -730,12 +730,17 @@ def process_runs(name: str, reps: int, overrides: dict | None = None) -> list[fl
     scenario in this process first).
     """
     cmd = [sys.executable, "-c", _WHOLE_RUN, name, json.dumps(overrides or {})]
+    return _timed_processes(cmd, reps, "done")
+
+
+def _timed_processes(cmd: list[str], reps: int, says: str) -> list[float]:
+    """Wall seconds of ``reps`` runs of ``cmd``, each of which must print ``says``."""
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
         times.append(time.perf_counter() - t0)
-        assert "done" in out.stdout
+        assert says in out.stdout, out.stdout
     return times
 
 
@@ -753,13 +758,7 @@ def startup_benchmark(name: str = "franssen2019", reps: int = 3) -> Stat:
     """
     cmd = [sys.executable, "-c", _FIRST_STEP, name]
     subprocess.run(cmd, check=True, capture_output=True)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        times.append(time.perf_counter() - t0)
-        assert "stepped" in out.stdout
-    return Stat.of(times)
+    return Stat.of(_timed_processes(cmd, reps, "stepped"))
 
 
 def scenario_benchmark(name: str = "default", reps: int = 3, overrides: dict | None = None) -> ScenarioResult:
