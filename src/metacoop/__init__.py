@@ -22,6 +22,7 @@ Typical use::
 # several processes on the same cores (15x slower: metacoop.experiments.threads shares a host's CPUs
 # among its workers' tasks).
 
+from metacoop._malloc import keep_freed_memory
 from metacoop._version import __version__
 from metacoop.api import simulate
 from metacoop.config.loader import builtin_scenarios, load_scenario, to_toml
@@ -29,6 +30,9 @@ from metacoop.config.schema import SimulationConfig
 from metacoop.core.simulation import Simulation
 from metacoop.errors import ConfigError, InputError, MetacoopError, OutputError, SimulationError
 from metacoop.io.results import Result, open_run
+
+#: Whether glibc's allocator thresholds were raised on import (see :mod:`metacoop._malloc`).
+MALLOC_TUNED = keep_freed_memory()
 
 __all__ = [
     "ConfigError",
