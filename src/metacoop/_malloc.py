@@ -3,14 +3,14 @@
 A step allocates and frees temporary arrays of up to a few hundred KB
 (NumPy calls between the kernels). glibc's allocator returns the free top of
 its heap to the system as soon as more than 128 KB lie there, and takes
-fresh pages again at the next step: 1.4 million page faults in one run of the
-default scenario (300 per step), whose first run in a process took 9.0-9.5 s
-against 6.7-7.0 s with the thresholds below (same peak memory, 318 MB; new
-processes, alternating). glibc adapts its thresholds as it sees large frees,
-so later runs in the same process were fast already.
+fresh pages again at the next step: 1.4 million page faults in one run of
+the default scenario (about 280 per step), whose first run in a process took
+9.0-9.5 s against 6.7-7.0 s with the thresholds below (same peak memory,
+318 MB; new processes, alternating). glibc adapts its thresholds as it sees
+large frees, so later runs in the same process suffered less.
 
-Import :func:`keep_freed_memory` runs once when metacoop is imported. It
-changes nothing where the allocator is not glibc's, or where the user set
+:func:`keep_freed_memory` runs once, when metacoop is imported. It changes
+nothing where the allocator is not glibc's, or where the user set
 ``MALLOC_TRIM_THRESHOLD_`` or ``MALLOC_MMAP_THRESHOLD_`` (Dask sets the
 first in its workers unless told not to; see the experiments section of the
 README).

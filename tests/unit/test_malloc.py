@@ -38,7 +38,7 @@ def _run(env_extra: dict[str, str]) -> dict:
 def test_steps_of_the_default_scenario_take_no_fresh_pages():
     # Without the raised thresholds glibc returned the freed top of its heap after every step and
     # faulted it in again: 284 page faults per step on the default scenario's 201 x 201 lattices
-    # (1,610 with Dask's MALLOC_TRIM_THRESHOLD_=65536-like setting), 1.2 with them.
+    # (1,610 with MALLOC_TRIM_THRESHOLD_=131072 set, which also stops glibc adapting it), 1.2 with them.
     tuned = _run({})
     assert tuned["tuned"] is True
     assert tuned["faults_per_step"] < 50, tuned
