@@ -16,6 +16,7 @@ from helpers.twins import chosen_moves, decide_moves_twin
 from metacoop.kernels.bookkeeping import LIST_BLOCK, list_blocks, list_flagged
 from metacoop.kernels.cells import (
     DEAD,
+    DUE,
     MOVING,
     advance_cycle,
     apply_moves,
@@ -23,6 +24,7 @@ from metacoop.kernels.cells import (
     decide_moves,
     divide,
     list_due,
+    mark_due,
     mark_room,
     scatter_add,
     select_on_vessels,
@@ -463,8 +465,9 @@ def test_list_due_lists_flatnonzero_block_by_block(build, with_room, n):
     cycle = np.where(rng.random(n) < 0.4, -0.01, 1.0).astype(np.float32)
     pos = rng.integers(0, points, n).astype(np.int32)
     room = (rng.random(points) < 0.5).astype(np.uint8) if with_room else np.zeros(0, np.uint8)
-    due, counts = np.full(n, -1, np.int64), np.empty(list_blocks(n), np.int64)
-    getattr(list_due, build)(n, cycle, pos, room, due, counts, np.empty(n, np.uint8))
+    due, counts, marks = np.full(n, -1, np.int64), np.empty(list_blocks(n), np.int64), np.empty(n, np.uint8)
+    getattr(mark_due, build)(n, cycle, pos, room, marks)  # (what list_due runs, one build at a time)
+    getattr(list_flagged, build)(n, marks, DUE, due, counts)
     got = np.concatenate([due[b * LIST_BLOCK : b * LIST_BLOCK + counts[b]] for b in range(counts.size)])
     want = (cycle <= 0.0) & (room[pos] != 0 if with_room else True)
     np.testing.assert_array_equal(got, np.flatnonzero(want))

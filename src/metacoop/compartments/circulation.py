@@ -77,6 +77,16 @@ _NO_SLOTS = np.zeros(0, np.intp)
 _NO_SLOTS.flags.writeable = False
 
 
+def grouped(keys: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of ``keys`` (each in ``[0, n_groups)``) grouped by key, ascending within a group.
+
+    Returns ``order`` and ``bounds`` such that the indices whose key is ``g``
+    are ``order[bounds[g]:bounds[g + 1]]``.
+    """
+    order = np.argsort(keys, kind="stable")
+    return order, np.searchsorted(keys[order], np.arange(n_groups + 1))
+
+
 class Circulation:
     """CTCs in transit, the systemic factor levels, and the routing table.
 
@@ -280,10 +290,7 @@ class Circulation:
         Returns ``order`` and ``bounds`` such that the cells of the CTC in slot
         ``s`` are ``order[bounds[s]:bounds[s + 1]]``.
         """
-        member = self.member_slots()
-        order = np.argsort(member, kind="stable")
-        bounds = np.searchsorted(member[order], np.arange(self.ctcs.n + 1))
-        return order, bounds
+        return grouped(self.member_slots(), self.ctcs.n)
 
     def composition(self, cells: np.ndarray, clone_names) -> tuple[dict[str, int], int, int]:
         """Clone counts (in clone order), epithelial and mesenchymal counts of the cells in slots ``cells``.

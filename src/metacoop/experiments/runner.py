@@ -105,26 +105,21 @@ def _failure_path(root: Path, condition: str, replicate: int) -> Path:
 
 
 def run_replicate(scenario: str, overrides: dict[str, Any], seed: int, run_dir: str,
-                  threads: int | None = None, observables: tuple[str, ...] = (),
-                  slots: dict[str, int] | None = None) -> dict[str, float]:
+                  observables: tuple[str, ...] = (), slots: dict[str, int] | None = None) -> dict[str, float]:
     """Run (or reopen, if complete) one replicate and return its observables. Runs on a worker.
 
     ``observables`` names observables of :mod:`metacoop.validation.observables` computed
     besides the experiment observables (a validation experiment lists those its targets need).
-    Numba runs ``threads`` threads if given, else on a Dask worker the host's CPUs shared among
-    ``slots`` (task slots per host, see :mod:`metacoop.experiments.threads`).
+    On a Dask worker numba runs on the host's CPUs shared among ``slots`` (task slots per host,
+    see :mod:`metacoop.experiments.threads`).
     """
     from metacoop.api import simulate
     from metacoop.config.loader import load_scenario
     from metacoop.experiments.summary import replicate_observables
     from metacoop.experiments.threads import fit_threads
     from metacoop.io.results import open_run
-    from metacoop.kernels.dispatch import set_threads
 
-    if threads:
-        set_threads(threads)
-    else:
-        fit_threads(slots)
+    fit_threads(slots)
     path = Path(run_dir)
     result = None
     if path.exists():
@@ -261,7 +256,7 @@ def _submit_all(design: Design, root: Path, todo: list[tuple[Condition, int, int
     for c, i, seed in todo:
         overrides = {**design.base_overrides, **c.overrides}
         fut = client.submit(run_replicate, design.scenario, overrides, seed, str(run_path(root, c.name, i)),
-                            None, tuple(design.extra.get("observables", ())), slots,
+                            tuple(design.extra.get("observables", ())), slots,
                             key=f"replicate-{Path(design.scenario).stem}-{c.name}-{i}", pure=False, retries=1)
         futures[fut] = (c, i, seed)
     done, failures = skipped, []

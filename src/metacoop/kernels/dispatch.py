@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import types
 from collections.abc import Callable
+from statistics import median_high
 
 import numba
 from numba import njit
@@ -111,7 +112,7 @@ class SmallWorkTrials:
         if at < trial:
             self.times[int(_trial_on(at // self.BLOCK))].append(seconds)
             if at == trial - 1:
-                self.chosen = _median(self.times[1]) <= _median(self.times[0])
+                self.chosen = median_high(self.times[1]) <= median_high(self.times[0])
                 self.times = ([], [])
         self.steps += 1
 
@@ -119,11 +120,6 @@ class SmallWorkTrials:
 def _trial_on(block: int) -> bool:
     """Whether block ``block`` of a trial runs with the lower thresholds: on, off, off, on, ..."""
     return block % 4 in (0, 3)
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2] if ordered else float("inf")
 
 
 def multi_threaded() -> bool:

@@ -23,6 +23,7 @@ import math
 import numpy as np
 from pydantic import Field
 
+from metacoop.compartments.circulation import grouped
 from metacoop.config.base import MechanismParams
 from metacoop.core.clones import per_step_probability
 from metacoop.core.schedule import Phase
@@ -110,9 +111,7 @@ class Intravasation(Mechanism):
             x, y, z = site.lattice.coords(uniq)
             t = ctx.time_h + ctx.dt_h
             first = circ.cells.n - len(leaving["uid"])
-            group = np.searchsorted(uniq, points)
-            order = np.argsort(group, kind="stable")  # each CTC's cells, ascending
-            bounds = np.searchsorted(group[order], np.arange(ids.size + 1))
+            order, bounds = grouped(np.searchsorted(uniq, points), ids.size)  # each CTC's cells
             for g in range(ids.size):
                 sim.events.append(circ.ctc_event(
                     "intravasation", n_before + g, t, ctx.step, sim.clones.names,
