@@ -3,6 +3,8 @@
 import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -290,6 +292,10 @@ def test_open_run_equals_the_in_memory_result(written):
         assert (mem[var].values == disk[var].values).all(), var
     assert (mem["time"].values == disk["time"].values).all()
     assert len(mem["time"]) == 3  # t = 0, 1, 2 h with snapshot_every_h = 1
+    for axis in ("time", "y", "x"):
+        assert mem[axis].attrs["units"] == disk[axis].attrs["units"] == ("h" if axis == "time" else "um")
+        assert axis in mem.indexes and list(mem.indexes[axis]) == list(disk.indexes[axis])
+    assert (mem.sel(time=1.0)["ecm"].values == disk.sel(time=1.0)["ecm"].values).all()
 
 
 def test_open_run_accepts_a_string_path(written):
@@ -363,6 +369,17 @@ def test_simulate_without_out_dir_writes_nothing(tmp_path, monkeypatch):
     assert result.path is None
     assert result.manifest["status"] == "completed" and "files" not in result.manifest
     assert list(tmp_path.iterdir()) == []
+
+
+#: A short run in a new process; prints the heavy libraries it ended up importing.
+_IMPORTS = ("import sys, metacoop; metacoop.simulate(metacoop.load_scenario('invasion2d', "
+            "{'duration_h': 1})); print(sorted(m for m in ('dask', 'dask.array') if m in sys.modules))")
+
+
+def test_a_run_in_memory_does_not_import_dask():
+    """Building the field snapshots skips xarray's Dask checks (0.3 s of a new process's start)."""
+    out = subprocess.run([sys.executable, "-c", _IMPORTS], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_force_replaces_a_completed_run_and_verify_checks_it(tmp_path):

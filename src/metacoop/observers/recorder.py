@@ -219,14 +219,12 @@ class Recorder:
             data_vars = {}
             for name in snaps[0][1]:
                 stack = np.stack([d[name] for _, d in snaps])
-                data_vars[name] = (("time",) + spatial, squeeze(stack))
-            data_vars["vessel"] = (spatial, squeeze(site.vessel.reshape(lat.dims)))
-            coords = {"time": ("time", times, {"units": "h"}),
-                      "x": ("x", np.arange(nx) * dx, {"units": "um"}),
-                      "y": ("y", np.arange(ny) * dx, {"units": "um"})}
+                data_vars[name] = _variable(("time",) + spatial, squeeze(stack))
+            data_vars["vessel"] = _variable(spatial, squeeze(site.vessel.reshape(lat.dims)))
+            axes = {"time": (times, "h"), "x": (np.arange(nx) * dx, "um"), "y": (np.arange(ny) * dx, "um")}
             if lat.ndim == 3:
-                coords["z"] = ("z", np.arange(nz) * dx, {"units": "um"})
-            ds = xr.Dataset(data_vars, coords=coords)
+                axes["z"] = (np.arange(nz) * dx, "um")
+            ds = xr.Dataset(data_vars, coords=_indexed_coordinates(axes))
             ds["vessel"].attrs["flag_meanings"] = "0 none, 1 normal, 2 ruptured, 3 lymphatic (at the end)"
             ds["vessel_state"].attrs["flag_meanings"] = "0 none, 1 normal, 2 ruptured, 3 lymphatic"
             ds["main_clone"].attrs["flag_meanings"] = ("index (in clones.parquet order) of the clone with "
@@ -235,3 +233,25 @@ class Recorder:
             ds.attrs["spacing_um"] = dx
             nodes[site.name] = ds
         return xr.DataTree.from_dict(nodes)
+
+
+def _variable(dims, data: np.ndarray) -> xr.Variable:
+    """An xarray Variable around the NumPy array ``data``, without xarray's duck-array checks.
+
+    Given plain arrays, xarray asks whether each is a Dask array, and the first
+    time it asks it imports Dask (0.3 s in a new process, with ``dask.array``)
+    wherever Dask is installed. The arrays here are NumPy's, so that question
+    is skipped; :func:`_indexed_coordinates` does the same for the coordinates.
+    """
+    return xr.Variable(dims, data, fastpath=True)
+
+
+def _indexed_coordinates(axes: dict[str, tuple[np.ndarray, str]]) -> xr.Coordinates:
+    """Coordinates ``{name: (values, units)}``, each with its pandas index, as xarray would make them."""
+    indexes = {name: xr.indexes.PandasIndex(pd.Index(values, name=name), name)
+               for name, (values, _) in axes.items()}
+    variables = {}
+    for name, (_, units) in axes.items():
+        variables[name] = indexes[name].create_variables()[name]
+        variables[name].attrs["units"] = units
+    return xr.Coordinates(variables, indexes=indexes)
