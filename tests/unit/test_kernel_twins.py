@@ -249,6 +249,22 @@ def test_advance_cycle_and_scatter_add_match_twins():
     assert maxrelerr(out, expect) < 1e-12
 
 
+def test_scatter_add_with_one_clone_reads_the_table_row_by_phenotype():
+    # A one-row table takes a loop that does not read the clones: every cell must still add its phenotype's
+    # entry (the clones here are all 0, as with one clone; phenotypes and states are mixed).
+    n = 3000
+    c = _cells(n, 50, 1)
+    c["clone"][:] = 0
+    table = np.array([[0.25, 3.0]])
+    out = np.zeros(50)
+    scatter_add(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, out)
+    live = ((c["flags"] & DEAD) == 0) & (c["state"] != 1)
+    expect = np.zeros(50)
+    np.add.at(expect, c["pos"][live], table[0, c["phen"][live]])
+    np.testing.assert_array_equal(out, expect)  # (both add in cell order)
+    assert 0 < (live & (c["phen"] == 0)).sum() < live.sum()
+
+
 @pytest.mark.parametrize("parts", [1, 2, 3, 7])
 def test_scatter_add_by_points_adds_in_cell_order_whatever_the_parts(parts):
     # Each part owns a range of points and adds its cells in cell order, so every point's sum is
