@@ -68,9 +68,11 @@ def simulate(
         after_step = None
         if rundir is not None:
             ckpt = rundir.path / "checkpoint"
+            snapshots = checkpoint.SnapshotFiles(rundir.path)
             last = checkpoint.latest(rundir.path) if resume else None
             if last is not None:
                 checkpoint.load(sim, last)
+                snapshots.restored(sim)
             every = config.output.checkpoint_every_h
             if every > 0:
                 every_steps = max(1, round(every / config.dt_h))
@@ -78,7 +80,7 @@ def simulate(
                 def after_step() -> None:
                     if sim.step_index % every_steps == 0 and sim.step_index < sim.n_steps:
                         try:
-                            atomic_write_dir(ckpt, lambda tmp: checkpoint.save(sim, tmp))
+                            atomic_write_dir(ckpt, lambda tmp: checkpoint.save(sim, tmp, snapshots))
                         except OSError as exc:
                             raise _output_error(rundir, exc, sim.time_h) from None
         sim.run(progress, after_step=after_step)

@@ -8,11 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import metacoop
 from metacoop.core.simulation import Simulation
+from metacoop.errors import InputError
 from metacoop.io import checkpoint
 
 pytestmark = pytest.mark.slow
@@ -170,3 +172,32 @@ def test_a_full_disk_ends_the_run_clearly_and_it_resumes_elsewhere(tmp_path, sma
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert data_checksums(moved) == data_checksums(tmp_path / "whole")
+
+
+def test_a_run_directory_writes_each_field_snapshot_once(tmp_path):
+    cfg = metacoop.load_scenario("invasion2d", {"duration_h": 6.0, "primary.lattice.shape": [41, 41],
+                                                "output.snapshot_every_h": 1.0})
+    sim = Simulation(cfg)
+    files = checkpoint.SnapshotFiles(tmp_path)
+    stamps = {}
+    for k in range(3):
+        for _ in range(round(1.5 / cfg.dt_h)):  # 1.5 h: a new snapshot (or two) between checkpoints
+            sim.step()
+        checkpoint.save(sim, tmp_path / f"ckpt{k}", files)
+        with np.load(tmp_path / f"ckpt{k}" / "arrays.npz") as npz:
+            assert not [key for key in npz.files if key.startswith("snap/")]
+        written = sorted((tmp_path / checkpoint.SNAPSHOTS).iterdir())
+        assert len(written) == len(sim.recorder.snapshots["primary"]) == int(1.5 * (k + 1)) + 1
+        for f in written:  # an earlier file is never written again
+            assert stamps.setdefault(f.name, f.stat().st_mtime_ns) == f.stat().st_mtime_ns
+    restored = Simulation(cfg)
+    checkpoint.load(restored, tmp_path / "ckpt2")
+    mine, theirs = sim.recorder.snapshots["primary"], restored.recorder.snapshots["primary"]
+    assert [t for t, _ in mine] == [t for t, _ in theirs]
+    for (_, a), (_, b) in zip(mine, theirs, strict=True):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    # a checkpoint whose snapshot file is gone is refused, naming the file
+    (tmp_path / checkpoint.SNAPSHOTS / "primary-00001.npz").unlink()
+    with pytest.raises(InputError) as ei:
+        checkpoint.load(Simulation(cfg), tmp_path / "ckpt2")
+    assert "primary-00001.npz" in str(ei.value) and "cannot be read" in str(ei.value)
