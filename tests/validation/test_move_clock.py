@@ -25,8 +25,9 @@ from helpers.twins import chosen_moves
 from metacoop.kernels.cells import DEAD, apply_moves, decide_moves
 from metacoop.kernels.move_clock import (
     CLOCKED,
-    LOW,
-    LOW_SPREAD,
+    LEVEL_BITS,
+    LEVEL_SHIFT,
+    LOW_LEVELS,
     MAX_GAP,
     ROLL,
     MoveBounds,
@@ -87,8 +88,8 @@ class Cells:
         """One step of the event clock; returns (n,) the wanted direction 0..3 or -1, moves not applied."""
         decide_moves_clocked(self.n, self.uid, self.pos, self.clone, self.phen, self.state, self.flags,
                              self.wake, p_diff, p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step,
-                             self.target, None, None, None, None, ceiling, ceiling_low, LOW_SPREAD,
-                             np.empty(self.n, np.uint8))
+                             self.target, None, None, None, None, ceiling, ceiling_low,
+                             float(np.abs(p_hapt).max()), LOW_LEVELS, np.empty(self.n, np.uint8))
         return self._direction(chosen_moves(self.flags, self.target))
 
     def stepwise(self, step, p_diff, p_hapt, ecm) -> np.ndarray:
@@ -143,36 +144,47 @@ def test_moves_follow_the_step_probabilities_while_the_ecm_changes(clock):
     assert_counts(got.ravel(), p_sum.ravel(), var_sum.ravel(), f"{clock} clock, moves by phenotype and way")
 
 
-def test_the_low_ceiling_keeps_the_step_probabilities_while_the_ecm_falls():
-    # Two ceilings: cells whose neighbours' ECM sums to at most LOW_SPREAD draw their gaps at the low
-    # ceiling (random motility plus |p_hapt| LOW_SPREAD), the others at the high one. The ECM starts
-    # as patches of intact and degraded matrix and only falls (random factors <= 1 each step), as the
-    # low ceiling requires; per phenotype and direction the moves must match the exact per-step
-    # probabilities. Deciding a low-class cell's candidates at the high ceiling (or the reverse)
-    # would scale its moves by the ratio of the ceilings (about 4).
+def level_ceilings(ceiling: float, ceiling_low: float, p_hapt: np.ndarray) -> np.ndarray:
+    """The ceiling of each level of the event clock (index 0: the site's ceiling), as the kernel sets them."""
+    slope = float(np.abs(p_hapt).max())
+    return np.minimum(ceiling, np.r_[ceiling, ceiling_low + slope * LOW_LEVELS * (1.0 + 1e-9)])
+
+
+def test_the_levels_keep_the_step_probabilities_while_the_ecm_falls():
+    # Cells whose neighbours' ECM sums to at most LOW_LEVELS[k] draw their gaps at the ceiling of
+    # level k + 1 (random motility plus |p_hapt| LOW_LEVELS[k]), the others at the site's ceiling.
+    # The ECM starts as stripes of intact matrix and of matrix degraded to every extent from 0 to 0.5,
+    # and only falls (random factors <= 1 each step), as the levels require; per phenotype and
+    # direction the moves must match the exact per-step probabilities. Deciding a cell's candidates
+    # at another level's ceiling would scale its moves by the ratio of the two ceilings (up to 5).
     cells = Cells(3000, seed=8)
     rng = np.random.default_rng(9)
     p_diff, p_hapt = tables(0.004, 0.008, 0.03)
     xs = np.arange(cells.nx * cells.ny) % cells.nx
-    ecm = np.where((xs // 8) % 2 == 0, 1.0, 0.02 * rng.random(xs.size))
+    ecm = np.where((xs // 8) % 2 == 0, 1.0, 0.5 * rng.random(xs.size) ** 3)
     ceiling, ceiling_low = move_bound(p_diff, p_hapt, ecm.min(), ecm.max(), 2, True, None, None, None)
-    assert ceiling_low < ceiling / 3
+    at_level = level_ceilings(ceiling, ceiling_low, p_hapt)
+    assert ceiling_low < ceiling / 4
     got = np.zeros((2, 4))
     p_sum = np.zeros((2, 4))
     var_sum = np.zeros((2, 4))
-    low_cells = 0
+    below = 0
+    levels_seen = set()
     for step in range(600):
         ecm = ecm * rng.uniform(0.995, 1.0, ecm.size)
         p = cells.probabilities(p_diff, p_hapt, ecm)
         d = cells.clocked(step, p_diff, p_hapt, ecm, ceiling, ceiling_low)
-        low_cells += int(((cells.flags & LOW) != 0).sum())
+        level = (cells.flags & LEVEL_BITS) >> LEVEL_SHIFT
+        below += int((at_level[level] < ceiling).sum())
+        levels_seen.update(np.unique(level[at_level[level] < ceiling]).tolist())
         for ph in (0, 1):
             sel = cells.phen == ph
             got[ph] += np.bincount(d[sel & (d >= 0)], minlength=4)
             p_sum[ph] += p[sel].sum(axis=0)
             var_sum[ph] += (p[sel] * (1 - p[sel])).sum(axis=0)
-    assert 0.2 < low_cells / (600 * cells.n) < 0.8  # both classes are exercised
-    assert_counts(got.ravel(), p_sum.ravel(), var_sum.ravel(), "two ceilings, moves by phenotype and way")
+    assert 0.5 < below / (600 * cells.n) < 0.99  # cells draw both below and at the site's ceiling
+    assert len(levels_seen) >= 8, levels_seen  # on many levels of the ladder
+    assert_counts(got.ravel(), p_sum.ravel(), var_sum.ravel(), "levels, moves by phenotype and way")
 
 
 def test_each_cell_moves_a_binomial_number_of_times():
@@ -253,7 +265,7 @@ def test_the_parallel_build_decides_exactly_as_the_serial_one():
         for step in range(30):
             build(cells.n, cells.uid, cells.pos, cells.clone, cells.phen, cells.state, cells.flags,
                   cells.wake, p_diff, p_hapt, ecm, cells.dims, 2, True, KEY, STREAM, step, cells.target, None,
-                  None, None, None, 0.2, 0.05, LOW_SPREAD, np.empty(cells.n, np.uint8))
+                  None, None, None, 0.2, 0.05, 0.03, LOW_LEVELS, np.empty(cells.n, np.uint8))
             ecm *= 0.999
             apply_moves(cells.n, cells.pos, cells.target, cells.flags, occ, 255, np.empty(cells.n, np.int64))
         results.append((cells.pos.copy(), cells.flags.copy(), cells.wake.copy()))
@@ -340,7 +352,7 @@ def test_a_rising_ceiling_restarts_the_clocks_without_bias(clock):
 @pytest.mark.parametrize("rise", [False, True], ids=["falling", "rising"])
 def test_cells_moving_between_degraded_and_intact_ecm_keep_the_step_probabilities(rise):
     # Stripes three points wide of degraded (0) and intact (1) ECM: a cell in the middle of a
-    # degraded stripe sees no gradient and draws at the low ceiling (0.05), but one step sideways
+    # degraded stripe sees no gradient and draws at the lowest level (0.05), but one step sideways
     # it sits next to intact ECM, where it moves with probability up to 0.17, so the class of its
     # next gap must come from where it is going. The stripes' ECM only falls (slowly), or, in the
     # second run, rises once at step 150, after which the site must stop using the low ceiling.
@@ -361,7 +373,8 @@ def test_cells_moving_between_degraded_and_intact_ecm_keep_the_step_probabilitie
             ecm[::7] += 0.01
 
     def record():
-        low_seen.append(int(((site.cells.live("flags") & LOW) != 0).sum()))
+        level = (site.cells.live("flags") & LEVEL_BITS) >> LEVEL_SHIFT
+        low_seen.append(int((level == 1).sum()))  # (no ECM around: the lowest level)
         monotone.append(movement.monotone[site.name])
 
     moves, p_sum, var_sum = count_moves(sim, change, record)
@@ -374,8 +387,8 @@ def test_cells_moving_between_degraded_and_intact_ecm_keep_the_step_probabilitie
 
 
 def test_clocks_do_not_restart_while_the_low_bound_sits_above_the_high_ceiling():
-    # On uniform ECM the high ceiling is the motility alone, below the low class's bound (motility
-    # plus |p_hapt| LOW_SPREAD), so the low ceiling is the high one. A step without a rise keeps the
+    # On uniform ECM the high ceiling is the motility alone, the low one's bound, so the low ceiling
+    # is the high one (and so is every level's). A step without a rise keeps the
     # cells' clocks: only candidates draw a new gap. (A low bound compared uncapped restarted every
     # clock every step.)
     sim = movement_only("event")

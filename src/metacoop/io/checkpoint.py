@@ -32,9 +32,10 @@ from metacoop.core.state import AgentArrays, StromalArrays
 from metacoop.errors import InputError, Problem
 from metacoop.io.atomic import atomic_write
 
-#: 2: CTC exposure columns and the main_clone snapshot; 3: the cells' movement clock (``wake``).
-#: Older formats cannot be resumed by this version.
-FORMAT = 3
+#: 2: CTC exposure columns and the main_clone snapshot; 3: the cells' movement clock (``wake``); 4: the
+#: clock's levels in the cells' flags, and field snapshots in files of their own. Older formats cannot be
+#: resumed by this version.
+FORMAT = 4
 
 
 def latest(run_dir: Path) -> Path | None:

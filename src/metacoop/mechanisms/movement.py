@@ -52,7 +52,7 @@ from metacoop.errors import Problem
 from metacoop.kernels.cells import apply_moves, decide_moves
 from metacoop.kernels.move_clock import (
     CLOCK_BITS,
-    LOW_SPREAD,
+    LOW_LEVELS,
     MoveBounds,
     decide_moves_clocked,
     ecm_range,
@@ -161,16 +161,17 @@ class Movement(Mechanism):
                     apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, site.scratch_slots(c.n))
             elif rates[0] > 0.0:  # (0: no cell can move)
                 if decide_moves_clocked(*cells, c.wake, *rule, target, boost, cues, sens, level, *rates,
-                                        LOW_SPREAD, site.scratch_mask(c.n)):
+                                        self.bounds[site.name].slope, LOW_LEVELS, site.scratch_mask(c.n)):
                     apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, site.scratch_slots(c.n))
 
     def _clock_rates(self, site, ecm, boost, cues, sens) -> tuple[float, float] | None:
         """The ceilings of the site's event clock this step, ``(high, low)``, or None for the step clock.
 
         ``high`` is at least every cell's move probability and ``low`` at
-        least that of a cell on degraded ECM (see
-        :func:`~metacoop.kernels.move_clock.move_bound`); ``low`` is 0 once the
-        site's ECM has risen at some point (then every cell draws at ``high``).
+        least that of a cell whose neighbours hold no ECM (see
+        :func:`~metacoop.kernels.move_clock.move_bound`), the base of the
+        ceilings of the clock's levels; ``low`` is 0 once the site's ECM has
+        risen at some point (then every cell draws at ``high``).
         When a ceiling must rise it rises by at least a quarter (except the
         low one leaving the high one: it goes to its bound). Whenever a
         ceiling rises, the ECM rises, or the event clock takes over from the
