@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from metacoop.kernels.dispatch import first_arg, sized_kernel
+from metacoop.kernels.random import uniform
 
 
 @njit(cache=True)
@@ -248,3 +249,36 @@ def cluster_hazard_factor(n_ctcs, member, clone, cohesion, size, table, out):
         k = size[s] if size[s] < last else last
         out[s] = 1.0 - out[s] * (1.0 - table[k - 1])
     return out
+
+
+@njit(cache=True)
+def ctc_death_candidates(n_ctcs, member, clone, resistance, size, shear, immune, anoikis, factor, exposed,
+                         ids, key, stream, step, hazards, x, u):
+    """The CTCs that may die in this step, and what deciding it needs; returns how many.
+
+    For the CTC in slot ``s``: its death hazards ``hazards[s]`` (shear,
+    immune, anoikis, 1/h) as ``circulation_death.ctc_hazards`` makes them (the
+    anoikis hazard scaled by ``1 -`` the mean ``resistance`` of its cells,
+    every hazard by ``factor[s]``, or by nothing when ``factor`` is empty),
+    ``x[s]`` their sum (in that order) times ``exposed[s]`` (h), and its draw
+    ``u[s] = uniform(key, stream, step, ids[s], 0)``. The CTC dies if ``u <
+    1 - exp(-x)``. That probability is below ``x``, so only a CTC with ``u[s] <
+    x[s] (1 + 1e-12)`` may die; the caller decides those with NumPy's
+    ``expm1``, as before (numba's, the C library's, differs from NumPy's
+    vectorised one in the last bit), and none needs deciding in most steps.
+    """
+    per_ctc_mean(n_ctcs, member, clone, resistance, size, x)  # (x holds the mean until it is replaced)
+    candidates = 0
+    for s in range(n_ctcs):
+        f = factor[s] if factor.shape[0] > 0 else 1.0
+        h0 = shear * f
+        h1 = immune * f
+        h2 = anoikis * (1.0 - x[s]) * f
+        hazards[s, 0] = h0
+        hazards[s, 1] = h1
+        hazards[s, 2] = h2
+        x[s] = (h0 + h1 + h2) * exposed[s]
+        u[s] = uniform(key, stream, step, ids[s], 0)
+        if u[s] < x[s] * (1.0 + 1e-12):
+            candidates += 1
+    return candidates

@@ -5,15 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from metacoop.core.schedule import Phase
-from metacoop.kernels.bookkeeping import per_ctc_mean
+from metacoop.kernels.bookkeeping import ctc_death_candidates
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext
 
 CAUSES = ("shear", "immune", "anoikis")
+#: The hazard factor when no modifier gives one.
+_NO_FACTOR = np.zeros(0)
 
 
 def ctc_hazards(circ_cfg, size, mean_resistance, factor: np.ndarray | None) -> np.ndarray:
-    """Death hazards ``[ctc, cause]`` (shear, immune, anoikis), 1/h.
+    """Death hazards ``[ctc, cause]`` (shear, immune, anoikis), 1/h: the NumPy reference of the step's kernel.
 
     Single-cell hazards; the anoikis hazard is scaled by ``1 - mean
     anoikis_resistance`` of the CTC's cells, and every hazard by ``factor``
@@ -57,16 +59,21 @@ class CirculationDeath(Mechanism):
         n = circ.ctcs.n
         if n == 0:
             return
-        size = circ.ctcs.live("size")
-        res = per_ctc_mean(n, circ.member_slots(), circ.cells.clone, self.clones.anoikis_resistance, size,
-                           np.empty(n))
-        hazards = ctc_hazards(self.cfg, size, res, circ.hazard_factor(ctx))
-        total = hazards.sum(axis=1)
+        factor = circ.hazard_factor(ctx)
         ids = circ.ctcs.live("id")
-        u = uniforms(circ.key, self.stream, ctx.step, ids, 0, np.empty(n))
-        dead = u < -np.expm1(-total * circ.exposure_h())
+        hazards, x, u = np.empty((n, 3)), np.empty(n), np.empty(n)
+        cfg = self.cfg
+        # In one pass the hazards of ctc_hazards, x = total hazard * exposure, and each CTC's draw; only
+        # a CTC with u < x can die (1 - exp(-x) < x), which in most steps none has.
+        if not ctc_death_candidates(n, circ.member_slots(), circ.cells.clone, self.clones.anoikis_resistance,
+                                    circ.ctcs.size, cfg.shear_death_rate_per_h, cfg.immune_death_rate_per_h,
+                                    cfg.anoikis_death_rate_per_h, _NO_FACTOR if factor is None else factor,
+                                    circ.ctcs.exposed_h, ids, circ.key, self.stream, ctx.step, hazards, x, u):
+            return
+        dead = u < -np.expm1(-x)
         if not dead.any():
             return
+        total = hazards.sum(axis=1)
         v = uniforms(circ.key, self.stream, ctx.step, ids, 1, np.empty(n))
         t = ctx.time_h + ctx.dt_h
         order, bounds = circ.members_by_slot()
