@@ -469,20 +469,21 @@ def _due(n, cycle, pos, room):
     return due, counts
 
 
+@pytest.mark.parametrize("dense", [False, True], ids=["two passes", "one pass"])
 @pytest.mark.parametrize("build", ["serial", "parallel"])
 @pytest.mark.parametrize("with_room", [False, True], ids=["all", "room"])
 @pytest.mark.parametrize("n", [3 * LIST_BLOCK + 5, 2 * LIST_BLOCK, 13])  # a tail after whole words / none
-def test_list_due_lists_flatnonzero_block_by_block(build, with_room, n):
+def test_list_due_lists_flatnonzero_block_by_block(build, with_room, n, dense):
     # Over several blocks (on several threads in the parallel build) the lists, read block by
     # block, are the due cells in slot order: cycle clock run out and, with a room map, room at
-    # the cell's point.
+    # the cell's point; marked in two passes or (dense) in one.
     points = 500
     rng = np.random.default_rng(31)
     cycle = np.where(rng.random(n) < 0.4, -0.01, 1.0).astype(np.float32)
     pos = rng.integers(0, points, n).astype(np.int32)
     room = (rng.random(points) < 0.5).astype(np.uint8) if with_room else np.zeros(0, np.uint8)
     due, counts, marks = np.full(n, -1, np.int64), np.empty(list_blocks(n), np.int64), np.empty(n, np.uint8)
-    getattr(mark_due, build)(n, cycle, pos, room, marks)  # (what list_due runs, one build at a time)
+    getattr(mark_due, build)(n, cycle, pos, room, marks, dense)  # (what list_due runs, one build at a time)
     getattr(list_flagged, build)(n, marks, DUE, due, counts)
     got = np.concatenate([due[b * LIST_BLOCK : b * LIST_BLOCK + counts[b]] for b in range(counts.size)])
     want = (cycle <= 0.0) & (room[pos] != 0 if with_room else True)

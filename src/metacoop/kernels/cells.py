@@ -472,7 +472,7 @@ def advance_cycle(n, cycle_h, state, met, flags, met_room, dt, pos, speed):
 DUE = np.uint8(1)
 
 
-def list_due(n, cycle_h, pos, room, due, counts, marks):
+def list_due(n, cycle_h, pos, room, due, counts, marks, dense=False):
     """List the cells that may divide: those whose cycle clock has run out, block by block.
 
     Block ``b`` (cells ``b * LIST_BLOCK`` up to the next block) writes the
@@ -493,19 +493,31 @@ def list_due(n, cycle_h, pos, room, due, counts, marks):
     while marking rather than while listing (where each cell's count waited
     for its room load) took it from 55 to 33 µs at 70,000 cells within
     franssen2019 (calls alternating; 4.0 against 4.5 µs at 20,000 cells).
+    ``dense`` (the caller's guess that many cells are due) marks in one pass
+    instead (see :func:`mark_due`); the marks are the same.
     """
-    mark_due(n, cycle_h, pos, room, marks)
+    mark_due(n, cycle_h, pos, room, marks, dense)
     list_flagged(n, marks, DUE, due, counts)
 
 
 @sized_kernel(first_arg)
-def mark_due(n, cycle_h, pos, room, marks):
+def mark_due(n, cycle_h, pos, room, marks, dense=False):
     """``marks[i] = DUE`` where cell ``i``'s cycle clock has run out (and, with ``room``, there is room).
 
     A first pass without branches, which the compiler vectorises, marks the
     cells whose clock has run out; a second clears the marks of cells without
-    room, eight cells at a time, skipping a uint64 of marks that is 0.
+    room, eight cells at a time, skipping a uint64 of marks that is 0. With
+    ``dense`` and ``room``, one branch-free pass reads every cell's clock and
+    room (vectorised with gathers): faster where many cells are due, as late
+    in franssen2019, whose packed tumour keeps two cells in three due and
+    waiting for room (29 against 46 µs at 67,000 cells), and at 1e6 cells on
+    two threads (135 against 165 µs, 1.6 % due); slower at 10,000 cells with
+    1 % due (4.7 against 2.2 µs).
     """
+    if dense and room.shape[0] > 0:
+        for i in prange(n):
+            marks[i] = (cycle_h[i] <= 0.0) & (room[np.uintp(pos[i])] != 0)
+        return
     for i in prange(n):
         marks[i] = cycle_h[i] <= 0.0  # (DUE is 1)
     if room.shape[0] == 0:
