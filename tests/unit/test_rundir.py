@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -113,6 +114,30 @@ def test_atomic_write_dir_creates_a_tree(tmp_path):
     atomic_write_dir(target, write)
     assert _tree(target) == {"g/a": b"1"}
     assert hidden(tmp_path) == []
+
+
+def test_atomic_write_dir_flushes_every_file_before_the_tree_takes_its_name(tmp_path, monkeypatch):
+    # os.fsync still flushes; the wrapper notes which path each call flushed and whether the final name
+    # existed yet. Every file of the new tree must be flushed while it is still under the temporary name.
+    target = tmp_path / "store.zarr"
+    flushed = []
+    real_fsync = os.fsync
+
+    def noting_fsync(fd):
+        flushed.append((os.readlink(f"/proc/self/fd/{fd}"), target.exists()))
+        real_fsync(fd)
+
+    def write(tmp):
+        (tmp / "g" / "h").mkdir(parents=True)
+        (tmp / "a").write_bytes(b"1")
+        (tmp / "g" / "h" / "b").write_bytes(b"2")
+
+    monkeypatch.setattr(os, "fsync", noting_fsync)
+    atomic_write_dir(target, write)
+    before = {Path(p).relative_to(tmp_path).as_posix() for p, existed in flushed if not existed}
+    tmp_name = f".store.zarr.tmp-{os.getpid()}"
+    assert {f"{tmp_name}/a", f"{tmp_name}/g/h/b", f"{tmp_name}/g/h", tmp_name} <= before
+    assert _tree(target) == {"a": b"1", "g/h/b": b"2"}
 
 
 def test_atomic_write_dir_replaces_the_whole_directory(tmp_path):

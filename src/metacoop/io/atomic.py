@@ -59,17 +59,33 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _fsync_tree(root: Path) -> None:
+    """Flush every file of the tree at ``root`` to disk, then its directories (deepest first)."""
+    dirs = []
+    for folder, _, files in os.walk(root):
+        dirs.append(folder)
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as fh:
+                os.fsync(fh.fileno())
+    for folder in reversed(dirs):
+        _fsync_dir(Path(folder))
+
+
 def atomic_write_dir(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_dir)`` to produce a directory, then move it to ``path``.
 
     An existing directory at ``path`` is replaced: it is first renamed aside,
     so ``path`` is at every moment either the old or the new complete tree.
+    Every file of the new tree is flushed to disk before the rename, so that
+    after a power cut ``path`` does not name a tree of empty files while the
+    old one is gone.
     """
     path = Path(path)
     tmp = _tmp_name(path)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         write(tmp)
+        _fsync_tree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
