@@ -215,6 +215,37 @@ def test_the_solver_applies_deltas_written_through_either_accessor(diffusion):
         assert f.flat[7] == 1.5 and f.values[0, 4, 5] == 1.25
 
 
+def test_sources_written_at_listed_points_are_applied_as_a_whole_lattice_pass_would():
+    # Sources written through sources_at_points are added at those points only (repeats included);
+    # the values must be those of the pass over every point, and the deltas all 0 after. A write
+    # through flat_deltas in the same step (anywhere) must make the solver take the whole pass.
+    from metacoop.kernels.fields import add_inplace
+
+    dims = (1, 40, 50)
+    rng = np.random.default_rng(4)
+    start = rng.random(dims)
+    points = rng.integers(0, 2000, 60)  # (repeats: several cells at one point)
+    amounts = rng.random(60) * 1e-3
+    for also_anywhere in (False, True):
+        f = Field("m", start.copy(), np.zeros(dims))
+        solver = make_solver(f.values, 0.0, 0.0, 1.0, 10.0, 2, substeps=1)
+        solver.step(f)  # (applies the constructor's pending zeros)
+        deltas = f.sources_at_points(points.copy())
+        np.add.at(deltas, points, amounts)
+        assert f.pending and f.sources_at is not None
+        want_values, want_deltas = start.copy(), np.zeros(dims)
+        np.add.at(want_deltas.reshape(-1), points, amounts)
+        if also_anywhere:
+            other = min(set(range(2000)) - set(points.tolist()))  # (not a listed point)
+            f.flat_deltas[other] += 0.5
+            want_deltas.reshape(-1)[other] += 0.5
+            assert f.sources_at is None
+        add_inplace(want_values, want_deltas)
+        solver.step(f)
+        assert f.values.tobytes() == want_values.tobytes()
+        assert not f.pending and f.sources_at is None and not f._deltas.any()
+
+
 @pytest.mark.parametrize("cells", [40, 400])
 def test_ecm_degradation_leaves_its_rate_arrays_zero(cells):
     # The cells' rates are scattered into a per-site array that must be all 0 again after the

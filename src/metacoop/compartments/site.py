@@ -17,7 +17,7 @@ import numpy as np
 
 from metacoop.config.schema import OrganConfig, PrimaryConfig, SimulationConfig, SiteConfig
 from metacoop.core.clones import CloneTable, stable_residual_cycles
-from metacoop.core.field import Field, FieldSolver, make_solver
+from metacoop.core.field import SPARSE_SOURCES, Field, FieldSolver, make_solver
 from metacoop.core.lattice import Lattice
 from metacoop.core.modifiers import Modifiers
 from metacoop.core.rng import CompartmentStreams
@@ -221,7 +221,9 @@ class Site:
             return
         f = self.fields[field]
         f.zero = False
-        scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, per_step, f.flat_deltas)
+        few = c.n * SPARSE_SOURCES < self.lattice.n_points  # (then the solver adds them at these points only)
+        deltas = f.sources_at_points(c.pos[: c.n].copy() if few else None)
+        scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, per_step, deltas)
 
     def count(self, kind: str, clone: np.ndarray) -> None:
         """Add one to ``counters[kind]`` for each entry of ``clone``."""

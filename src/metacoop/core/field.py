@@ -18,10 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metacoop.kernels.fields import add_inplace, diffuse_decay_step, scale_inplace
+from metacoop.kernels.fields import add_at_points, add_inplace, diffuse_decay_step, scale_inplace
 
 #: Fraction of the stability bound used when sub-steps are chosen automatically.
 SAFETY = 0.9
+#: Sources written at listed points are applied there only while the points number under 1 per this many
+#: lattice points; otherwise by one pass over the lattice.
+SPARSE_SOURCES = 8
 
 
 class Field:
@@ -40,6 +43,11 @@ class Field:
             without sources (the ECM) then costs nothing when it neither diffuses
             nor decays. Skipping the addition of +0 changes no value (a -0 value
             would become +0, but no rule writes one).
+        sources_at: while every pending delta was written by :meth:`sources_at_points`,
+            the lists of points they were written at (else None: anywhere). The
+            solver then applies them at those points only: the same values as
+            adding every point's delta, without a pass over the lattice (an
+            organ holding a few cells, or a young tumour).
     """
 
     def __init__(self, name: str, values: np.ndarray, deltas: np.ndarray, zero: bool = False):
@@ -48,20 +56,37 @@ class Field:
         self._deltas = deltas
         self.zero = zero
         self.pending = True
+        self.sources_at: list[np.ndarray] | None = None
 
     def __repr__(self) -> str:
         return f"Field({self.name!r}, shape={self.values.shape}, dtype={self.values.dtype}, zero={self.zero})"
 
     @property
     def deltas(self) -> np.ndarray:
-        """The sources array (marks the field as having pending sources)."""
+        """The sources array (marks the field as having pending sources, anywhere)."""
         self.pending = True
+        self.sources_at = None
         return self._deltas
 
     @deltas.setter
     def deltas(self, array: np.ndarray) -> None:
         self.pending = True
+        self.sources_at = None
         self._deltas = array
+
+    def sources_at_points(self, points: np.ndarray | None) -> np.ndarray:
+        """The flat sources array, for a writer that adds to it only at ``points`` (a copy it keeps).
+
+        ``points=None`` declares no such limit (as :attr:`flat_deltas`).
+        """
+        if points is None:
+            return self.flat_deltas
+        if not self.pending:
+            self.sources_at = [points]
+        elif self.sources_at is not None:
+            self.sources_at.append(points)
+        self.pending = True
+        return self._deltas.reshape(-1)
 
     @property
     def flat(self) -> np.ndarray:
@@ -119,8 +144,14 @@ class FieldSolver:
         if f.zero:
             return
         if f.pending:
-            add_inplace(f.values, f._deltas)
+            points = f.sources_at
+            if points is not None and sum(len(p) for p in points) * SPARSE_SOURCES < f.values.size:
+                for p in points:
+                    add_at_points(f.values.reshape(-1), f._deltas.reshape(-1), p)
+            else:
+                add_inplace(f.values, f._deltas)
             f.pending = False
+            f.sources_at = None
         if self.r == 0.0:
             if self.decay != 1.0:
                 scale_inplace(f.values, self.decay**self.substeps)

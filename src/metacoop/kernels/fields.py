@@ -104,6 +104,19 @@ def add_inplace(u, deltas):
 
 
 @njit(cache=True)
+def add_at_points(u, deltas, points):
+    """:func:`add_inplace` where only ``points`` may hold a non-zero delta (flat views; repeats allowed).
+
+    Each listed point's delta is added and zeroed; a repeat then adds +0. The
+    other points would add +0 too, so the values are :func:`add_inplace`'s.
+    """
+    for j in range(points.shape[0]):
+        p = points[j]
+        u[p] += deltas[p]
+        deltas[p] = 0
+
+
+@njit(cache=True)
 def clear_points(n, pos, out):
     """Set ``out[pos[i]] = 0`` for ``i < n``: undo a scatter of ``n`` cells without a lattice pass."""
     for i in range(n):
