@@ -148,10 +148,10 @@ def test_per_ctc_means_and_cluster_factor_match_bincount(seed):
 @pytest.mark.parametrize("with_factor", [False, True], ids=["no factor", "factor"])
 def test_ctc_death_candidates_match_the_numpy_rule_and_hold_every_death(with_factor):
     # The hazards, x = total hazard * exposure and the draws must be the NumPy expressions' bits
-    # (ctc_hazards, hazards.sum(axis=1), uniforms), and every CTC the rule kills (u < 1 - exp(-x),
-    # with NumPy's expm1) must be among the candidates. Exposures are long enough that some die.
+    # (the hazard table below, its sum over causes, uniforms), and every CTC the rule kills
+    # (u < 1 - exp(-x), with NumPy's expm1) must be among the candidates. Exposures are long enough
+    # that some die.
     from metacoop.kernels.random import uniforms
-    from metacoop.mechanisms.circulation_death import ctc_hazards
 
     rng = np.random.default_rng(11 + with_factor)
     n_ctcs = 400
@@ -164,15 +164,16 @@ def test_ctc_death_candidates_match_the_numpy_rule_and_hold_every_death(with_fac
     ids = np.sort(rng.choice(10 * n_ctcs, n_ctcs, replace=False)).astype(np.int64)
     factor = rng.uniform(0.3, 1.0, n_ctcs) if with_factor else None
 
-    class Rates:
-        shear_death_rate_per_h, immune_death_rate_per_h, anoikis_death_rate_per_h = 1.9, 0.9, 1.0
-
     hazards, x, u = np.empty((n_ctcs, 3)), np.empty(n_ctcs), np.empty(n_ctcs)
     found = k.ctc_death_candidates(n_ctcs, member, clone, resistance, size, 1.9, 0.9, 1.0,
                                    np.zeros(0) if factor is None else factor, exposed, ids, 5, 3, 77,
                                    hazards, x, u)
-    want_h = ctc_hazards(Rates, size, k.per_ctc_mean(n_ctcs, member, clone, resistance, size,
-                                                      np.empty(n_ctcs)), factor)
+    mean = k.per_ctc_mean(n_ctcs, member, clone, resistance, size, np.empty(n_ctcs))
+    f = 1.0 if factor is None else factor  # (x * 1.0 is x exactly)
+    want_h = np.empty((n_ctcs, 3))
+    want_h[:, 0] = 1.9 * f
+    want_h[:, 1] = 0.9 * f
+    want_h[:, 2] = 1.0 * (1.0 - mean) * f
     assert hazards.tobytes() == want_h.tobytes()
     assert x.tobytes() == (want_h.sum(axis=1) * exposed).tobytes()
     assert u.tobytes() == uniforms(5, 3, 77, ids, 0, np.empty(n_ctcs)).tobytes()

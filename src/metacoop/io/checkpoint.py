@@ -89,9 +89,9 @@ class SnapshotFiles:
 
     def write_new(self, sim) -> None:
         """Write the file of every snapshot of ``sim`` that has none yet."""
+        self.directory.mkdir(exist_ok=True)
         for site, snaps in sim.recorder.snapshots.items():
             for i in range(self.saved.get(site, 0), len(snaps)):
-                self.directory.mkdir(exist_ok=True)
                 atomic_write(self.path(site, i), lambda tmp, data=snaps[i][1]: _savez(tmp, data))
                 self.saved[site] = i + 1
 

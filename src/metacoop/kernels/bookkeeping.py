@@ -257,9 +257,9 @@ def ctc_death_candidates(n_ctcs, member, clone, resistance, size, shear, immune,
     """The CTCs that may die in this step, and what deciding it needs; returns how many.
 
     For the CTC in slot ``s``: its death hazards ``hazards[s]`` (shear,
-    immune, anoikis, 1/h) as ``circulation_death.ctc_hazards`` makes them (the
-    anoikis hazard scaled by ``1 -`` the mean ``resistance`` of its cells,
-    every hazard by ``factor[s]``, or by nothing when ``factor`` is empty),
+    immune, anoikis, 1/h: the single-cell rates, the anoikis one scaled by
+    ``1 -`` the mean ``resistance`` of its cells, every one by ``factor[s]``,
+    or by nothing when ``factor`` is empty),
     ``x[s]`` their sum (in that order) times ``exposed[s]`` (h), and its draw
     ``u[s] = uniform(key, stream, step, ids[s], 0)``. The CTC dies if ``u <
     1 - exp(-x)``. That probability is below ``x``, so only a CTC with ``u[s] <

@@ -85,6 +85,8 @@ ROLL = np.uint8(4)
 #: ceiling; see the module docstring), and the shift to them.
 LEVEL_BITS = np.uint8(0xF0)
 LEVEL_SHIFT = 4
+#: The highest level those bits hold (levels 1 to 15 come from :data:`LOW_LEVELS`).
+MAX_LEVEL = int(LEVEL_BITS) >> LEVEL_SHIFT
 #: Every clock bit (cleared when a cell arrives in a site).
 CLOCK_BITS = np.uint8(CLOCKED | ROLL | LEVEL_BITS)
 #: Masks clearing the clock bits, and the roll bit.
@@ -152,9 +154,9 @@ def _level(around, levels):
 
     1 + the index of the first ``levels`` entry at or above it, or 0 (the
     site's ceiling) above them all (or for a NaN). Only the first 15 entries
-    count (the level has four bits).
+    count (:data:`MAX_LEVEL`).
     """
-    for k in range(min(levels.shape[0], 15)):
+    for k in range(min(levels.shape[0], MAX_LEVEL)):
         if around <= levels[k]:
             return k + 1
     return 0
@@ -196,10 +198,10 @@ def decide_moves_clocked(
     nz, ny, nx = dims[0], dims[1], dims[2]
     classify = ceiling_low > 0.0
     # Ceiling and 1 / log(1 - C) of each level (0: the site's ceiling; levels past `levels` draw at it).
-    at_level = np.full(16, ceiling)
-    per_log = np.full(16, _per_log_stay(ceiling))
+    at_level = np.full(MAX_LEVEL + 1, ceiling)
+    per_log = np.full(MAX_LEVEL + 1, _per_log_stay(ceiling))
     if classify:
-        for k in range(min(levels.shape[0], 15)):
+        for k in range(min(levels.shape[0], MAX_LEVEL)):
             at_level[k + 1] = min(ceiling, ceiling_low + slope * levels[k] * (1.0 + 1e-9))
             per_log[k + 1] = _per_log_stay(at_level[k + 1])
     now = step & _WAKE_MASK
@@ -335,12 +337,12 @@ def ecm_range(ecm: np.ndarray, previous: np.ndarray | None) -> tuple[bool, float
 #: event clock's ceilings: 15 steps of a geometric ladder from 0.005 to 6 (the most a 3-D neighbourhood of
 #: intact ECM holds), each 1.66 times the one before. A cell draws at the ceiling of the first at or above
 #: its neighbourhood's sum (see the module docstring).
-LOW_LEVELS = 0.005 * 1200.0 ** (np.arange(15) / 14.0)
+LOW_LEVELS = 0.005 * 1200.0 ** (np.arange(MAX_LEVEL) / (MAX_LEVEL - 1.0))
 
 
 def move_bound(p_diff: np.ndarray, p_hapt: np.ndarray, lo: float, hi: float, ndim: int, upwind: bool,
                boost: np.ndarray | None, cues: np.ndarray | None, cue_sens: np.ndarray | None,
-               spread: float = 0.0) -> tuple[float, float]:
+               ) -> tuple[float, float]:
     """Upper bounds of a cell's probability of moving in this step: any cell, and a cell on degraded ECM.
 
     The first is ``2 ndim`` times the largest probability of one move over
@@ -349,13 +351,11 @@ def move_bound(p_diff: np.ndarray, p_hapt: np.ndarray, lo: float, hi: float, ndi
     lo`` upwind, a quarter of it central; ``lo`` and ``hi`` are the site's
     smallest and largest ECM, see :func:`ecm_range`), plus each cue's largest
     positive sensitivity times its largest value (cues are non-negative). The second
-    bounds a cell whose neighbours' ECM sums to at most ``spread``: ``2 ndim``
-    times the motility and cue terms, plus ``|p_hapt| spread`` once (the
-    gradient terms of all directions together are at most that sum). With the
-    default ``spread`` of 0 it is the event clock's low ceiling, on which its
-    levels build (see the module docstring). The second is not capped by the
-    first (the caller keeps its low ceiling at most its high one), so it does
-    not creep up with the first while the ECM's range grows.
+    bounds a cell whose neighbours hold no ECM: ``2 ndim`` times the motility
+    and cue terms. It is the event clock's low ceiling, on which its levels
+    build (see the module docstring). It is not capped by the first (the
+    caller keeps its low ceiling at most its high one), so it does not creep
+    up with the first while the ECM's range grows.
     """
     ecm_range = max(hi - lo, 0.0) if upwind else 0.25 * max(hi - lo, 0.0)
     boost_max = 1.0 if boost is None or boost.size == 0 else max(float(boost.max()), 0.0)
@@ -365,7 +365,7 @@ def move_bound(p_diff: np.ndarray, p_hapt: np.ndarray, lo: float, hi: float, ndi
         still = still + np.einsum("k,kcp->cp", np.maximum(top, 0.0), np.maximum(cue_sens, 0.0))
     hapt = np.abs(p_hapt)
     high = nd_max(still + hapt * ecm_range, ndim)
-    low = float((2 * ndim * still + hapt * spread).max(initial=0.0)) * (1.0 + 1e-9)
+    low = float((2 * ndim * still).max(initial=0.0)) * (1.0 + 1e-9)
     return high, low
 
 
@@ -390,20 +390,18 @@ class MoveBounds:
     adds to a level's ceiling.
     """
 
-    def __init__(self, p_diff: np.ndarray, p_hapt: np.ndarray, ndim: int, upwind: bool,
-                 spread: float = 0.0):
-        self.p_diff, self.p_hapt, self.ndim, self.upwind, self.spread = p_diff, p_hapt, ndim, upwind, spread
+    def __init__(self, p_diff: np.ndarray, p_hapt: np.ndarray, ndim: int, upwind: bool):
+        self.p_diff, self.p_hapt, self.ndim, self.upwind = p_diff, p_hapt, ndim, upwind
         #: (motility, |haptotaxis|) per clone and phenotype, as Python floats
         self.pairs = list(zip(p_diff.ravel().tolist(), np.abs(p_hapt).ravel().tolist(), strict=True))
-        self.low = move_bound(p_diff, p_hapt, 0.0, 0.0, ndim, upwind, None, None, None, spread)[1]
+        self.low = move_bound(p_diff, p_hapt, 0.0, 0.0, ndim, upwind, None, None, None)[1]
         self.slope = float(np.abs(p_hapt).max(initial=0.0))
 
     def __call__(self, lo: float, hi: float, boost: np.ndarray | None, cues: np.ndarray | None,
                  cue_sens: np.ndarray | None) -> tuple[float, float]:
         """``(high, low)`` for a site whose ECM spans ``[lo, hi]``, as :func:`move_bound` gives them."""
         if (boost is not None and boost.size) or (cues is not None and cues.shape[0]):
-            return move_bound(self.p_diff, self.p_hapt, lo, hi, self.ndim, self.upwind, boost, cues, cue_sens,
-                              self.spread)
+            return move_bound(self.p_diff, self.p_hapt, lo, hi, self.ndim, self.upwind, boost, cues, cue_sens)
         ecm_range = max(hi - lo, 0.0) if self.upwind else 0.25 * max(hi - lo, 0.0)
         top = max([still + hapt * ecm_range for still, hapt in self.pairs], default=0.0)
         return 2 * self.ndim * max(top, 0.0) * (1.0 + 1e-9), self.low

@@ -14,22 +14,6 @@ CAUSES = ("shear", "immune", "anoikis")
 _NO_FACTOR = np.zeros(0)
 
 
-def ctc_hazards(circ_cfg, size, mean_resistance, factor: np.ndarray | None) -> np.ndarray:
-    """Death hazards ``[ctc, cause]`` (shear, immune, anoikis), 1/h: the NumPy reference of the step's kernel.
-
-    Single-cell hazards; the anoikis hazard is scaled by ``1 - mean
-    anoikis_resistance`` of the CTC's cells, and every hazard by ``factor``
-    (the product of the circulation's CTC hazard modifiers, e.g. emboli
-    protection of clusters), when there is one.
-    """
-    f = 1.0 if factor is None else factor  # (x * 1.0 is x exactly)
-    out = np.empty((size.shape[0], 3))
-    out[:, 0] = circ_cfg.shear_death_rate_per_h * f
-    out[:, 1] = circ_cfg.immune_death_rate_per_h * f
-    out[:, 2] = circ_cfg.anoikis_death_rate_per_h * (1.0 - mean_resistance) * f
-    return out
-
-
 class CirculationDeath(Mechanism):
     """Each CTC dies as a whole at its total hazard; the cause is drawn by hazard share.
 
@@ -63,8 +47,9 @@ class CirculationDeath(Mechanism):
         ids = circ.ctcs.live("id")
         hazards, x, u = np.empty((n, 3)), np.empty(n), np.empty(n)
         cfg = self.cfg
-        # In one pass the hazards of ctc_hazards, x = total hazard * exposure, and each CTC's draw; only
-        # a CTC with u < x can die (1 - exp(-x) < x), which in most steps none has.
+        # In one pass each CTC's hazards (single-cell ones; anoikis scaled by 1 - the mean anoikis
+        # resistance of its cells; all by the hazard modifiers' factor), x = total hazard * exposure, and
+        # its draw; only a CTC with u < x can die (1 - exp(-x) < x), which in most steps none has.
         if not ctc_death_candidates(n, circ.member_slots(), circ.cells.clone, self.clones.anoikis_resistance,
                                     circ.ctcs.size, cfg.shear_death_rate_per_h, cfg.immune_death_rate_per_h,
                                     cfg.anoikis_death_rate_per_h, _NO_FACTOR if factor is None else factor,

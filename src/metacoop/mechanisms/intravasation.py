@@ -96,7 +96,7 @@ class Intravasation(Mechanism):
                 slots = np.flatnonzero(leaving_mask)
                 points = group_point[slots]
             else:  # (the same slots and points without two passes over every cell)
-                slots = np.empty(c.n, np.intp)
+                slots = site.scratch_int(c.n)
                 slots = slots[: flagged_slots(c.n, mask, np.uint8(1), slots)]
                 points = c.pos[slots].astype(np.int64)
             leaving = c.take(slots)
