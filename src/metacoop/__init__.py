@@ -22,6 +22,7 @@ Typical use::
 # several processes on the same cores (15x slower: metacoop.experiments.threads shares a host's CPUs
 # among its workers' tasks).
 
+from metacoop._gc import freeze_loaded
 from metacoop._malloc import keep_freed_memory
 from metacoop._version import __version__
 from metacoop.api import simulate
@@ -33,6 +34,8 @@ from metacoop.io.results import Result, open_run
 
 #: Whether glibc's allocator thresholds were raised on import (see :mod:`metacoop._malloc`).
 MALLOC_TUNED = keep_freed_memory()
+#: Whether the loaded libraries' objects were frozen out of garbage collection (see :mod:`metacoop._gc`).
+GC_FROZEN = freeze_loaded()
 
 __all__ = [
     "ConfigError",
