@@ -675,6 +675,16 @@ class ScenarioResult:
         return Stat.of(self.process_s) if self.process_s else None
 
     @property
+    def process_adds(self) -> Stat | None:
+        """Seconds a new process adds to the run (imports, loading the kernels, exit), or None.
+
+        Each new-process run less the in-process run timed just before it.
+        """
+        if not self.process_s:
+            return None
+        return Stat.of([p - w for p, w in zip(self.process_s, self.wall_s, strict=True)])
+
+    @property
     def steps_per_s(self) -> Stat:
         """Base steps per wall second."""
         return self.wall.inverse(self.n_steps)
@@ -690,6 +700,9 @@ class ScenarioResult:
         d["summary"] = {"wall_s": dataclasses.asdict(self.wall),
                         "steps_per_s": dataclasses.asdict(self.steps_per_s),
                         "days_per_minute": dataclasses.asdict(self.days_per_minute)}
+        if self.process_s:
+            d["summary"]["process_s"] = dataclasses.asdict(self.process)
+            d["summary"]["process_adds_s"] = dataclasses.asdict(self.process_adds)
         return d
 
 
@@ -774,16 +787,20 @@ def scenario_benchmark(name: str = "default", reps: int = 3, overrides: dict | N
     result = ScenarioResult(cfg.name, cfg.duration_h, cfg.n_steps, full_n_steps=cfg.n_steps,
                             threads=numba.get_num_threads())
     for _ in range(reps):
-        gc.collect()
-        t0 = time.perf_counter()
-        res = metacoop.simulate(cfg)
-        result.wall_s.append(time.perf_counter() - t0)
-        result.cells_final = int(res.manifest["cells_final"])
-        result.events = _event_counts(res)
-        result.ctcs = result.events.get("intravasation", 0)
-        result.digest = outcome_digest(res)
-        del res
+        _time_run(cfg, result)
     return result
+
+
+def _time_run(cfg: metacoop.SimulationConfig, result: ScenarioResult) -> None:
+    """Time one ``metacoop.simulate(cfg)`` into ``result`` (wall time, final cells, events, digest)."""
+    gc.collect()
+    t0 = time.perf_counter()
+    res = metacoop.simulate(cfg)
+    result.wall_s.append(time.perf_counter() - t0)
+    result.cells_final = int(res.manifest["cells_final"])
+    result.events = _event_counts(res)
+    result.ctcs = result.events.get("intravasation", 0)
+    result.digest = outcome_digest(res)
 
 
 # -- cascade scenarios: whole runs and where their time goes --------------------------
@@ -844,13 +861,18 @@ def cascade_benchmark(name: str, reps: int = 3, steps: int | None = None,
 
     The result's ``full_n_steps`` is the scenario's own length, so a
     shortened run says so. The same run is then timed ``reps`` times more,
-    each in a new process, start-up included (:func:`process_runs`).
+    each in a new process, start-up included (:func:`process_runs`). The two
+    kinds of run alternate, so that their difference (what a new process
+    adds) is measured in the same minutes: whole runs on a shared virtual
+    machine drift by 20-40 % over minutes.
     """
     cfg, full = scenario_config(name, steps, overrides)
     o = {**(overrides or {}), "duration_h": cfg.duration_h}
-    result = scenario_benchmark(name, reps, o)
+    result = scenario_benchmark(name, 0, o)  # (the warm-up run only)
     result.full_n_steps = full
-    result.process_s = process_runs(name, reps, o)
+    for _ in range(reps):
+        _time_run(cfg, result)
+        result.process_s += process_runs(name, 1, o)
     return result
 
 

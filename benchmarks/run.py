@@ -787,6 +787,9 @@ def summary_cascade_rows(t: Table, cascade: dict, with_default: bool) -> None:
         whole = r.process if r.process is not None else r.wall
         t.add_row(f"{run}: wall s in a new process (start-up included), stretch target", fixed(whole.median),
                   f"< {STRETCH_CASCADE_S:g} s", stretch)
+        if r.process_adds is not None:
+            t.add_row(f"{r.name}: what a new process adds (paired runs), s", fixed(r.process_adds.median),
+                      "-", "")
     t.add_row(f"{r.name}: steps/s", fixed(r.steps_per_s.median), "-", "")
     t.add_row(f"{r.name}: simulated days / wall minute", fixed(r.days_per_minute.median), "-", "")
     comp = b.by_compartment()
