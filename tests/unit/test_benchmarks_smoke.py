@@ -128,7 +128,7 @@ def test_cascade_benchmark_tiny(run):
     assert r.cells_final > 0 and r.digest
     assert len(r.process_s) == 2 and _ok(r.process)  # the same runs in new processes
     assert len(r.wall_s) == 2 and r.process_adds.n == 2  # paired with the in-process runs
-    diffs = [p - w for p, w in zip(r.process_s, r.wall_s)]
+    diffs = [p - w for p, w in zip(r.process_s, r.wall_s, strict=True)]
     assert r.process_adds.median == pytest.approx((diffs[0] + diffs[1]) / 2)
     assert r.to_dict()["summary"]["process_adds_s"]["median"] == r.process_adds.median
     short = run.bc.cascade_benchmark("franssen2019", reps=1, steps=20, overrides=TINY_CASCADE)
