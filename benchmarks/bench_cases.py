@@ -860,9 +860,9 @@ def cascade_benchmark(name: str, reps: int = 3, steps: int | None = None,
     """:func:`scenario_benchmark` on ``name``, optionally shortened to ``steps`` base steps.
 
     The result's ``full_n_steps`` is the scenario's own length, so a
-    shortened run says so. The same run is then timed ``reps`` times more,
-    each in a new process, start-up included (:func:`process_runs`). The two
-    kinds of run alternate, so that their difference (what a new process
+    shortened run says so. Each of the ``reps`` repetitions times the run in
+    this process and then in a new one, start-up included
+    (:func:`process_runs`), so that their difference (what a new process
     adds) is measured in the same minutes: whole runs on a shared virtual
     machine drift by 20-40 % over minutes.
     """
