@@ -39,6 +39,10 @@ from metacoop.io.atomic import atomic_write
 FORMAT = 4
 
 
+#: Directory, beside the checkpoint in a run directory, of the field snapshots its checkpoints refer to.
+SNAPSHOTS = "checkpoint-snapshots"
+
+
 def latest(run_dir: Path) -> Path | None:
     """The last complete checkpoint of a run directory, or None.
 
@@ -59,10 +63,6 @@ def remove(run_dir: Path) -> None:
 
     for p in [Path(run_dir) / "checkpoint", *Path(run_dir).glob(".checkpoint.*"), Path(run_dir) / SNAPSHOTS]:
         shutil.rmtree(p, ignore_errors=True)
-
-
-#: Directory, beside the checkpoint in a run directory, of the field snapshots its checkpoints refer to.
-SNAPSHOTS = "checkpoint-snapshots"
 
 
 class SnapshotFiles:

@@ -470,9 +470,15 @@ def advance_cycle(n, cycle_h, state, met, flags, met_room, dt, pos, speed):
 
 #: The mark :func:`mark_due` gives a cell that may divide (listed by :func:`list_flagged`).
 DUE = np.uint8(1)
+#: :func:`list_due` marks the due cells in one pass over every cell's clock and room (:func:`mark_due`'s
+#: ``dense``) when at least one cell in this many is due, or from PARALLEL_MIN_ITEMS cells on (where the
+#: two-pass marking's second parallel region costs more): 29 against 46 µs late in franssen2019 (two cells
+#: in three due), 135 against 165 µs at 1e6 cells in 2-D (1.6 % due), equal at 1e5, 4.7 against 2.2 µs at
+#: 1e4 (1 % due).
+DENSE_DUE_RATIO = 8
 
 
-def list_due(n, cycle_h, pos, room, due, counts, marks, dense=False):
+def list_due(n, cycle_h, pos, room, due, counts, marks, n_due=0):
     """List the cells that may divide: those whose cycle clock has run out, block by block.
 
     Block ``b`` (cells ``b * LIST_BLOCK`` up to the next block) writes the
@@ -493,9 +499,11 @@ def list_due(n, cycle_h, pos, room, due, counts, marks, dense=False):
     while marking rather than while listing (where each cell's count waited
     for its room load) took it from 55 to 33 µs at 70,000 cells within
     franssen2019 (calls alternating; 4.0 against 4.5 µs at 20,000 cells).
-    ``dense`` (the caller's guess that many cells are due) marks in one pass
-    instead (see :func:`mark_due`); the marks are the same.
+    ``n_due`` (how many cells :func:`advance_cycle` found due) chooses the
+    marking: in one pass where many are due (:data:`DENSE_DUE_RATIO`, see
+    :func:`mark_due`); the marks are the same either way.
     """
+    dense = n_due * DENSE_DUE_RATIO >= n or n >= PARALLEL_MIN_ITEMS
     mark_due(n, cycle_h, pos, room, marks, dense)
     list_flagged(n, marks, DUE, due, counts)
 

@@ -7,11 +7,9 @@ import numpy as np
 from metacoop.core.schedule import Phase
 from metacoop.kernels.bookkeeping import ctc_death_candidates
 from metacoop.kernels.random import uniforms
-from metacoop.mechanisms.base import Mechanism, StepContext
+from metacoop.mechanisms.base import NO_FACTOR, Mechanism, StepContext
 
 CAUSES = ("shear", "immune", "anoikis")
-#: The hazard factor when no modifier gives one.
-_NO_FACTOR = np.zeros(0)
 
 
 class CirculationDeath(Mechanism):
@@ -52,7 +50,7 @@ class CirculationDeath(Mechanism):
         # its draw; only a CTC with u < x can die (1 - exp(-x) < x), which in most steps none has.
         if not ctc_death_candidates(n, circ.member_slots(), circ.cells.clone, self.clones.anoikis_resistance,
                                     circ.ctcs.size, cfg.shear_death_rate_per_h, cfg.immune_death_rate_per_h,
-                                    cfg.anoikis_death_rate_per_h, _NO_FACTOR if factor is None else factor,
+                                    cfg.anoikis_death_rate_per_h, NO_FACTOR if factor is None else factor,
                                     circ.ctcs.exposed_h, ids, circ.key, self.stream, ctx.step, hazards, x, u):
             return
         dead = u < -np.expm1(-x)

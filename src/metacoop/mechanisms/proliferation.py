@@ -18,7 +18,6 @@ import numpy as np
 from metacoop.core.schedule import Phase
 from metacoop.kernels.bookkeeping import list_blocks
 from metacoop.kernels.cells import advance_cycle, divide, list_due, mark_room
-from metacoop.kernels.dispatch import PARALLEL_MIN_ITEMS
 from metacoop.mechanisms.base import NO_FACTOR, Mechanism, StepContext
 
 #: Map the points with room before dividing when at least one cell is due per this many points. The map
@@ -27,11 +26,6 @@ from metacoop.mechanisms.base import NO_FACTOR, Mechanism, StepContext
 #: the proliferation slot from 1.83 to 1.53 ms; 2-D at 1e6 and franssen2019 are the same within 2 us.
 ROOM_MAP_RATIO = 64
 NO_ROOM_MAP = np.zeros(0, np.uint8)
-#: Mark the due cells in one pass over every cell's clock and room (``list_due``'s ``dense``) when at least
-#: one cell in this many is due, or from PARALLEL_MIN_ITEMS cells on (where the two-pass marking's second
-#: parallel region costs more): 29 against 46 µs late in franssen2019 (two cells in three due), 135 against
-#: 165 µs at 1e6 cells in 2-D (1.6 % due), equal at 1e5, 4.7 against 2.2 µs at 1e4 (1 % due).
-DENSE_DUE_RATIO = 8
 
 
 class Proliferation(Mechanism):
@@ -72,7 +66,7 @@ class Proliferation(Mechanism):
             n0 = c.n
             listed, counts = site.scratch_int(n0), np.empty(list_blocks(n0), np.int64)
             list_due(n0, c.cycle_h, c.pos, self._room(site, int(due)), listed, counts, site.scratch_mask(n0),
-                     due * DENSE_DUE_RATIO >= n0 or n0 >= PARALLEL_MIN_ITEMS)
+                     int(due))
             if n0 + due > c.capacity:  # (room for the listed cells' daughters: most due cells may have none)
                 c.reserve(int(counts.sum()))
             born = divide(
