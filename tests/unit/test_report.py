@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 
 import meshio
 import numpy as np
@@ -68,6 +69,19 @@ def test_the_growth_figure_draws_the_cells_of_each_clone(result):
             expected = sel.groupby("time_h")["value"].sum()
             assert line["time_h"] == expected.index.tolist() and line["cells"] == expected.tolist()
     assert set(panel.data["primary"]) == {"metastatic", "nonmetastatic"}
+
+
+def test_the_growth_legend_goes_where_cells_were_drawn_when_an_organ_has_none():
+    # franssen2019's organs hold no cell in its first hours: the legend goes on the primary's axes
+    # (matplotlib warns about a legend with nothing to list, as it did on the last, empty, organ's).
+    small = {"duration_h": 1.0, "organs.site1.lattice.shape": [31, 31], "organs.site2.lattice.shape": [31, 31]}
+    res = metacoop.simulate(metacoop.load_scenario("franssen2019", small))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        panel = run_figures.growth(res)
+    assert set(panel.data) == {"primary", "site1", "site2"} and panel.data["site1"] == panel.data["site2"] == {}
+    primary, *organs = panel.fig.axes
+    assert primary.get_legend() is not None and all(ax.get_legend() is None for ax in organs)
 
 
 def test_the_composition_figure_and_table_hold_every_metastasis(result):

@@ -43,7 +43,9 @@ def growth(result: Result) -> Panel:
         if data[site] and max(max(v["cells"]) for v in data[site].values()) > 100:
             ax.set_yscale("log")
     axes[0][0].set_ylabel("live cells")
-    axes[0][-1].legend(loc="best")
+    drawn = [(len(data[site]), i) for i, site in enumerate(sites) if data[site]]
+    if drawn:  # on the axes with the most clones (an organ no cell has reached has none to list)
+        axes[0][max(drawn)[1]].legend(loc="best")
     return Panel(
         "growth",
         "Growth per site and clone",
