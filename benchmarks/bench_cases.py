@@ -1075,3 +1075,114 @@ def cascade_breakdown(name: str, steps: int | None = None, overrides: dict | Non
     result.cells_final = int(res.manifest["cells_final"])
     result.digest = outcome_digest(res)
     return result
+
+
+# -- field precision: float32 against float64 over seeds --------------------------------
+
+#: The precisions compared by :func:`precision_benchmark`, the scenario's alternative first.
+PRECISIONS = ("float64", "float32")
+
+
+def precision_outcomes(res: metacoop.Result, site: str = "primary") -> dict[str, float]:
+    """What a run ended with at ``site``: cells by phenotype, ECM left, MMP-2, CTCs shed, metastases."""
+    ts = res.timeseries
+    last = ts[(ts["time_h"] == ts["time_h"].max()) & (ts["compartment"] == site)]
+
+    def value(quantity: str, phenotype: str | None = None) -> float:
+        rows = last[last["quantity"] == quantity]
+        if phenotype is not None:
+            rows = rows[rows["phenotype"] == phenotype]
+        return float(rows["value"].sum())
+
+    events = _event_counts(res)
+    return {"epithelial cells": value("cells", "epithelial"),
+            "mesenchymal cells": value("cells", "mesenchymal"),
+            "ECM mean": value("ecm.mean"), "MMP-2 total": value("mmp2.total"),
+            "CTCs shed": float(events.get("intravasation", 0)),
+            "metastases founded": float(events.get("metastasis_founded", 0))}
+
+
+@dataclass
+class OutcomeComparison:
+    """One outcome over seeds in both precisions: mean and standard error of each, Welch's test."""
+
+    outcome: str
+    mean: dict[str, float]
+    sem: dict[str, float]
+    #: two-sided p-value of Welch's t-test of equal means (NaN where both samples are constant).
+    p: float
+
+
+@dataclass
+class PrecisionResult:
+    """Whole runs of one scenario over seeds, in float32 and in float64 fields, seed by seed."""
+
+    name: str
+    n_steps: int
+    full_n_steps: int
+    seeds: list[int]
+    #: per precision, wall seconds of each seed's run (in this process, after a warm-up run)
+    wall_s: dict[str, list[float]] = field(default_factory=dict)
+    #: per precision, each seed's :func:`precision_outcomes`
+    outcomes: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+
+    @property
+    def shortened(self) -> bool:
+        """True when fewer steps than the scenario's own were run."""
+        return self.n_steps < self.full_n_steps
+
+    @property
+    def speedup(self) -> Stat:
+        """float64 wall time over float32, seed by seed (both runs of a seed back to back)."""
+        return Stat.of([a / b for a, b in zip(self.wall_s["float64"], self.wall_s["float32"], strict=True)])
+
+    def comparisons(self) -> list[OutcomeComparison]:
+        """Every outcome of :func:`precision_outcomes`, compared between the precisions."""
+        from scipy import stats
+
+        out = []
+        for name in self.outcomes[PRECISIONS[0]][0]:
+            samples = {p: np.array([o[name] for o in self.outcomes[p]]) for p in PRECISIONS}
+            n = len(self.seeds)
+            sem = {p: float(s.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan for p, s in samples.items()}
+            constant = all(s.min() == s.max() for s in samples.values())
+            p = math.nan if constant or n < 2 else float(
+                stats.ttest_ind(samples["float64"], samples["float32"], equal_var=False).pvalue)
+            out.append(OutcomeComparison(name, {k: float(s.mean()) for k, s in samples.items()}, sem, p))
+        return out
+
+    def to_dict(self) -> dict:
+        """Raw figures and summaries, JSON-ready."""
+        d = dataclasses.asdict(self)
+        d["summary"] = {"speedup": dataclasses.asdict(self.speedup),
+                        "comparisons": [dataclasses.asdict(c) for c in self.comparisons()]}
+        return d
+
+
+def precision_benchmark(name: str = "franssen2019", seeds: Sequence[int] = range(1, 9),
+                        steps: int | None = None) -> PrecisionResult:
+    """Run ``name`` for every seed with float64 and with float32 fields: outcomes and wall times.
+
+    Whether float32 fields change what a run ends with is a question about
+    the distribution over seeds (a run's path changes with the last bit of a
+    field, as it does with the seed), so each outcome is compared by Welch's
+    t-test. The two runs of a seed are timed back to back, the precision run
+    first alternating from seed to seed, and their ratio is the speed-up.
+    A one-hour run in each precision comes first, untimed (kernel loading).
+    """
+    cfg, full = scenario_config(name, steps)
+    result = PrecisionResult(name, cfg.n_steps, full, list(seeds), {p: [] for p in PRECISIONS},
+                             {p: [] for p in PRECISIONS})
+    for p in PRECISIONS:
+        metacoop.simulate(metacoop.load_scenario(name, overrides={"field_precision": p,
+                                                                  "duration_h": min(1.0, cfg.duration_h)}))
+    for k, seed in enumerate(result.seeds):
+        for p in (PRECISIONS if k % 2 == 0 else PRECISIONS[::-1]):
+            run = metacoop.load_scenario(name, overrides={"field_precision": p, "seed": seed,
+                                                          "duration_h": cfg.duration_h})
+            gc.collect()
+            t0 = time.perf_counter()
+            res = metacoop.simulate(run)
+            result.wall_s[p].append(time.perf_counter() - t0)
+            result.outcomes[p].append(precision_outcomes(res))
+    return result

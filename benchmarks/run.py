@@ -14,6 +14,7 @@ Sections (see benchmarks/README.md for what each one times):
 7.  cascade   wall time of the whole franssen2019 (primary + 2 organs) and default scenarios
 7b. (cascade) share of the franssen2019 run's wall time by compartment and lattice site
 7c. (cascade) share of the franssen2019 run's wall time by phase and slot
+7d. precision franssen2019 over seeds with float32 and float64 fields: outcomes and speed
 
 then a summary against the targets; ``--profile`` adds a cProfile of the 1e6 2-D case.
 Each section notes how much CPU other processes took while it ran.
@@ -65,7 +66,8 @@ TARGET_FIELD_RATE = 2e9  # voxel-updates/s of every field of a site together (se
 #: Share of all CPUs taken by other processes above which a section is flagged as disturbed.
 NOISY_SHARE = 0.05
 
-SECTIONS = ("cells", "fields", "memory", "scenario", "threads", "cascade", "experiments", "peers")
+SECTIONS = ("cells", "fields", "memory", "scenario", "threads", "cascade", "precision", "experiments",
+            "peers")
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,9 @@ class Plan:
     #: base steps of its runs; None = the scenario's own duration (27,600 steps for franssen2019)
     cascade_steps: int | None = None
     cascade_reps: int = 3
+    #: section 7d: seeds of the float32 / float64 comparison, and its base steps (None: the whole run)
+    precision_seeds: tuple[int, ...] = tuple(range(1, 9))
+    precision_steps: int | None = None
     #: section 8: replicates of the default scenario shortened to this many hours (half a default run)
     experiment_replicates: int = 6
     experiment_duration_h: float = 120.0
@@ -104,7 +109,8 @@ class Plan:
 
 FULL = Plan()
 QUICK = Plan(cell_steps=(20, 10, 5), reps=3, warmup=2, field_reps=3, field_min_rep_s=0.1, scenario_reps=3,
-             cascade_steps=2_760, experiment_replicates=4, experiment_duration_h=6.0, peer_steps=(10, 60),
+             cascade_steps=2_760, precision_seeds=(1, 2, 3), precision_steps=2_760,
+             experiment_replicates=4, experiment_duration_h=6.0, peer_steps=(10, 60),
              growth_target=10_000)
 
 
@@ -399,6 +405,34 @@ def run_scenario(console: Console, plan: Plan) -> bc.ScenarioResult:
                   "it (kernels from numba's cache) and takes its first step in "
                   f"{stat_text(r.startup, fixed)} s (target ≤ {TARGET_STARTUP_S:g} s) "
                   f"{mark(r.startup.median <= TARGET_STARTUP_S)}")
+    return r
+
+
+def run_precision(console: Console, plan: Plan) -> bc.PrecisionResult:
+    """Section 7d: the cascade scenario over seeds with float32 and float64 fields."""
+    name = plan.cascade_scenario
+    what = "full runs" if plan.precision_steps is None else f"{plan.precision_steps:,} steps"
+    seeds = len(plan.precision_seeds)
+    with console.status(f"precision: {name} ({what}), {seeds} seeds x float64 and float32"):
+        r = bc.precision_benchmark(name, plan.precision_seeds, plan.precision_steps)
+    own = metacoop.load_scenario(name).field_precision
+    short = (f" — [bold yellow]SHORTENED to {r.n_steps:,} of {r.full_n_steps:,} steps (--quick)[/]"
+             if r.shortened else "")
+    t = Table(title=f"7d. {name} with float32 and float64 fields over seeds "
+                    f"{r.seeds[0]}-{r.seeds[-1]}{short}",
+              caption=f"{name} runs its fields in {own}. Each seed runs in both precisions, back to back; "
+                      "a run's path changes with the last bit of a field as it does with the seed, so "
+                      "outcomes (at the primary site at the end; CTCs and metastases over the run) are "
+                      "compared over seeds: mean ± standard error, and the two-sided p-value of Welch's "
+                      "t-test of equal means ('-' where both are constant). Speed-up: float64 wall time / "
+                      f"float32, per seed, median (min–max) {stat_text(r.speedup, fixed)}x.",
+              caption_justify="left")
+    for col in ("outcome", "float64", "float32", "Welch p"):
+        t.add_column(col, justify="left" if col == "outcome" else "right")
+    for c in r.comparisons():
+        t.add_row(c.outcome, *(f"{c.mean[p]:.5g} ± {c.sem[p]:.2g}" for p in bc.PRECISIONS),
+                  f"{c.p:.2f}" if math.isfinite(c.p) else "-")
+    console.print(t)
     return r
 
 
@@ -733,7 +767,8 @@ def breakdown_table(console: Console, results: dict[tuple[int, int], bc.CellResu
 def summary_table(console: Console, plan: Plan, cells: dict[tuple[int, int], bc.CellResult],
                   ratios: list[dict], scenario: bc.ScenarioResult | None,
                   threads: dict[int, bc.CellResult], cascade: dict | None = None,
-                  site_fields: list[bc.SiteFieldResult] = ()) -> None:
+                  site_fields: list[bc.SiteFieldResult] = (),
+                  precision: bc.PrecisionResult | None = None) -> None:
     """The targets at a glance (medians)."""
     t = Table(title="Summary against targets (medians)")
     for col in ("figure", "measured", "target", ""):
@@ -773,6 +808,12 @@ def summary_table(console: Console, plan: Plan, cells: dict[tuple[int, int], bc.
                   f"≥ {TARGET_THREAD_SPEEDUP:g}x", mark(sp >= TARGET_THREAD_SPEEDUP))
     if cascade is not None:
         summary_cascade_rows(t, cascade, scenario is None)
+    if precision is not None:
+        low = min((c.p for c in precision.comparisons() if math.isfinite(c.p)), default=math.nan)
+        t.add_row(f"{precision.name}: float64 / float32 fields, wall time (same seed back to back)",
+                  f"{precision.speedup.median:.2f}x", "-", "")
+        t.add_row(f"{precision.name}: float32 against float64 outcomes, lowest Welch p of "
+                  f"{len(precision.comparisons())} over {len(precision.seeds)} seeds", f"{low:.2f}", "-", "")
     console.print(t)
 
 
@@ -881,6 +922,11 @@ def main(argv: list[str] | None = None) -> int:
         with Section(console, "7. cascade", load):
             cascade = run_cascade(console, plan, scenario)
         out["cascade"] = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in cascade.items()}
+    precision = None
+    if "precision" in sections:
+        with Section(console, "7d. precision", load):
+            precision = run_precision(console, plan)
+        out["precision"] = precision.to_dict()
     if "experiments" in sections:
         with Section(console, "8. experiments", load):
             out["experiments"] = run_experiments(console, plan).to_dict()
@@ -888,7 +934,7 @@ def main(argv: list[str] | None = None) -> int:
         with Section(console, "9. peers", load):
             out["peers"] = run_peers(console, plan, cascade)
     summary_table(console, plan, cells, out.get("ratios", []), scenario, threads, cascade,
-                  site_fields if "fields" in sections else [])
+                  site_fields if "fields" in sections else [], precision)
     if args.profile:
         out["profile"] = profile_case(console)
     share = whole.others_share(bc.CpuSnapshot.now())

@@ -74,12 +74,14 @@ def test_the_growth_figure_draws_the_cells_of_each_clone(result):
 def test_the_growth_legend_goes_where_cells_were_drawn_when_an_organ_has_none():
     # franssen2019's organs hold no cell in its first hours: the legend goes on the primary's axes
     # (matplotlib warns about a legend with nothing to list, as it did on the last, empty, organ's).
-    small = {"duration_h": 1.0, "organs.site1.lattice.shape": [31, 31], "organs.site2.lattice.shape": [31, 31]}
+    small = {"duration_h": 1.0, "organs.site1.lattice.shape": [31, 31],
+             "organs.site2.lattice.shape": [31, 31]}
     res = metacoop.simulate(metacoop.load_scenario("franssen2019", small))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         panel = run_figures.growth(res)
-    assert set(panel.data) == {"primary", "site1", "site2"} and panel.data["site1"] == panel.data["site2"] == {}
+    assert set(panel.data) == {"primary", "site1", "site2"}
+    assert panel.data["site1"] == panel.data["site2"] == {}
     primary, *organs = panel.fig.axes
     assert primary.get_legend() is not None and all(ax.get_legend() is None for ax in organs)
 
