@@ -265,6 +265,31 @@ def test_scatter_add_with_one_clone_reads_the_table_row_by_phenotype():
     assert 0 < (live & (c["phen"] == 0)).sum() < live.sum()
 
 
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("skipped", [None, "dead", "arrested"])
+def test_scatter_add_without_cells_to_skip_adds_every_cell_and_with_one_skips_only_it(rows, skipped):
+    # Where no cell is dead or arrested the adding loop reads neither flags nor states; one such cell
+    # anywhere (here the last) sends the call through the loop that tests every cell.
+    n = 3000
+    c = _cells(n, 50, 7)
+    c["flags"][:] = 0
+    c["state"][:] = np.where(c["state"] == 1, 2, c["state"])  # dormant cells still add
+    if rows == 1:
+        c["clone"][:] = 0
+    if skipped == "dead":
+        c["flags"][-1] = DEAD
+    elif skipped == "arrested":
+        c["state"][-1] = 1
+    table = np.random.default_rng(2).uniform(0, 1, (rows, 2))
+    out = np.zeros(50)
+    scatter_add(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, out)
+    adds = n - (skipped is not None)
+    expect = np.zeros(50)
+    np.add.at(expect, c["pos"][:adds], table[c["clone"][:adds], c["phen"][:adds]])
+    np.testing.assert_array_equal(out, expect)  # (both add in cell order)
+    assert (c["state"] == 2).any()
+
+
 @pytest.mark.parametrize("parts", [1, 2, 3, 7])
 def test_scatter_add_by_points_adds_in_cell_order_whatever_the_parts(parts):
     # Each part owns a range of points and adds its cells in cell order, so every point's sum is

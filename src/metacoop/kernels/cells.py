@@ -709,10 +709,25 @@ def scatter_add_serial(n, pos, clone, phen, state, flags, table, out):
     wrap-around) and the table is read flat: 1.5 times faster than
     ``out[pos[i]] += table[clone[i], phen[i]]``. With one clone (a table of
     one row) the clones are not read: 46 -> 39 µs at franssen2019's 67,000
-    cells.
+    cells. A first pass without branches, which the compiler vectorises,
+    tells whether any cell is to be skipped; where none is (almost every
+    call: dead cells are removed within their step, arrested ones are only
+    in organs' vessels) the adding loop reads neither flags nor states:
+    37 -> 30 µs on the same cells.
     """
     flat = table.reshape(table.size)
     n_phen = np.uintp(table.shape[1])
+    skipped = np.uint8(0)
+    for i in range(n):
+        skipped |= (flags[i] & DEAD) | np.uint8(state[i] == ARRESTED)
+    if skipped == 0:
+        if table.shape[0] == 1:
+            for i in range(n):
+                out[np.uintp(pos[i])] += flat[np.uintp(phen[i])]
+        else:
+            for i in range(n):
+                out[np.uintp(pos[i])] += flat[np.uintp(clone[i]) * n_phen + np.uintp(phen[i])]
+        return
     if table.shape[0] == 1:
         for i in range(n):
             if (flags[i] & DEAD) | (state[i] == ARRESTED):
