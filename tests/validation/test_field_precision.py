@@ -14,11 +14,14 @@ round-off alone. Error model, with ``eps = 2**-23`` (float32):
   update is a convex combination times ``f <= 1``, so none of them grows.
   The test allows twice the decay-rate bound, relative to the field's
   maximum.
-* ECM. One step multiplies ``w <= 1`` by ``exp(-x)`` and rounds, within
-  ``eps / 2``; over ``N`` steps at most ``N eps / 2`` (1.6e-3), also where
-  ``x < eps / 2`` and float32 does not degrade at all (MMP-2 below 6e-5).
-  The MMP-2 error changes the rate by ``gamma |dm|``, at most
-  ``gamma T max|dm|`` over the run's ``T`` hours.
+* ECM. One step multiplies ``w <= 1`` by ``exp(-x)``, ``x < 0.01``,
+  evaluated in float32 by a polynomial: its last operation (``1 - ...``)
+  and the product each round within ``eps / 2``, and the roundings of
+  ``x`` and of the polynomial's other terms, all of size at most ``x``, add
+  under ``5 x eps``: within ``1.05 eps`` a step, ``1.05 N eps`` (3.4e-3) over
+  ``N`` steps, also where ``x`` is so small that float32 does not degrade at
+  all (MMP-2 below about 6e-5). The MMP-2 error changes the rate by
+  ``gamma |dm|``, at most ``gamma T max|dm|`` over the run's ``T`` hours.
 
 Both bounds sit far below what a run's outcome responds to: between seeds
 of the full scenario, the mean ECM left at the end varies by 4e-3 (standard
@@ -65,6 +68,6 @@ def test_franssen2019_fields_in_float32_stay_within_the_round_off_bounds_of_floa
     assert sim64.primary.solvers["mmp2"].substeps == 1  # one decay factor per step
     dm = np.abs(m32 - m64)
     assert dm.max() <= 2 * eps / (2 * lam * cfg.dt_h) * m64.max()
-    assert np.abs(w32 - w64).max() <= n * eps / 2 + gamma * t * dm.max()
+    assert np.abs(w32 - w64).max() <= 1.05 * n * eps + gamma * t * dm.max()
     # Not vacuous: the fields were far from trivial, and float32 did differ.
     assert m64.max() > 0.1 and w64.min() < 1e-3 and dm.max() > 0

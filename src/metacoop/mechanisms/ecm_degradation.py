@@ -40,8 +40,11 @@ class EcmDegradation(Mechanism):
     def bind(self, sim) -> None:
         self.cell_table = sim.clones.mt1mmp_degradation_per_h
         self.cells_active = bool(np.any(self.cell_table > 0))
-        #: per site, the cells' summed rate per point; all 0 between steps (see :meth:`step`)
-        self.rates = {site.name: np.zeros(site.lattice.n_points) for site in sim.sites}
+        #: per site, the cells' summed rate per point, 1/h, in the ECM's type (the degradation computes in
+        #: it); all 0 between steps (see :meth:`step`)
+        ecm = self.params.ecm_field
+        self.rates = {site.name: np.zeros(site.lattice.n_points, site.fields[ecm].values.dtype)
+                      for site in sim.sites}
 
     refresh = bind  # bind only derives tables from the clone traits
 
