@@ -1131,6 +1131,10 @@ class PrecisionResult:
         """True when fewer steps than the scenario's own were run."""
         return self.n_steps < self.full_n_steps
 
+    def wall(self, precision: str) -> Stat:
+        """Wall seconds of the runs in ``precision``, over the seeds."""
+        return Stat.of(self.wall_s[precision])
+
     @property
     def speedup(self) -> Stat:
         """float64 wall time over float32, seed by seed (both runs of a seed back to back)."""
@@ -1155,6 +1159,7 @@ class PrecisionResult:
         """Raw figures and summaries, JSON-ready."""
         d = dataclasses.asdict(self)
         d["summary"] = {"speedup": dataclasses.asdict(self.speedup),
+                        "wall_s": {p: dataclasses.asdict(self.wall(p)) for p in PRECISIONS},
                         "comparisons": [dataclasses.asdict(c) for c in self.comparisons()]}
         return d
 

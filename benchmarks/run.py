@@ -424,8 +424,12 @@ def run_precision(console: Console, plan: Plan) -> bc.PrecisionResult:
                       "a run's path changes with the last bit of a field as it does with the seed, so "
                       "outcomes (at the primary site at the end; CTCs and metastases over the run) are "
                       "compared over seeds: mean ± standard error, and the two-sided p-value of Welch's "
-                      "t-test of equal means ('-' where both are constant). Speed-up: float64 wall time / "
-                      f"float32, per seed, median (min–max) {stat_text(r.speedup, fixed)}x.",
+                      "t-test of equal means ('-' where both are constant). Wall s per run (in this "
+                      "process, after a warm-up run), median (min–max) over the seeds: float64 "
+                      f"{stat_text(r.wall('float64'), fixed)}, "
+                      f"float32 {stat_text(r.wall('float32'), fixed)}; "
+                      "speed-up float64 / float32, seed by seed: "
+                      f"{stat_text(r.speedup, fixed)}x.",
               caption_justify="left")
     for col in ("outcome", "float64", "float32", "Welch p"):
         t.add_column(col, justify="left" if col == "outcome" else "right")
@@ -624,13 +628,15 @@ def cascade_table(console: Console, cascade: dict) -> None:
                       + ("default: from section 5. " if cascade["default_from_section_5"] else "")
                       + (f"[bold]{main.name} with overrides {escape(str(cascade['overrides']))}[/]. "
                          if cascade.get("overrides") else "")
-                      + "CTCs = CTCs shed (intravasation events). 'new process s': the same run, each "
+                      + "CTCs = CTCs shed (intravasation events); mets = metastases founded (a run's "
+                        "path: one that founds none does no organ work, and is faster; section 7d gives "
+                        "the run over seeds). 'new process s': the same run, each "
                         "repetition in a new Python process, start-up included (imports, numba loading its "
                         "cached kernels); the stretch target counts it.",
               caption_justify="left")
     for col in ("scenario", "simulated", "steps", "wall s", "new process s", "steps/s",
-                "simulated days / wall min", "final cells", "CTCs", f"< {TARGET_CASCADE_S / 60:g} min",
-                f"stretch < {STRETCH_CASCADE_S:g} s"):
+                "simulated days / wall min", "final cells", "CTCs", "mets",
+                f"< {TARGET_CASCADE_S / 60:g} min", f"stretch < {STRETCH_CASCADE_S:g} s"):
         t.add_column(col, justify="left" if col == "scenario" else "right")
     for r, judged in ((main, True), (default, False)):
         marks = _cascade_marks(cascade) if judged else ("-", "-")
@@ -638,7 +644,7 @@ def cascade_table(console: Console, cascade: dict) -> None:
         whole = stat_text(r.process, fixed) if r.process is not None else "-"
         t.add_row(r.name, f"{r.duration_h:.4g} h", steps, stat_text(r.wall, fixed), whole,
                   stat_text(r.steps_per_s, fixed), stat_text(r.days_per_minute, fixed),
-                  f"{r.cells_final:,}", str(r.ctcs), *marks)
+                  f"{r.cells_final:,}", str(r.ctcs), str(r.events.get("metastasis_founded", 0)), *marks)
     console.print(t)
 
 
@@ -812,6 +818,8 @@ def summary_table(console: Console, plan: Plan, cells: dict[tuple[int, int], bc.
         low = min((c.p for c in precision.comparisons() if math.isfinite(c.p)), default=math.nan)
         t.add_row(f"{precision.name}: float64 / float32 fields, wall time (same seed back to back)",
                   f"{precision.speedup.median:.2f}x", "-", "")
+        t.add_row(f"{precision.name} with its float32 fields, wall s over {len(precision.seeds)} seeds "
+                  "(one process)", stat_text(precision.wall("float32"), fixed), "-", "")
         t.add_row(f"{precision.name}: float32 against float64 outcomes, lowest Welch p of "
                   f"{len(precision.comparisons())} over {len(precision.seeds)} seeds", f"{low:.2f}", "-", "")
     console.print(t)
