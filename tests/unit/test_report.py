@@ -11,6 +11,7 @@ import subprocess
 import sys
 import warnings
 
+import matplotlib.pyplot as plt
 import meshio
 import numpy as np
 import pytest
@@ -26,6 +27,13 @@ from metacoop.report.experiment_report import experiment_panels
 from metacoop.report.run_report import metastasis_table
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    # Each figure function opens a pyplot figure; close them after every test (matplotlib warns from 20 open).
+    yield
+    plt.close("all")
 
 
 @pytest.fixture(scope="module")
