@@ -1079,7 +1079,7 @@ def cascade_breakdown(name: str, steps: int | None = None, overrides: dict | Non
 
 # -- field precision: float32 against float64 over seeds --------------------------------
 
-#: The precisions compared by :func:`precision_benchmark`, the scenario's alternative first.
+#: The precisions compared by :func:`precision_benchmark`, the reference (float64) first.
 PRECISIONS = ("float64", "float32")
 
 
@@ -1171,8 +1171,8 @@ def precision_benchmark(name: str = "franssen2019", seeds: Sequence[int] = range
     Whether float32 fields change what a run ends with is a question about
     the distribution over seeds (a run's path changes with the last bit of a
     field, as it does with the seed), so each outcome is compared by Welch's
-    t-test. The two runs of a seed are timed back to back, the precision run
-    first alternating from seed to seed, and their ratio is the speed-up.
+    t-test. The two runs of a seed are timed back to back (which precision
+    runs first alternates from seed to seed), and their ratio is the speed-up.
     A one-hour run in each precision comes first, untimed (kernel loading).
     """
     cfg, full = scenario_config(name, steps)

@@ -818,7 +818,7 @@ def summary_table(console: Console, plan: Plan, cells: dict[tuple[int, int], bc.
         low = min((c.p for c in precision.comparisons() if math.isfinite(c.p)), default=math.nan)
         t.add_row(f"{precision.name}: float64 / float32 fields, wall time (same seed back to back)",
                   f"{precision.speedup.median:.2f}x", "-", "")
-        t.add_row(f"{precision.name} with its float32 fields, wall s over {len(precision.seeds)} seeds "
+        t.add_row(f"{precision.name} with float32 fields, wall s over {len(precision.seeds)} seeds "
                   "(one process)", stat_text(precision.wall("float32"), fixed), "-", "")
         t.add_row(f"{precision.name}: float32 against float64 outcomes, lowest Welch p of "
                   f"{len(precision.comparisons())} over {len(precision.seeds)} seeds", f"{low:.2f}", "-", "")

@@ -9,11 +9,12 @@ round-off alone. Error model, with ``eps = 2**-23`` (float32):
   1 - 1e-4, held in float32 within ``eps / 2`` (relative), that is, a decay
   rate off by at most ``eps / (2 lambda dt)`` (6e-4) relative: the largest
   systematic error, and a steady state off by as much. The other roundings
-  of a step (the differences, their sum, the products) are each within half
-  an ulp of values at most the field's maximum and of either sign; the
-  update is a convex combination times ``f <= 1``, so none of them grows.
-  The test allows twice the decay-rate bound, relative to the field's
-  maximum.
+  of a step (the differences, their sum, the products: some 15, each within
+  half an ulp of the field's maximum ``M``, of either sign) are not
+  amplified (the update is a convex combination times ``f <= 1``) and add
+  as a random walk damped by the decay, over about ``1 / (2 lambda dt)``
+  steps: some ``15 (eps / 2) M sqrt(1 / (2 lambda dt))``, 6e-5 ``M``. The test
+  allows twice the decay-rate bound, relative to ``M``.
 * ECM. One step multiplies ``w <= 1`` by ``exp(-x)``, ``x < 0.01``,
   evaluated in float32 by a polynomial: its last operation (``1 - ...``)
   and the product each round within ``eps / 2``, and the roundings of
