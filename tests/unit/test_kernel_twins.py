@@ -36,10 +36,12 @@ from metacoop.kernels.fields import (
     SMALL_EXPONENT,
     add_inplace,
     clear_points,
+    clipped_complement,
     degrade_exponential,
     degrade_exponential_reference,
     diffuse_decay_step,
     diffuse_decay_step_numpy,
+    saturation,
     scale_inplace,
 )
 from metacoop.kernels.move_clock import ecm_survey
@@ -133,6 +135,30 @@ def test_degrade_exponential_matches_numpy(dtype):
     degrade_exponential(w, m, rate, 0.09, 0.1)
     np.testing.assert_array_equal(w[:100], w0[:100])
     assert maxrelerr(w, expect) <= 2 * np.finfo(dtype).eps
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("a", "b"), [(0.0, 1.0), (1.0, 0.35), (1.0, -0.6)])
+def test_point_maps_equal_the_numpy_expressions_they_replace_bit_for_bit(dtype, build, a, b):
+    # The modifiers' per-point factors were NumPy expressions of a field with Python numbers, which
+    # NumPy evaluates in the field's type; the kernels must give their bits, NaN and the clip's ends
+    # included (values below 0 and above 1, and exactly 0 and 1).
+    rng = np.random.default_rng(12)
+    x = (rng.uniform(0.0, 3.0, 5000) * rng.choice([1e-6, 1e-2, 1.0], 5000)).astype(dtype)
+    x[:6] = [0.0, 1.0, 2.0, np.nan, np.inf, 0.5]
+    x[6:12] = -x[6:12]  # (an ECM over 1 or below 0 is clipped)
+    half = 0.37
+    got = getattr(saturation, build)(x, half, a, b, np.empty_like(x))
+    with np.errstate(invalid="ignore"):  # (inf / inf, as in the kernel)
+        want = x / (half + x) if (a, b) == (0.0, 1.0) else a + b * (x / (half + x))
+    assert got.dtype == want.dtype == dtype
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+    got = getattr(clipped_complement, build)(x, a, b, np.empty_like(x))
+    clip = np.clip(1.0 - x, 0.0, 1.0)
+    want = clip if (a, b) == (0.0, 1.0) else a + b * clip
+    assert got.dtype == want.dtype == dtype
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
 
 
 @pytest.mark.parametrize("build", ["serial", "parallel"])

@@ -36,6 +36,9 @@ FACTOR_KINDS = ("motility", "cycle_speed", "arrest", "extravasation", "death", "
 
 #: A per-point provider: called with the step context, returns a flat float64 array over the lattice.
 PointProvider = Callable[[object], np.ndarray]
+#: A cue's provider: called with the step context and a flat float64 row over the lattice, writes the
+#: signal into that row (one row of the array of every cue, so nothing is copied) and returns it.
+CueProvider = Callable[[object, np.ndarray], np.ndarray]
 
 #: What :meth:`Modifiers.doorway_mask` returns when no doorway is registered (shared; it has no entry
 #: to change, and stays writeable so kernels see the same array type as a real mask).
@@ -48,7 +51,8 @@ class Cue:
 
     Attributes:
         name: the registering mechanism and signal, for descriptions.
-        values: provider of the signal per point, each in [0, 1].
+        values: writes the signal per point, each in [0, 1], into the row it is given
+            (:data:`CueProvider`).
         sensitivity: per-step probability scale ``[clone, phenotype]``: the
             probability of moving to a neighbour rises by ``sensitivity * g``
             with ``g = max(0, s_neighbour - s_here)`` (a gradient cue), or
@@ -58,7 +62,7 @@ class Cue:
     """
 
     name: str
-    values: PointProvider
+    values: CueProvider
     sensitivity: np.ndarray
     level: bool = False
 
@@ -91,7 +95,7 @@ class Modifiers:
         sens = np.empty((k, n_clones, 2))
         level = np.zeros(k, np.uint8)
         for i, cue in enumerate(self.cues):
-            values[i] = cue.values(ctx)
+            cue.values(ctx, values[i])
             sens[i] = cue.sensitivity
             level[i] = cue.level
         return values, sens, level
@@ -111,10 +115,18 @@ class Modifiers:
 
 
 def product_of(providers: list[tuple[str, Callable]], ctx) -> np.ndarray | None:
-    """The elementwise product of ``provider(ctx)`` over ``(name, provider)`` pairs (None if none)."""
+    """The elementwise product of ``provider(ctx)`` over ``(name, provider)`` pairs (None if none).
+
+    The result is for reading: with one provider it is that provider's array
+    itself (in float64), not a copy (a 201 x 201 copy cost as much as the
+    factor). Providers return a new array, or one nobody writes to.
+    """
     if not providers:
         return None
-    out = np.array(providers[0][1](ctx), dtype=np.float64, copy=True)
+    first = np.asarray(providers[0][1](ctx), dtype=np.float64)
+    if len(providers) == 1:
+        return first
+    out = first.copy()
     for _, p in providers[1:]:
         out *= p(ctx)
     return out

@@ -123,6 +123,37 @@ def clear_points(n, pos, out):
         out[pos[i]] = 0.0
 
 
+@sized_kernel(first_array, FIELD_MIN_POINTS)
+def saturation(x, half, a, b, out):
+    """``out = a + b * (x / (half + x))`` at every point: a factor that saturates with a level (flat arrays).
+
+    What mechanisms hand the movement, the cell cycle and the organs every
+    step (a growth factor's speed-up, a cue's receptor occupancy, a niche's
+    level). NumPy's operations in NumPy's order and in ``x``'s type (as NumPy
+    takes Python numbers with an array), so its values bit for bit, with
+    ``a = 0, b = 1`` for the plain saturation (a zero keeps NumPy's value
+    but not the sign of a -0). One pass without temporaries: NumPy made
+    three arrays in four passes. ``out`` has ``x``'s type; returns it.
+    """
+    T = x.dtype.type
+    h, aa, bb = T(half), T(a), T(b)
+    out[:] = aa + bb * (x / (h + x))  # (as one array expression: the loop written out did not vectorise)
+    return out
+
+
+@sized_kernel(first_array, FIELD_MIN_POINTS)
+def clipped_complement(x, a, b, out):
+    """``out = a + b * clip(1 - x, 0, 1)`` at every point, as NumPy computes it (flat arrays; NaN stays NaN).
+
+    The degraded fraction of the ECM, as a cue (``a = 0, b = 1``) or a
+    motility factor; see :func:`saturation` for the types and the bits.
+    """
+    T = x.dtype.type
+    aa, bb = T(a), T(b)
+    out[:] = aa + bb * np.minimum(np.maximum(T(1.0) - x, T(0.0)), T(1.0))  # (NumPy's clip, NaN included)
+    return out
+
+
 #: Below this exponent :func:`degrade_exponential` evaluates exp(-x) by a polynomial.
 SMALL_EXPONENT = 1e-2
 

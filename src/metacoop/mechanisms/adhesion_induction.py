@@ -25,6 +25,7 @@ from pydantic import Field
 
 from metacoop.config.base import MechanismParams, NonNegative, Positive
 from metacoop.core.schedule import Phase
+from metacoop.kernels.fields import saturation
 from metacoop.mechanisms.base import Mechanism, StepContext
 
 
@@ -93,12 +94,11 @@ class AdhesionInduction(Mechanism):
         for organ in self.organs:
             cam = organ.fields["cam"]
 
-            def level(f=cam):
-                return f.flat / (p.half_saturation + f.flat)
+            def induced(gain, f=cam):  # 1 + gain c / (K + c)
+                return lambda ctx: saturation(f.flat, p.half_saturation, 1.0, gain, np.empty_like(f.flat))
 
-            organ.modifiers.add_factor("arrest", self.name, lambda ctx, lv=level: 1.0 + p.arrest_gain * lv())
-            organ.modifiers.add_factor("extravasation", self.name,
-                                       lambda ctx, lv=level: 1.0 + p.extravasation_gain * lv())
+            organ.modifiers.add_factor("arrest", self.name, induced(p.arrest_gain))
+            organ.modifiers.add_factor("extravasation", self.name, induced(p.extravasation_gain))
 
     def step(self, ctx: StepContext) -> None:
         for organ in self.organs:

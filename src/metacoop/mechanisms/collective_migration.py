@@ -32,6 +32,7 @@ from metacoop.core.schedule import Phase
 from metacoop.core.state import ACTIVE
 from metacoop.errors import Problem
 from metacoop.kernels.cells import DEAD
+from metacoop.kernels.fields import clipped_complement, saturation
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext, field_problems
 
@@ -106,12 +107,11 @@ class CollectiveMigration(Mechanism):
             signal = site.fields[p.leader_field]
             self.initial_ecm[site.name] = ecm.flat.copy()
 
-            def track(ctx, ecm=ecm):
-                return np.clip(1.0 - ecm.flat, 0.0, 1.0)
+            def track(ctx, out, ecm=ecm):
+                return clipped_complement(ecm.flat, 0.0, 1.0, out)  # clip(1 - w, 0, 1)
 
-            def occupancy(ctx, signal=signal):
-                s = signal.flat
-                return s / (p.leader_half_saturation + s)
+            def occupancy(ctx, out, signal=signal):
+                return saturation(signal.flat, p.leader_half_saturation, 0.0, 1.0, out)  # s / (K + s)
 
             scale = sim.dt_h / site.lattice.spacing_um**2
             tracks = Cue(f"{self.name}.tracks", track, np.zeros(0), level=True)

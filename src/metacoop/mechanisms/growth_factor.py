@@ -15,6 +15,7 @@ from pydantic import Field
 
 from metacoop.config.base import MechanismParams, NonNegative, Positive, RatePerHour
 from metacoop.core.schedule import Phase
+from metacoop.kernels.fields import saturation
 from metacoop.mechanisms.base import Mechanism, StepContext
 
 
@@ -65,7 +66,7 @@ class GrowthFactor(Mechanism):
 
             def speed(ctx, gf=gf):
                 g = gf.flat
-                return 1.0 + p.max_speedup * (g / (p.half_saturation + g))
+                return saturation(g, p.half_saturation, 1.0, p.max_speedup, np.empty_like(g))
 
             site.modifiers.add_factor("cycle_speed", self.name, speed)
 

@@ -28,6 +28,7 @@ from pydantic import Field
 from metacoop.config.base import MechanismParams, NonNegative, Positive, Probability
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
+from metacoop.kernels.fields import saturation
 from metacoop.mechanisms.base import Mechanism, StepContext
 
 
@@ -116,20 +117,13 @@ class Niche(Mechanism):
         for organ in self.organs:
             bmdc, epc = organ.fields[p.bmdc_field], organ.fields[p.epc_field]
 
-            def level(f, k=p.niche_half_saturation):
-                return f.flat / (k + f.flat)
+            def scaled(f, gain, k=p.niche_half_saturation):  # 1 + gain b / (K + b); 1 - g x is 1 + (-g) x
+                return lambda ctx: saturation(f.flat, k, 1.0, gain, np.empty_like(f.flat))
 
-            def arrest(ctx, f=bmdc):
-                return 1.0 + p.arrest_gain * level(f)
-
-            def extravasation(ctx, f=bmdc):
-                return 1.0 + p.extravasation_gain * level(f)
-
-            def death(ctx, f=bmdc):
-                return 1.0 - p.survival_gain * level(f)
-
-            def angiogenesis(ctx, f=epc):
-                return 1.0 + p.angiogenesis_gain * level(f)
+            arrest = scaled(bmdc, p.arrest_gain)
+            extravasation = scaled(bmdc, p.extravasation_gain)
+            death = scaled(bmdc, -p.survival_gain)
+            angiogenesis = scaled(epc, p.angiogenesis_gain)
 
             for kind, fn in (("arrest", arrest), ("extravasation", extravasation), ("death", death),
                              ("angiogenesis", angiogenesis)):

@@ -23,6 +23,7 @@ from metacoop.core.state import StromalArrays
 from metacoop.core.vessels import NORMAL_VESSEL
 from metacoop.errors import Problem
 from metacoop.kernels.cells import random_walk
+from metacoop.kernels.fields import saturation
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -103,9 +104,8 @@ class Paracrine(Mechanism):
         self.p_chem = p.macrophage_chemotaxis_um2_per_h * scale
         csf1, egf = site.fields[p.csf1_field], site.fields[p.egf_field]
 
-        def egf_occupancy(ctx):
-            e = egf.flat
-            return e / (p.egf_half_saturation + e)
+        def egf_occupancy(ctx, out):
+            return saturation(egf.flat, p.egf_half_saturation, 0.0, 1.0, out)  # e / (K + e)
 
         self.scale = scale
         self.cue = Cue(f"{self.name}.egf", egf_occupancy, np.zeros(0))
@@ -139,7 +139,8 @@ class Paracrine(Mechanism):
         mac = site.agents["macrophages"]
         if mac.n == 0:
             return
-        cue = self.csf1.flat / (p.csf1_half_saturation + self.csf1.flat)
+        csf1 = self.csf1.flat
+        cue = saturation(csf1, p.csf1_half_saturation, 0.0, 1.0, np.empty_like(csf1))  # c / (K + c)
         random_walk(mac.n, mac.uid, mac.pos, self.p_diff, self.p_chem, cue, site.lattice.dims_array,
                     site.lattice.ndim, site.streams.key, self.stream, ctx.step)
         if p.egf_secretion_per_h > 0:

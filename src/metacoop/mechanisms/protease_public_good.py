@@ -15,6 +15,7 @@ from pydantic import Field
 from metacoop.config.base import MechanismParams, NonNegative
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
+from metacoop.kernels.fields import clipped_complement
 from metacoop.mechanisms.base import Mechanism, StepContext, field_problems
 
 
@@ -52,7 +53,8 @@ class ProteasePublicGood(Mechanism):
             ecm = site.fields[self.params.ecm_field]
 
             def factor(ctx, ecm=ecm):
-                return 1.0 + gain * np.clip(1.0 - ecm.flat, 0.0, 1.0)
+                e = ecm.flat
+                return clipped_complement(e, 1.0, gain, np.empty_like(e))  # 1 + gain clip(1 - w, 0, 1)
 
             site.modifiers.add_factor("motility", self.name, factor)
 
