@@ -1085,18 +1085,16 @@ PRECISIONS = ("float64", "float32")
 
 def precision_outcomes(res: metacoop.Result, site: str = "primary") -> dict[str, float]:
     """What a run ended with at ``site``: cells by phenotype, ECM left, MMP-2, CTCs shed, metastases."""
+    cells = res.cells(site).iloc[-1].groupby(level="phenotype").sum()  # (the last record: the run's end)
     ts = res.timeseries
     last = ts[(ts["time_h"] == ts["time_h"].max()) & (ts["compartment"] == site)]
 
-    def value(quantity: str, phenotype: str | None = None) -> float:
-        rows = last[last["quantity"] == quantity]
-        if phenotype is not None:
-            rows = rows[rows["phenotype"] == phenotype]
-        return float(rows["value"].sum())
+    def value(quantity: str) -> float:
+        return float(last[last["quantity"] == quantity]["value"].sum())
 
     events = _event_counts(res)
-    return {"epithelial cells": value("cells", "epithelial"),
-            "mesenchymal cells": value("cells", "mesenchymal"),
+    return {"epithelial cells": float(cells.get("epithelial", 0.0)),
+            "mesenchymal cells": float(cells.get("mesenchymal", 0.0)),
             "ECM mean": value("ecm.mean"), "MMP-2 total": value("mmp2.total"),
             "CTCs shed": float(events.get("intravasation", 0)),
             "metastases founded": float(events.get("metastasis_founded", 0))}

@@ -815,13 +815,14 @@ def summary_table(console: Console, plan: Plan, cells: dict[tuple[int, int], bc.
     if cascade is not None:
         summary_cascade_rows(t, cascade, scenario is None)
     if precision is not None:
-        low = min((c.p for c in precision.comparisons() if math.isfinite(c.p)), default=math.nan)
+        comparisons = precision.comparisons()
+        low = min((c.p for c in comparisons if math.isfinite(c.p)), default=math.nan)
         t.add_row(f"{precision.name}: float64 / float32 fields, wall time (same seed back to back)",
                   f"{precision.speedup.median:.2f}x", "-", "")
         t.add_row(f"{precision.name} with float32 fields, wall s over {len(precision.seeds)} seeds "
                   "(one process)", stat_text(precision.wall("float32"), fixed), "-", "")
         t.add_row(f"{precision.name}: float32 against float64 outcomes, lowest Welch p of "
-                  f"{len(precision.comparisons())} over {len(precision.seeds)} seeds", f"{low:.2f}", "-", "")
+                  f"{len(comparisons)} over {len(precision.seeds)} seeds", f"{low:.2f}", "-", "")
     console.print(t)
 
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from metacoop.kernels.fields import saturation
+
 #: Kinds of per-point multiplicative factors a mechanism may register.
 FACTOR_KINDS = ("motility", "cycle_speed", "arrest", "extravasation", "death", "angiogenesis")
 
@@ -112,6 +114,21 @@ class Modifiers:
     def open(self, time_h: float) -> bool:
         """Whether every registered gate lets cells intravasate at ``time_h``."""
         return all(g(time_h) for _, g in self.gates)
+
+
+def saturating_factor(field, half_saturation: float, gain: float) -> PointProvider:
+    """A factor ``1 + gain * c / (half_saturation + c)`` at every point, ``c`` the values of ``field``.
+
+    The common shape of a factor that a signal raises (``gain > 0``) or
+    lowers (``gain < 0``: ``1 - g c / (K + c)`` is ``1 + (-g) c / (K + c)``
+    bit for bit) and that saturates; one pass (:func:`~metacoop.kernels.fields.saturation`).
+    """
+    return lambda ctx: saturation(field.flat, half_saturation, 1.0, gain, np.empty_like(field.flat))
+
+
+def saturating_cue(field, half_saturation: float) -> CueProvider:
+    """A cue ``c / (half_saturation + c)`` (receptor occupancy), ``c`` the values of ``field``."""
+    return lambda ctx, out: saturation(field.flat, half_saturation, 0.0, 1.0, out)
 
 
 def product_of(providers: list[tuple[str, Callable]], ctx) -> np.ndarray | None:

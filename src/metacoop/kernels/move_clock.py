@@ -341,8 +341,8 @@ LOW_LEVELS = 0.005 * 1200.0 ** (np.arange(MAX_LEVEL) / (MAX_LEVEL - 1.0))
 
 
 def move_bound(p_diff: np.ndarray, p_hapt: np.ndarray, lo: float, hi: float, ndim: int, upwind: bool,
-               boost: np.ndarray | None, cues: np.ndarray | None, cue_sens: np.ndarray | None,
-               ) -> tuple[float, float]:
+               boost: np.ndarray | None, cues: np.ndarray | None,
+               cue_sens: np.ndarray | None) -> tuple[float, float]:
     """Upper bounds of a cell's probability of moving in this step: any cell, and a cell on degraded ECM.
 
     The first is ``2 ndim`` times the largest probability of one move over

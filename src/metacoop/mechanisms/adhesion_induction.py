@@ -24,8 +24,8 @@ import numpy as np
 from pydantic import Field
 
 from metacoop.config.base import MechanismParams, NonNegative, Positive
+from metacoop.core.modifiers import saturating_factor
 from metacoop.core.schedule import Phase
-from metacoop.kernels.fields import saturation
 from metacoop.mechanisms.base import Mechanism, StepContext
 
 
@@ -92,13 +92,9 @@ class AdhesionInduction(Mechanism):
         self.pass_b = -math.expm1(-p.cytokine_decay_per_h * dt)
         self.organs = list(sim.organs)
         for organ in self.organs:
-            cam = organ.fields["cam"]
-
-            def induced(gain, f=cam):  # 1 + gain c / (K + c)
-                return lambda ctx: saturation(f.flat, p.half_saturation, 1.0, gain, np.empty_like(f.flat))
-
-            organ.modifiers.add_factor("arrest", self.name, induced(p.arrest_gain))
-            organ.modifiers.add_factor("extravasation", self.name, induced(p.extravasation_gain))
+            cam, k = organ.fields["cam"], p.half_saturation
+            for kind, gain in (("arrest", p.arrest_gain), ("extravasation", p.extravasation_gain)):
+                organ.modifiers.add_factor(kind, self.name, saturating_factor(cam, k, gain))
 
     def step(self, ctx: StepContext) -> None:
         for organ in self.organs:

@@ -27,12 +27,12 @@ import numpy as np
 from pydantic import Field
 
 from metacoop.config.base import MechanismParams, NonNegative, Positive, Probability, RatePerHour
-from metacoop.core.modifiers import Cue
+from metacoop.core.modifiers import Cue, saturating_cue
 from metacoop.core.schedule import Phase
 from metacoop.core.state import ACTIVE
 from metacoop.errors import Problem
 from metacoop.kernels.cells import DEAD
-from metacoop.kernels.fields import clipped_complement, saturation
+from metacoop.kernels.fields import clipped_complement
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext, field_problems
 
@@ -110,11 +110,9 @@ class CollectiveMigration(Mechanism):
             def track(ctx, out, ecm=ecm):
                 return clipped_complement(ecm.flat, 0.0, 1.0, out)  # clip(1 - w, 0, 1)
 
-            def occupancy(ctx, out, signal=signal):
-                return saturation(signal.flat, p.leader_half_saturation, 0.0, 1.0, out)  # s / (K + s)
-
             scale = sim.dt_h / site.lattice.spacing_um**2
             tracks = Cue(f"{self.name}.tracks", track, np.zeros(0), level=True)
+            occupancy = saturating_cue(signal, p.leader_half_saturation)
             leaders = Cue(f"{self.name}.leaders", occupancy, np.zeros(0))
             site.modifiers.cues += [tracks, leaders]
             self.cues.append((tracks, leaders, scale))

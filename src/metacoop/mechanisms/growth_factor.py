@@ -14,8 +14,8 @@ import numpy as np
 from pydantic import Field
 
 from metacoop.config.base import MechanismParams, NonNegative, Positive, RatePerHour
+from metacoop.core.modifiers import saturating_factor
 from metacoop.core.schedule import Phase
-from metacoop.kernels.fields import saturation
 from metacoop.mechanisms.base import Mechanism, StepContext
 
 
@@ -62,12 +62,7 @@ class GrowthFactor(Mechanism):
         p = self.params
         self.refresh(sim)
         for site in sim.sites:
-            gf = site.fields[p.field]
-
-            def speed(ctx, gf=gf):
-                g = gf.flat
-                return saturation(g, p.half_saturation, 1.0, p.max_speedup, np.empty_like(g))
-
+            speed = saturating_factor(site.fields[p.field], p.half_saturation, p.max_speedup)
             site.modifiers.add_factor("cycle_speed", self.name, speed)
 
     def refresh(self, sim) -> None:

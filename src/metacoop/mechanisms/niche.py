@@ -26,9 +26,9 @@ import numpy as np
 from pydantic import Field
 
 from metacoop.config.base import MechanismParams, NonNegative, Positive, Probability
+from metacoop.core.modifiers import saturating_factor
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
-from metacoop.kernels.fields import saturation
 from metacoop.mechanisms.base import Mechanism, StepContext
 
 
@@ -116,18 +116,11 @@ class Niche(Mechanism):
         self.formed = {o.name: False for o in self.organs}
         for organ in self.organs:
             bmdc, epc = organ.fields[p.bmdc_field], organ.fields[p.epc_field]
-
-            def scaled(f, gain, k=p.niche_half_saturation):  # 1 + gain b / (K + b); 1 - g x is 1 + (-g) x
-                return lambda ctx: saturation(f.flat, k, 1.0, gain, np.empty_like(f.flat))
-
-            arrest = scaled(bmdc, p.arrest_gain)
-            extravasation = scaled(bmdc, p.extravasation_gain)
-            death = scaled(bmdc, -p.survival_gain)
-            angiogenesis = scaled(epc, p.angiogenesis_gain)
-
-            for kind, fn in (("arrest", arrest), ("extravasation", extravasation), ("death", death),
-                             ("angiogenesis", angiogenesis)):
-                organ.modifiers.add_factor(kind, self.name, fn)
+            gains = (("arrest", bmdc, p.arrest_gain), ("extravasation", bmdc, p.extravasation_gain),
+                     ("death", bmdc, -p.survival_gain), ("angiogenesis", epc, p.angiogenesis_gain))
+            for kind, f, gain in gains:
+                factor = saturating_factor(f, p.niche_half_saturation, gain)
+                organ.modifiers.add_factor(kind, self.name, factor)
 
     def checkpoint(self):
         return {}, {"formed": self.formed}

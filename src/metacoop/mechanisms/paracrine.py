@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from metacoop.config.base import MechanismParams, NonNegative, Positive
-from metacoop.core.modifiers import Cue
+from metacoop.core.modifiers import Cue, saturating_cue
 from metacoop.core.schedule import Phase
 from metacoop.core.state import StromalArrays
 from metacoop.core.vessels import NORMAL_VESSEL
@@ -104,11 +104,8 @@ class Paracrine(Mechanism):
         self.p_chem = p.macrophage_chemotaxis_um2_per_h * scale
         csf1, egf = site.fields[p.csf1_field], site.fields[p.egf_field]
 
-        def egf_occupancy(ctx, out):
-            return saturation(egf.flat, p.egf_half_saturation, 0.0, 1.0, out)  # e / (K + e)
-
         self.scale = scale
-        self.cue = Cue(f"{self.name}.egf", egf_occupancy, np.zeros(0))
+        self.cue = Cue(f"{self.name}.egf", saturating_cue(egf, p.egf_half_saturation), np.zeros(0))
         site.modifiers.cues.append(self.cue)
         site.modifiers.doorways.append((self.name, self.doorways))
         self.csf1, self.egf = csf1, egf
