@@ -214,12 +214,14 @@ def test_arrived_is_empty_without_ctcs_and_lists_ctcs_at_their_bed():
     np.testing.assert_array_equal(circ.arrived(), [0, 2])
 
 
-def test_any_occupied_looks_only_at_the_given_points():
+def test_occupied_points_lists_only_the_given_points_that_hold_cells():
     occ = np.zeros(50, np.uint8)
-    points = np.array([3, 17, 40], np.int64)
-    assert not k.any_occupied(occ, points)
+    points = np.array([3, 17, 40, 44], np.int64)
+    out = np.full(4, -1, np.int64)
+    assert k.occupied_points(occ, points, out) == 0
     occ[[4, 16, 41]] = 2  # next to every point, never on one
-    assert not k.any_occupied(occ, points)
-    occ[40] = 1
-    assert k.any_occupied(occ, points)
-    assert not k.any_occupied(occ, np.zeros(0, np.int64))
+    assert k.occupied_points(occ, points, out) == 0
+    occ[[44, 17]] = 1
+    assert k.occupied_points(occ, points, out) == 2
+    np.testing.assert_array_equal(out[:2], [17, 44])  # in the order of `points`
+    assert k.occupied_points(occ, np.zeros(0, np.int64), out) == 0

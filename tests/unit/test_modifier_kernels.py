@@ -200,9 +200,10 @@ def test_select_on_vessels_with_doorway_matches_twin(p_enter):
     vessel = rng.choice(np.array([0, 1, 2, 3], np.int8), n_points, p=[0.3, 0.4, 0.2, 0.1])
     doorway = (rng.random(n_points) < 0.5).astype(np.uint8)
     doorway[vessel == 0] = 1  # a doorway off any vessel opens nothing
+    occupied = np.flatnonzero(vessel)  # (5,000 cells on 80 points: every point holds some)
     out = np.full(n, 9, np.uint8)
     k = select_on_vessels(n, c["uid"], c["pos"], c["phen"], c["state"], c["flags"], vessel, p_enter, KEY,
-                          STREAM, STEP, out, doorway)
+                          STREAM, STEP, out, doorway, occupied)
     v, door, mes = vessel[c["pos"]], doorway[c["pos"]] == 1, c["phen"] == 1
     live = ((c["flags"] & DEAD) == 0) & (c["state"] == 0)
     eligible = live & ((v == 2) | (v == 3) | ((v == 1) & (mes | door)))
@@ -216,7 +217,7 @@ def test_select_on_vessels_with_doorway_matches_twin(p_enter):
     for closed in (NO_MASK, np.zeros(n_points, np.uint8)):
         shut = np.empty(n, np.uint8)
         select_on_vessels(n, c["uid"], c["pos"], c["phen"], c["state"], c["flags"], vessel, p_enter, KEY,
-                          STREAM, STEP, shut, closed)
+                          STREAM, STEP, shut, closed, occupied)
         np.testing.assert_array_equal(shut.astype(bool), expect & ~(~mes & (v == 1)))
 
 

@@ -35,12 +35,17 @@ def any_flag(n, flags, bit):
 
 
 @njit(cache=True)
-def any_occupied(occ, points):
-    """Whether any of ``points`` holds a cell (``occ`` per lattice point)."""
+def occupied_points(occ, points, out):
+    """Write those of ``points`` that hold a cell (``occ`` per lattice point) to ``out``, in order.
+
+    Returns how many there are (``out`` has at least ``len(points)`` entries).
+    """
+    k = 0
     for j in range(points.shape[0]):
         if occ[points[j]]:
-            return True
-    return False
+            out[k] = points[j]
+            k += 1
+    return k
 
 
 #: Cells per block of the listing kernels (:func:`list_flagged`,

@@ -756,30 +756,61 @@ def scatter_add_by_points(n, pos, clone, phen, state, flags, table, out, parts):
             out[p + lo] += flat[np.uintp(clone[i]) * n_phen + np.uintp(phen[i])]
 
 
+#: Most occupied vessel points for which :func:`select_on_vessels` finds the cells on them by comparing
+#: every cell's point with each in turn (one vectorised pass apiece, 1.8 µs at 67,000 cells) rather than
+#: by looking up every cell's point in the vessel map (a gather, 14 µs).
+COMPARED_POINTS = 6
+
+
 @sized_kernel(first_arg)
-def select_on_vessels(n, uid, pos, phen, state, flags, vessel, p_enter, key, stream, step, out, doorway):
+def select_on_vessels(n, uid, pos, phen, state, flags, vessel, p_enter, key, stream, step, out, doorway,
+                      occupied):
     """Mark live active cells on a vessel point that enter it this step (Franssen 2019).
 
     Mesenchymal cells may enter any vessel point (``vessel == 1`` normal,
     ``2`` ruptured or ``3`` lymphatic); epithelial cells only ruptured and
     lymphatic ones, and normal points marked in ``doorway`` (per point, or
     empty). Each eligible cell enters with probability ``p_enter``.
+    ``occupied`` lists every vessel point that holds a cell (see
+    :func:`~metacoop.kernels.bookkeeping.occupied_points`).
+
+    A first pass without branches, which the compiler vectorises, marks the
+    cells on those points: up to :data:`COMPARED_POINTS` of them by comparing
+    each cell's point with each, otherwise by the vessel map. The marked cells
+    (a few in tens of thousands) are then visited, eight cells skipped at a
+    time where a uint64 of marks is 0. On cells captured from franssen2019 at
+    67,000 cells with two occupied vessel points: 23 -> 9 µs.
 
     Returns the number of cells marked in ``out`` (uint8 per cell).
     """
+    if occupied.shape[0] <= COMPARED_POINTS:
+        for i in prange(n):
+            out[i] = 0
+        for j in range(occupied.shape[0]):
+            q = np.int32(occupied[j])  # (pos is int32: the comparison then runs in 32-bit lanes)
+            for i in prange(n):
+                out[i] |= pos[i] == q
+    else:
+        for i in prange(n):
+            out[i] = vessel[np.uintp(pos[i])] != 0
     count = 0
-    for i in prange(n):
-        out[i] = 0
-        v = vessel[pos[i]]
-        if v == 0:  # (tested first: it sends almost every cell on, 25 % faster than the flags first)
+    words = n // 8
+    packed = out[: words * 8].view(np.uint64)
+    for b in prange(words + 1):
+        if b < words and packed[b] == 0:
             continue
-        if flags[i] & DEAD or state[i] != ACTIVE:
-            continue
-        if v == 1 and phen[i] != MESENCHYMAL and (doorway.shape[0] == 0 or doorway[pos[i]] == 0):
-            continue
-        if p_enter >= 1.0 or uniform(key, stream, step, uid[i], 0) < p_enter:
-            out[i] = 1
-            count += 1
+        for i in range(8 * b, min(8 * b + 8, n)):
+            if out[i] == 0:
+                continue
+            out[i] = 0
+            if flags[i] & DEAD or state[i] != ACTIVE:
+                continue
+            if vessel[pos[i]] == 1 and phen[i] != MESENCHYMAL and (doorway.shape[0] == 0
+                                                                  or doorway[pos[i]] == 0):
+                continue
+            if p_enter >= 1.0 or uniform(key, stream, step, uid[i], 0) < p_enter:
+                out[i] = 1
+                count += 1
     return count
 
 

@@ -28,7 +28,7 @@ from metacoop.config.base import MechanismParams
 from metacoop.core.clones import per_step_probability
 from metacoop.core.schedule import Phase
 from metacoop.core.vessels import LYMPHATIC_VESSEL, VESSEL_NAMES
-from metacoop.kernels.bookkeeping import any_occupied, flagged_slots
+from metacoop.kernels.bookkeeping import flagged_slots, occupied_points
 from metacoop.kernels.cells import select_on_vessels
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -78,13 +78,15 @@ class Intravasation(Mechanism):
             mods = site.modifiers
             if c.n == 0 or not mods.open(ctx.time_h + ctx.dt_h):  # cells enter at the step's end
                 continue
-            if not any_occupied(site.occ, site.vessel_points):  # no cell on a vessel: none can enter
+            occupied = np.empty(site.vessel_points.shape[0], np.int64)
+            held = occupied_points(site.occ, site.vessel_points, occupied)
+            if not held:  # no cell on a vessel: none can enter
                 continue
             mask = site.scratch_mask(c.n)
             k = select_on_vessels(
                 c.n, c.uid, c.pos, c.phen, c.state, c.flags, site.vessel, self.p_enter,
                 site.streams.key, self.stream, ctx.step, mask,
-                mods.doorway_mask(ctx, site.lattice.n_points),
+                mods.doorway_mask(ctx, site.lattice.n_points), occupied[:held],
             )
             if not k:
                 continue
