@@ -508,23 +508,35 @@ def list_due(n, cycle_h, pos, room, due, counts, marks, n_due=0):
     list_flagged(n, marks, DUE, due, counts)
 
 
-@sized_kernel(first_arg)
+#: Cells from which :func:`mark_due` may run on several threads (see :mod:`~metacoop.kernels.dispatch`).
+#: Within franssen2019 (builds alternating call by call, medians) two threads took the marking from 7.4 to
+#: 4.5 µs at 8,000-16,000 cells and from 38 to 14 µs at 65,000-84,000; below 4,000 cells from 1.5 to 2.6.
+DUE_MIN_CELLS = 8_192
+
+
+@sized_kernel(first_arg, DUE_MIN_CELLS)
 def mark_due(n, cycle_h, pos, room, marks, dense=False):
     """``marks[i] = DUE`` where cell ``i``'s cycle clock has run out (and, with ``room``, there is room).
 
     A first pass without branches, which the compiler vectorises, marks the
     cells whose clock has run out; a second clears the marks of cells without
     room, eight cells at a time, skipping a uint64 of marks that is 0. With
-    ``dense`` and ``room``, one branch-free pass reads every cell's clock and
-    room (vectorised with gathers): faster where many cells are due, as late
-    in franssen2019, whose packed tumour keeps two cells in three due and
-    waiting for room (29 against 46 µs at 67,000 cells), and at 1e6 cells on
-    two threads (135 against 165 µs, 1.6 % due); slower at 10,000 cells with
-    1 % due (4.7 against 2.2 µs).
+    ``dense`` and ``room``, two branch-free passes read every cell's room,
+    then its clock: faster where many cells are due, as late in franssen2019,
+    whose packed tumour keeps two cells in three due and waiting for room (29
+    against 46 µs at 67,000 cells), and at 1e6 cells on two threads (135
+    against 165 µs, 1.6 % due); slower at 10,000 cells with 1 % due (4.7
+    against 2.2 µs). The room is looked up in a pass of its own: in one loop
+    with the clocks, the serial build's code stayed scalar (31 against 15 µs
+    on cells captured at 67,000); the parallel build, whose arrays the
+    compiler may assume distinct, vectorises either form (10 µs on two
+    threads).
     """
     if dense and room.shape[0] > 0:
         for i in prange(n):
-            marks[i] = (cycle_h[i] <= 0.0) & (room[np.uintp(pos[i])] != 0)
+            marks[i] = room[np.uintp(pos[i])]
+        for i in prange(n):
+            marks[i] = (cycle_h[i] <= 0.0) & (marks[i] != 0)
         return
     for i in prange(n):
         marks[i] = cycle_h[i] <= 0.0  # (DUE is 1)

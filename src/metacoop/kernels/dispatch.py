@@ -14,11 +14,13 @@ only:
   their own, where the work per call is large enough for two threads to pay:
   the field kernels from :data:`FIELD_MIN_POINTS` (on a 201 x 201 lattice
   1.2-1.8x faster on two threads), the event clock's candidates (1.2x from
-  2,000 cells, 1.5x from 16,000) and the kernels that draw for every cell
+  2,000 cells, 1.5x from 16,000), the kernels that draw for every cell
   (:data:`~metacoop.kernels.cells.DRAW_MIN_CELLS`: death, EMT/MET and the
-  step clock's moves, 1.25-2.4x at 2,000-4,000 cells). These lower thresholds apply while
-  numba has more than one thread and :class:`SmallWorkTrials` finds that
-  whole steps run faster with them.
+  step clock's moves, 1.25-2.4x at 2,000-4,000 cells) and the marking of
+  due cells (:data:`~metacoop.kernels.cells.DUE_MIN_CELLS`: 1.6-2.7x from
+  8,000 cells). These lower thresholds apply while numba has more than one
+  thread and :class:`SmallWorkTrials` finds that whole steps run faster with
+  them.
 
 Why trials: a parallel region costs about a microsecond while the OpenMP
 threads spin between regions (see :mod:`metacoop`'s note on
