@@ -225,3 +225,17 @@ def test_occupied_points_lists_only_the_given_points_that_hold_cells():
     assert k.occupied_points(occ, points, out) == 2
     np.testing.assert_array_equal(out[:2], [17, 44])  # in the order of `points`
     assert k.occupied_points(occ, np.zeros(0, np.int64), out) == 0
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int64])
+def test_add_counts_adds_what_bincount_counts(dtype):
+    clone = np.random.default_rng(5).integers(0, 4, 500).astype(dtype)
+    counts = np.array([7, 0, 3, 1, 0], np.int64)
+    expect = counts + np.bincount(clone, minlength=5)
+    k.add_counts(clone, counts)
+    np.testing.assert_array_equal(counts, expect)
+    k.add_counts(clone[:0], counts)  # nothing to count
+    np.testing.assert_array_equal(counts, expect)
+    for bad in (5, -1):  # a clone outside the counters is an error, not a write past them
+        with pytest.raises(IndexError):
+            k.add_counts(np.array([1, bad], dtype), counts)

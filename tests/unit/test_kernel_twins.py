@@ -397,9 +397,10 @@ def test_list_flagged_lists_flatnonzero_block_by_block(build, share, bit, n):
     flags = rng.integers(0, 256, n).astype(np.uint8) & ~np.uint8(bit)
     flags[rng.random(n) < share] |= bit
     slots, counts = np.full(n, -1, np.int64), np.empty(list_blocks(n), np.int64)
-    getattr(list_flagged, build)(n, flags, bit, slots, counts)
+    total = getattr(list_flagged, build)(n, flags, bit, slots, counts)
     got = np.concatenate([slots[b * LIST_BLOCK : b * LIST_BLOCK + counts[b]] for b in range(counts.size)])
     np.testing.assert_array_equal(got, np.flatnonzero(flags & bit))
+    assert total == got.size
     assert counts.size == list_blocks(n) and (counts[: n // LIST_BLOCK] > 0).all()
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from metacoop.core.modifiers import product_of
 from metacoop.core.state import CELL_COLUMNS, AgentArrays, CellArrays
 from metacoop.errors import SimulationError
-from metacoop.kernels.bookkeeping import advance_ctcs, arrived_slots
+from metacoop.kernels.bookkeeping import add_counts, advance_ctcs, arrived_slots
 from metacoop.kernels.random import uniforms
 
 
@@ -258,7 +258,7 @@ class Circulation:
         """
         cell_mask = ctc_mask[self.member_slots()] if self.cells.n else np.zeros(0, bool)
         leaving = self.cells.take(np.flatnonzero(cell_mask))
-        self.counters[kind] += np.bincount(leaving["clone"], minlength=self._n_clones)
+        add_counts(leaving["clone"], self.counters[kind])
         self.cells.remove(cell_mask)
         self.ctcs.remove(ctc_mask)
         return leaving

@@ -24,7 +24,7 @@ from metacoop.core.rng import CompartmentStreams
 from metacoop.core.state import ACTIVE, CellArrays, StromalArrays, uid_base
 from metacoop.core.vessels import LYMPHATIC_VESSEL, NORMAL_VESSEL, RUPTURED_VESSEL
 from metacoop.errors import SimulationError
-from metacoop.kernels.bookkeeping import any_flag, flagged_slots, order_by_point
+from metacoop.kernels.bookkeeping import add_counts, any_flag, flagged_slots, order_by_point
 from metacoop.kernels.cells import DEAD, scatter_add
 
 #: Per-clone event counters kept by every site. ``arrived`` counts cells reaching
@@ -228,7 +228,7 @@ class Site:
     def count(self, kind: str, clone: np.ndarray) -> None:
         """Add one to ``counters[kind]`` for each entry of ``clone``."""
         if len(clone):
-            self.counters[kind] += np.bincount(clone, minlength=self._n_clones)
+            add_counts(np.asarray(clone), self.counters[kind])
 
     def _remove(self, slots: np.ndarray, kind: str) -> None:
         """Remove the cells in ``slots`` (ascending), counting them under ``kind``."""

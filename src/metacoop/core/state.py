@@ -72,11 +72,15 @@ class AgentArrays:
         for name, (dtype, _) in self.COLUMNS.items():
             setattr(self, name, np.zeros(capacity, dtype))
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        #: the column whose length :attr:`capacity` reads
+        cls._first_column = next(iter(cls.COLUMNS), None)
+
     @property
     def capacity(self) -> int:
         """Number of slots allocated."""
-        first = next(iter(self.COLUMNS))
-        return int(getattr(self, first).shape[0])
+        return getattr(self, self._first_column).shape[0]
 
     @classmethod
     def bytes_per_agent(cls) -> int:

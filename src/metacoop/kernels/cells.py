@@ -478,8 +478,8 @@ DUE = np.uint8(1)
 DENSE_DUE_RATIO = 8
 
 
-def list_due(n, cycle_h, pos, room, due, counts, marks, n_due=0):
-    """List the cells that may divide: those whose cycle clock has run out, block by block.
+def list_due(n, cycle_h, pos, room, due, counts, marks, n_due=0) -> int:
+    """List the cells that may divide: those whose cycle clock has run out, block by block; return how many.
 
     Block ``b`` (cells ``b * LIST_BLOCK`` up to the next block) writes the
     slots of its due cells, ascending, to ``due`` from ``b * LIST_BLOCK`` on
@@ -505,7 +505,7 @@ def list_due(n, cycle_h, pos, room, due, counts, marks, n_due=0):
     """
     dense = n_due * DENSE_DUE_RATIO >= n or n >= PARALLEL_MIN_ITEMS
     mark_due(n, cycle_h, pos, room, marks, dense)
-    list_flagged(n, marks, DUE, due, counts)
+    return list_flagged(n, marks, DUE, due, counts)
 
 
 #: Cells from which :func:`mark_due` may run on several threads (see :mod:`~metacoop.kernels.dispatch`).

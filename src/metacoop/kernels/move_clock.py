@@ -396,12 +396,19 @@ class MoveBounds:
         self.pairs = list(zip(p_diff.ravel().tolist(), np.abs(p_hapt).ravel().tolist(), strict=True))
         self.low = move_bound(p_diff, p_hapt, 0.0, 0.0, ndim, upwind, None, None, None)[1]
         self.slope = float(np.abs(p_hapt).max(initial=0.0))
+        #: the last ECM range asked about without a modifier, and its answer (the range changes rarely)
+        self._last: tuple[float, float, tuple[float, float]] | None = None
 
     def __call__(self, lo: float, hi: float, boost: np.ndarray | None, cues: np.ndarray | None,
                  cue_sens: np.ndarray | None) -> tuple[float, float]:
         """``(high, low)`` for a site whose ECM spans ``[lo, hi]``, as :func:`move_bound` gives them."""
         if (boost is not None and boost.size) or (cues is not None and cues.shape[0]):
             return move_bound(self.p_diff, self.p_hapt, lo, hi, self.ndim, self.upwind, boost, cues, cue_sens)
+        last = self._last
+        if last is not None and last[0] == lo and last[1] == hi:
+            return last[2]
         ecm_range = max(hi - lo, 0.0) if self.upwind else 0.25 * max(hi - lo, 0.0)
         top = max([still + hapt * ecm_range for still, hapt in self.pairs], default=0.0)
-        return 2 * self.ndim * max(top, 0.0) * (1.0 + 1e-9), self.low
+        bounds = 2 * self.ndim * max(top, 0.0) * (1.0 + 1e-9), self.low
+        self._last = (lo, hi, bounds)
+        return bounds

@@ -28,7 +28,7 @@ from metacoop.config.base import MechanismParams
 from metacoop.core.clones import per_step_probability
 from metacoop.core.schedule import Phase
 from metacoop.core.vessels import LYMPHATIC_VESSEL, VESSEL_NAMES
-from metacoop.kernels.bookkeeping import flagged_slots, occupied_points
+from metacoop.kernels.bookkeeping import add_counts, flagged_slots, occupied_points
 from metacoop.kernels.cells import select_on_vessels
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -109,7 +109,7 @@ class Intravasation(Mechanism):
             circ = sim.circulation
             n_before = circ.ctcs.n
             ids = circ.add_ctcs(leaving, points, route, site.index, ctx.step, ctx.time_h + ctx.dt_h)
-            circ.counters["immigrated"] += np.bincount(leaving["clone"], minlength=len(sim.clones))
+            add_counts(leaving["clone"], circ.counters["immigrated"])
             x, y, z = site.lattice.coords(uniq)
             t = ctx.time_h + ctx.dt_h
             first = circ.cells.n - len(leaving["uid"])

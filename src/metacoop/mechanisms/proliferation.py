@@ -65,10 +65,10 @@ class Proliferation(Mechanism):
                 continue
             n0 = c.n
             listed, counts = site.scratch_int(n0), np.empty(list_blocks(n0), np.int64)
-            list_due(n0, c.cycle_h, c.pos, self._room(site, int(due)), listed, counts, site.scratch_mask(n0),
-                     int(due))
-            if n0 + due > c.capacity:  # (room for the listed cells' daughters: most due cells may have none)
-                c.reserve(int(counts.sum()))
+            k = list_due(n0, c.cycle_h, c.pos, self._room(site, int(due)), listed, counts,
+                         site.scratch_mask(n0), int(due))
+            if n0 + k > c.capacity:  # (room for the listed cells' daughters: most due cells may have none)
+                c.reserve(k)
             born = divide(
                 c.n, c.uid, c.pos, c.clone, c.phen, c.lineage, c.parent, c.birth_h, c.cycle_h,
                 c.state, c.met, c.flags, site.met_room, site.occ, site.capacity,
