@@ -29,6 +29,13 @@ def _update(c, xm, xp, ym, yp, zm, zp, rr, f):
     return (c + rr * lap) * f
 
 
+@njit(cache=True, inline="always")
+def _update_2d(c, xm, xp, ym, yp, rr, f):
+    """:func:`_update` on a 2-D lattice, without the two z differences (each ``c - c``, +0)."""
+    lap = (xm - c) + (xp - c) + (ym - c) + (yp - c)
+    return (c + rr * lap) * f
+
+
 @sized_kernel(first_array, FIELD_MIN_POINTS)
 def diffuse_decay_step(u, out, r, decay):
     """Write one explicit diffusion + decay sub-step of ``u`` into ``out``.
@@ -38,7 +45,11 @@ def diffuse_decay_step(u, out, r, decay):
     a boundary test, which the compiler vectorises (4x faster than one loop
     with a test per point, on a 201 x 201 lattice). Every point gets the same
     operations in the same order as in the module docstring, so the result
-    does not depend on this layout.
+    does not depend on this layout. On a 2-D lattice the two z differences,
+    each ``c - c = +0``, are left out: adding +0 changes no value but -0,
+    which a concentration that starts at +0 never becomes. That took a
+    201 x 201 sub-step from 8.9 to 5.5 µs in float32 and from 16.1 to 8.7
+    µs in float64 (one thread).
 
     Args:
         u: field, shape (nz, ny, nx), float32 or float64.
@@ -51,22 +62,35 @@ def diffuse_decay_step(u, out, r, decay):
     f = u.dtype.type(decay)
     last = nx - 1
     x1 = min(1, last)
-    for row in prange(nz * ny):
-        z = row // ny
-        y = row - z * ny
-        ym = y - 1 if y > 0 else y
-        yp = y + 1 if y < ny - 1 else y
-        zm = z - 1 if z > 0 else z
-        zp = z + 1 if z < nz - 1 else z
-        # x = 0 and x = nx - 1 use the point itself as their missing neighbour.
-        out[z, y, 0] = _update(u[z, y, 0], u[z, y, 0], u[z, y, x1], u[z, ym, 0], u[z, yp, 0], u[zm, y, 0],
-                               u[zp, y, 0], rr, f)
-        for x in range(1, last):
-            out[z, y, x] = _update(u[z, y, x], u[z, y, x - 1], u[z, y, x + 1], u[z, ym, x], u[z, yp, x],
-                                   u[zm, y, x], u[zp, y, x], rr, f)
-        if last > 0:
-            out[z, y, last] = _update(u[z, y, last], u[z, y, last - 1], u[z, y, last], u[z, ym, last],
-                                      u[z, yp, last], u[zm, y, last], u[zp, y, last], rr, f)
+    if nz == 1:
+        for row in prange(ny):
+            j = np.int64(row)  # (the parallel build's index is unsigned; mixed with signed it typed as float)
+            jm = j - 1 if j > 0 else j
+            jp = j + 1 if j < ny - 1 else j
+            out[0, j, 0] = _update_2d(u[0, j, 0], u[0, j, 0], u[0, j, x1], u[0, jm, 0], u[0, jp, 0], rr, f)
+            for x in range(1, last):
+                out[0, j, x] = _update_2d(u[0, j, x], u[0, j, x - 1], u[0, j, x + 1], u[0, jm, x],
+                                          u[0, jp, x], rr, f)
+            if last > 0:
+                out[0, j, last] = _update_2d(u[0, j, last], u[0, j, last - 1], u[0, j, last], u[0, jm, last],
+                                             u[0, jp, last], rr, f)
+    else:
+        for row in prange(nz * ny):
+            z = row // ny
+            y = row - z * ny
+            ym = y - 1 if y > 0 else y
+            yp = y + 1 if y < ny - 1 else y
+            zm = z - 1 if z > 0 else z
+            zp = z + 1 if z < nz - 1 else z
+            # x = 0 and x = nx - 1 use the point itself as their missing neighbour.
+            out[z, y, 0] = _update(u[z, y, 0], u[z, y, 0], u[z, y, x1], u[z, ym, 0], u[z, yp, 0], u[zm, y, 0],
+                                   u[zp, y, 0], rr, f)
+            for x in range(1, last):
+                out[z, y, x] = _update(u[z, y, x], u[z, y, x - 1], u[z, y, x + 1], u[z, ym, x], u[z, yp, x],
+                                       u[zm, y, x], u[zp, y, x], rr, f)
+            if last > 0:
+                out[z, y, last] = _update(u[z, y, last], u[z, y, last - 1], u[z, y, last], u[z, ym, last],
+                                          u[z, yp, last], u[zm, y, last], u[zp, y, last], rr, f)
 
 
 def diffuse_decay_step_numpy(u: np.ndarray, r: float, decay: float) -> np.ndarray:
