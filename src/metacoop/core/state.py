@@ -66,6 +66,7 @@ class AgentArrays:
     """
 
     COLUMNS: ClassVar[dict[str, tuple[type, str]]] = {}
+    _first_column: ClassVar[str | None] = None
 
     def __init__(self, capacity: int = 0):
         self.n = 0

@@ -509,9 +509,10 @@ def list_due(n, cycle_h, pos, room, due, counts, marks, n_due=0) -> int:
 
 
 #: Cells from which :func:`mark_due` may run on several threads (see :mod:`~metacoop.kernels.dispatch`).
-#: Within franssen2019 (builds alternating call by call, medians) two threads took the marking from 7.4 to
-#: 4.5 µs at 8,000-16,000 cells and from 38 to 14 µs at 65,000-84,000; below 4,000 cells from 1.5 to 2.6.
-DUE_MIN_CELLS = 8_192
+#: Within franssen2019 (builds alternating call by call, medians) two threads took the marking from 8.6 to
+#: 6.9 µs at 16,000-33,000 cells and from 22.7 to 15.2 µs at 65,000-84,000; at 8,000-16,000 they were
+#: even (5.5 against 5.1 µs), below 4,000 slower (2.0 against 3.2 µs).
+DUE_MIN_CELLS = 16_384
 
 
 @sized_kernel(first_arg, DUE_MIN_CELLS)

@@ -17,8 +17,8 @@ only:
   2,000 cells, 1.5x from 16,000), the kernels that draw for every cell
   (:data:`~metacoop.kernels.cells.DRAW_MIN_CELLS`: death, EMT/MET and the
   step clock's moves, 1.25-2.4x at 2,000-4,000 cells) and the marking of
-  due cells (:data:`~metacoop.kernels.cells.DUE_MIN_CELLS`: 1.6-2.7x from
-  8,000 cells). These lower thresholds apply while numba has more than one
+  due cells (:data:`~metacoop.kernels.cells.DUE_MIN_CELLS`: 1.25-1.5x from
+  16,000 cells). These lower thresholds apply while numba has more than one
   thread and :class:`SmallWorkTrials` finds that whole steps run faster with
   them.
 
