@@ -8,9 +8,11 @@ import pytest
 from numba import prange
 
 from metacoop.kernels.dispatch import (
+    PARALLEL_MIN_ITEMS,
     SmallWorkTrials,
     first_arg,
     multi_threaded,
+    runs_parallel,
     set_threads,
     sized_kernel,
     small_work_parallel,
@@ -77,7 +79,10 @@ def test_sizes_thread_counts_and_trials_route_to_the_builds():
     before = numba.get_num_threads()
 
     def builds_after(n):
+        parallel = runs_parallel(n, _count.min_items)  # (what a caller is told runs)
+        seen = bool(_count.parallel.signatures)
         _count(n, out)
+        assert bool(_count.parallel.signatures) == (seen or parallel)
         return bool(_count.serial.signatures), bool(_count.parallel.signatures)
 
     try:
@@ -93,6 +98,10 @@ def test_sizes_thread_counts_and_trials_route_to_the_builds():
         assert multi_threaded()
         assert builds_after(999) == (True, False)
         assert builds_after(1_000) == (True, True)
+        assert not runs_parallel(999, 1_000) and runs_parallel(1_000, 1_000)
+        small_work_parallel(False)
+        assert not runs_parallel(5_000, 1_000) and runs_parallel(PARALLEL_MIN_ITEMS, 1_000)
+        small_work_parallel(True)
         assert set_threads(10 ** 6) == numba.config.NUMBA_NUM_THREADS  # clipped
     finally:
         set_threads(before)

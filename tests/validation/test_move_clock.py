@@ -89,7 +89,8 @@ class Cells:
         decide_moves_clocked(self.n, self.uid, self.pos, self.clone, self.phen, self.state, self.flags,
                              self.wake, p_diff, p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step,
                              self.target, None, None, None, None, ceiling, ceiling_low,
-                             float(np.abs(p_hapt).max()), LOW_LEVELS, np.empty(self.n, np.uint8))
+                             float(np.abs(p_hapt).max()), LOW_LEVELS, np.empty(self.n, np.uint8),
+                             np.zeros(0, np.uint8), 0, False)
         return self._direction(chosen_moves(self.flags, self.target))
 
     def stepwise(self, step, p_diff, p_hapt, ecm) -> np.ndarray:
@@ -255,22 +256,35 @@ def test_cells_that_stop_and_restart_move_only_while_active():
         assert abs(got - mean) < Z * math.sqrt(mean * (1 - p)), (got, mean)
 
 
-def test_the_parallel_build_decides_exactly_as_the_serial_one():
+@pytest.mark.parametrize("capacity", [255, 4])  # no point ever full / a crowded lattice, many moves cancelled
+def test_every_build_and_applying_as_decided_give_the_same_moves(capacity):
+    # The parallel build decides as the serial one; the serial build applying each move as it decides it
+    # (apply_now) ends where deciding every cell and then applying in cell order (apply_moves) does.
     results = []
-    for build in (decide_moves_clocked.serial, decide_moves_clocked.parallel):
+    for build, apply_now in ((decide_moves_clocked.serial, False), (decide_moves_clocked.parallel, False),
+                             (decide_moves_clocked.serial, True)):
         cells = Cells(150_000, shape=(201, 201), seed=6)
         p_diff, p_hapt = tables(0.004, 0.008, 0.03)
         ecm = np.random.default_rng(7).random(201 * 201)
         occ = np.bincount(cells.pos, minlength=201 * 201).astype(np.uint8)
+        moved = 0
         for step in range(30):
-            build(cells.n, cells.uid, cells.pos, cells.clone, cells.phen, cells.state, cells.flags,
-                  cells.wake, p_diff, p_hapt, ecm, cells.dims, 2, True, KEY, STREAM, step, cells.target, None,
-                  None, None, None, 0.2, 0.05, 0.03, LOW_LEVELS, np.empty(cells.n, np.uint8))
+            before = cells.pos.copy()
+            left = build(cells.n, cells.uid, cells.pos, cells.clone, cells.phen, cells.state, cells.flags,
+                         cells.wake, p_diff, p_hapt, ecm, cells.dims, 2, True, KEY, STREAM, step,
+                         cells.target, None, None, None, None, 0.2, 0.05, 0.03, LOW_LEVELS,
+                         np.empty(cells.n, np.uint8), occ, capacity, apply_now)
             ecm *= 0.999
-            apply_moves(cells.n, cells.pos, cells.target, cells.flags, occ, 255, np.empty(cells.n, np.int64))
-        results.append((cells.pos.copy(), cells.flags.copy(), cells.wake.copy()))
-    for a, b in zip(*results, strict=True):
-        np.testing.assert_array_equal(a, b)
+            assert left == 0 if apply_now else left > 0  # (moves left to apply)
+            apply_moves(cells.n, cells.pos, cells.target, cells.flags, occ, capacity,
+                        np.empty(cells.n, np.int64))
+            moved += int((cells.pos != before).sum())
+        np.testing.assert_array_equal(occ, np.bincount(cells.pos, minlength=201 * 201))
+        results.append((cells.pos.copy(), cells.flags.copy(), cells.wake.copy(), occ.copy()))
+        assert moved > 10_000
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def movement_only(clock: str, **extra) -> metacoop.Simulation:

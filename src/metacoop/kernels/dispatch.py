@@ -136,6 +136,15 @@ def small_work_parallel(on: bool) -> None:
     _SMALL = _MULTI and _WANTED
 
 
+def runs_parallel(n: int, min_items: int) -> bool:
+    """Whether a sized kernel with threshold ``min_items`` runs its parallel build for ``n`` items now.
+
+    The rule of :func:`sized_kernel`'s wrappers (which read it inline), for a caller that must know
+    which build will run.
+    """
+    return n >= PARALLEL_MIN_ITEMS or (_SMALL and n >= min_items)
+
+
 def _renamed(fn: Callable, suffix: str) -> Callable:
     """A copy of ``fn`` with its own qualified name (so numba caches it separately)."""
     copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__,

@@ -50,6 +50,7 @@ from metacoop.core.clones import CloneTable
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
 from metacoop.kernels.cells import apply_moves, decide_moves
+from metacoop.kernels.dispatch import runs_parallel
 from metacoop.kernels.move_clock import (
     CLOCK_BITS,
     LOW_LEVELS,
@@ -160,8 +161,13 @@ class Movement(Mechanism):
                 if decide_moves(*cells, *rule, target, boost, cues, sens, level, slope, marks):
                     apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, site.scratch_slots(c.n))
             elif rates[0] > 0.0:  # (0: no cell can move)
-                if decide_moves_clocked(*cells, c.wake, *rule, target, boost, cues, sens, level, *rates,
-                                        self.bounds[site.name].slope, LOW_LEVELS, site.scratch_mask(c.n)):
+                # The serial build makes each move as it decides it; the parallel one leaves them to apply.
+                clock = decide_moves_clocked
+                serial = not runs_parallel(c.n, clock.min_items)
+                if (clock.serial if serial else clock.parallel)(
+                        *cells, c.wake, *rule, target, boost, cues, sens, level, *rates,
+                        self.bounds[site.name].slope, LOW_LEVELS, site.scratch_mask(c.n), site.occ,
+                        site.capacity, serial):
                     apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, site.scratch_slots(c.n))
 
     def _clock_rates(self, site, ecm, boost, cues, sens) -> tuple[float, float] | None:
