@@ -239,3 +239,17 @@ def test_add_counts_adds_what_bincount_counts(dtype):
     for bad in (5, -1):  # a clone outside the counters is an error, not a write past them
         with pytest.raises(IndexError):
             k.add_counts(np.array([1, bad], dtype), counts)
+
+
+def test_ctc_slots_is_searchsorted():
+    rng = np.random.default_rng(8)
+    ids = np.unique(rng.integers(0, 500, 60)).astype(np.int64)
+    n_ctcs = ids.size - 5  # (entries past n_ctcs are not searched)
+    ids[n_ctcs:] = -1
+    ctc = np.concatenate([rng.choice(ids[:n_ctcs], 200), [ids[0], ids[n_ctcs - 1], -3, 10_000, 250]])
+    out = np.full(ctc.size + 3, -7, np.intp)
+    k.ctc_slots(ids, n_ctcs, ctc, ctc.size, out)
+    np.testing.assert_array_equal(out[: ctc.size], np.searchsorted(ids[:n_ctcs], ctc))
+    assert (out[ctc.size :] == -7).all()
+    k.ctc_slots(ids, 0, ctc, ctc.size, out)  # no CTC: every cell at slot 0, as searchsorted on nothing
+    np.testing.assert_array_equal(out[: ctc.size], np.searchsorted(ids[:0], ctc))

@@ -25,7 +25,7 @@ import numpy as np
 from metacoop.core.modifiers import product_of
 from metacoop.core.state import CELL_COLUMNS, AgentArrays, CellArrays
 from metacoop.errors import SimulationError
-from metacoop.kernels.bookkeeping import add_counts, advance_ctcs, arrived_slots
+from metacoop.kernels.bookkeeping import add_counts, advance_ctcs, arrived_slots, ctc_slots
 from metacoop.kernels.random import uniforms
 
 
@@ -241,7 +241,9 @@ class Circulation:
 
     def member_slots(self) -> np.ndarray:
         """For each circulating cell, the slot of its CTC in the CTC table."""
-        return np.searchsorted(self.ctcs.id[: self.ctcs.n], self.cells.live("ctc"))
+        out = np.empty(self.cells.n, np.intp)
+        ctc_slots(self.ctcs.id, self.ctcs.n, self.cells.ctc, self.cells.n, out)
+        return out
 
     def reroute(self, slots: np.ndarray, route: np.ndarray, step: int) -> None:
         """Send the CTCs in ``slots`` along ``route`` (one route index per CTC)."""

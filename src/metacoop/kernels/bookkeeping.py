@@ -49,6 +49,27 @@ def add_counts(clone, counts):
 
 
 @njit(cache=True)
+def ctc_slots(ids, n_ctcs, ctc, n_cells, out):
+    """``out[i] = np.searchsorted(ids[:n_ctcs], ctc[i])`` for every ``i < n_cells`` (``ids`` ascending).
+
+    The slot in the CTC table of each circulating cell's CTC, by binary search:
+    what NumPy's ``searchsorted`` gives, without its call overhead (called
+    several times a step while CTCs circulate).
+    """
+    for i in range(n_cells):
+        v = ctc[i]
+        lo = 0
+        hi = n_ctcs
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if ids[mid] < v:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = lo
+
+
+@njit(cache=True)
 def occupied_points(occ, points, out):
     """Write those of ``points`` that hold a cell (``occ`` per lattice point) to ``out``, in order.
 
