@@ -125,8 +125,9 @@ class AgentArrays:
         return slots
 
     def take(self, slots: np.ndarray) -> dict[str, np.ndarray]:
-        """Copy the given slots out as a dict of arrays (for transfers)."""
-        return {name: arr[slots].copy() for name, arr in self.arrays().items()}
+        """Copy the given slots (an array of slots, or a mask) out as a dict of arrays (for transfers)."""
+        slots = np.asarray(slots)
+        return {name: getattr(self, name)[slots] for name in self.COLUMNS}  # (indexing by an array copies)
 
     def remove(self, mask: np.ndarray) -> None:
         """Remove live agents where ``mask`` (length ``n``) is true, keeping order."""
