@@ -39,6 +39,19 @@ def test_state_is_at_most_64_bytes_per_cell():
     assert CellArrays.bytes_per_cell() <= 64
 
 
+def test_cell_arrays_take_copies_the_given_slots_in_order_and_capacity_follows_growth():
+    c = CellArrays(4)
+    assert c.capacity == 4
+    c.append({"uid": np.arange(10, 16), "pos": np.arange(6, dtype=np.int32)})
+    assert c.capacity >= 6 and c.capacity == c.uid.shape[0] == c.flags.shape[0]
+    out = c.take(np.array([4, 1]))
+    np.testing.assert_array_equal(out["uid"], [14, 11])
+    np.testing.assert_array_equal(out["pos"], [4, 1])
+    out["uid"][:] = -1  # a copy: the cells keep their ids
+    np.testing.assert_array_equal(c.live("uid"), np.arange(10, 16))
+    assert all(len(v) == 0 for v in c.take([]).values())  # (an empty list of slots)
+
+
 def test_schedule_lists_enabled_mechanisms_in_phase_order():
     sim = metacoop.Simulation(small(**{"mechanisms.death.enabled": False}))
     names = [s.name for s in sim.plan]

@@ -125,8 +125,10 @@ class AgentArrays:
         return slots
 
     def take(self, slots: np.ndarray) -> dict[str, np.ndarray]:
-        """Copy the given slots (an array of slots, or a mask) out as a dict of arrays (for transfers)."""
+        """Copy the given slots (integers) out as a dict of arrays (for transfers)."""
         slots = np.asarray(slots)
+        if slots.dtype != bool:
+            slots = slots.astype(np.intp, copy=False)  # (an empty list would index as floats)
         return {name: getattr(self, name)[slots] for name in self.COLUMNS}  # (indexing by an array copies)
 
     def remove(self, mask: np.ndarray) -> None:
