@@ -524,14 +524,14 @@ def mark_due(n, cycle_h, pos, room, marks, dense=False):
     room, eight cells at a time, skipping a uint64 of marks that is 0. With
     ``dense`` and ``room``, two branch-free passes read every cell's room,
     then its clock: faster where many cells are due, as late in franssen2019,
-    whose packed tumour keeps two cells in three due and waiting for room (29
-    against 46 µs at 67,000 cells), and at 1e6 cells on two threads (135
-    against 165 µs, 1.6 % due); slower at 10,000 cells with 1 % due (4.7
-    against 2.2 µs). The room is looked up in a pass of its own: in one loop
-    with the clocks, the serial build's code stayed scalar (31 against 15 µs
-    on cells captured at 67,000); the parallel build, whose arrays the
-    compiler may assume distinct, vectorises either form (10 µs on two
-    threads).
+    whose packed tumour keeps two cells in three due and waiting for room,
+    and at 1e6 cells on two threads; slower at 10,000 cells with 1 % due (as
+    one pass: 29 against 46 µs at 67,000 cells, 135 against 165 µs at 1e6
+    with 1.6 % due, 4.7 against 2.2 µs at 10,000). The room is looked up in a
+    pass of its own: in one loop with the clocks, the serial build's code
+    stayed scalar (31 against 15 µs on cells captured at 67,000); the
+    parallel build, whose arrays the compiler may assume distinct, vectorises
+    either form (10 µs on two threads).
     """
     if dense and room.shape[0] > 0:
         for i in prange(n):
