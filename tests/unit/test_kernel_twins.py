@@ -462,6 +462,10 @@ def test_select_on_vessels_matches_twin(n_vessels, build):
         expect = eligible & ((p_enter >= 1.0) | (_draws(c["uid"]) < p_enter))
         np.testing.assert_array_equal(out, expect.astype(np.uint8))
         assert k == expect.sum() > 0
+    # No occupied vessel point: no cell is marked (and marks left from before are cleared).
+    assert kernel(n, c["uid"], c["pos"], c["phen"], c["state"], c["flags"], vessel, 1.0, KEY, STREAM, STEP,
+                  out, np.zeros(0, np.uint8), np.zeros(0, np.int64)) == 0
+    assert not out.any()
 
 
 # -- thread-count independence ---------------------------------------------------------------------

@@ -309,8 +309,8 @@ class Simulation:
         circ = self.circulation
         route = np.full(group_sizes.size, circ.route_index(inj.vessel), np.int16)
         circ.add_ctcs(cells, labels, route, -1, ctx.step, ctx.time_h, remaining_h=inj.transit_h)
-        circ.counters["injected"] += np.bincount(clone, minlength=len(self.clones))
         per = np.bincount(clone, minlength=len(self.clones))
+        circ.counters["injected"] += per
         self.events.append({
             "time_h": t, "step": ctx.step, "event": "injection", "compartment": circ.name,
             "route": inj.vessel, "size": k, "n_epithelial": int((phen == 0).sum()),

@@ -796,11 +796,17 @@ def select_on_vessels(n, uid, pos, phen, state, flags, vessel, p_enter, key, str
 
     Returns the number of cells marked in ``out`` (uint8 per cell).
     """
-    if occupied.shape[0] <= COMPARED_POINTS:
+    held = occupied.shape[0]
+    if held == 0:  # no cell on a vessel point
         for i in prange(n):
             out[i] = 0
-        for j in range(occupied.shape[0]):
-            q = np.int32(occupied[j])  # (pos is int32: the comparison then runs in 32-bit lanes)
+        return 0
+    if held <= COMPARED_POINTS:
+        q = np.int32(occupied[0])  # (pos is int32: the comparisons then run in 32-bit lanes)
+        for i in prange(n):
+            out[i] = pos[i] == q
+        for j in range(1, held):
+            q = np.int32(occupied[j])
             for i in prange(n):
                 out[i] |= pos[i] == q
     else:
