@@ -34,6 +34,7 @@ from metacoop.kernels.cells import (
 from metacoop.kernels.dispatch import PARALLEL_MIN_ITEMS
 from metacoop.kernels.fields import (
     DEGRADE_BLOCK,
+    FIELD_FLOOR,
     SMALL_EXPONENT,
     add_inplace,
     clear_points,
@@ -193,6 +194,67 @@ def test_degrade_exponential_equals_its_one_branch_reference_bit_for_bit(dtype, 
     x = (0.09 * m.astype(np.float64) + rate) * 0.1  # the three kinds of block are there
     assert (x[:DEGRADE_BLOCK] < SMALL_EXPONENT).all()
     assert (x[2 * DEGRADE_BLOCK : 3 * DEGRADE_BLOCK] >= SMALL_EXPONENT).all()
+
+
+def _below_floor(u: np.ndarray) -> int:
+    """How many values are non-zero with a magnitude below the floor."""
+    return int(np.count_nonzero((u != 0) & (np.abs(u) < FIELD_FLOOR)))
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_spreading_front_leaves_zeros_not_values_below_the_floor(dtype, build):
+    # A unit source at one end of a row: after k sub-steps the point k away holds about r**k, which
+    # falls below the floor (and, in float32, towards the subnormals) near the front. Those points
+    # must hold +0 in both the kernel and its NumPy twin, bit for bit, and every value above the
+    # floor is kept.
+    u = np.zeros((1, 3, 64), dtype)
+    u[:, :, 0] = 1.0
+    out = np.empty_like(u)
+    ref = u.copy()
+    r = 0.2
+    for _ in range(60):
+        getattr(diffuse_decay_step, build)(u, out, r, 0.999)
+        ref = diffuse_decay_step_numpy(ref, r, 0.999)
+        np.testing.assert_array_equal(out.view(np.uint8), ref.view(np.uint8))
+        assert _below_floor(out) == 0
+        u, out = out, u
+    # Without the floor the 60 sub-steps reach x = 60 (about r**60 = 1e-42 there); the floor stops
+    # the front earlier, and what is left of it is unchanged.
+    reach = int(np.count_nonzero(u[0, 0]))
+    assert 40 < reach < 61
+    assert (u[0, 0, :reach] >= FIELD_FLOOR).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scale_inplace_stores_values_below_the_floor_as_positive_zero(dtype):
+    u = np.array([1e-29, 3e-30, 1.0, np.nan, -1e-31, 0.0, np.inf], dtype)
+    scale_inplace(u, 0.1)
+    want = np.array([dtype(1e-29) * dtype(0.1), 0.0, dtype(0.1), np.nan, 0.0, 0.0, np.inf], dtype)
+    assert want[0] >= FIELD_FLOOR
+    np.testing.assert_array_equal(u.view(np.uint8), want.view(np.uint8))  # (+0, not -0, for -1e-32)
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_degraded_ecm_reaches_zero_through_the_floor_in_both_branches(dtype, build):
+    # ECM at 1e-29 degraded by cells whose exponent takes the polynomial (x = 0.0055) or exp
+    # (x = 0.055): it must step from values above the floor to exactly 0, never holding a value
+    # below the floor, in both branches and with the reference's bits at every step.
+    n = 2 * DEGRADE_BLOCK
+    w = np.full(n, 1e-29, dtype)
+    m = np.zeros(n, dtype)
+    rate = np.where(np.arange(n) < DEGRADE_BLOCK, 0.5, 5.0)
+    dt = 0.0111
+    assert rate[0] * dt < SMALL_EXPONENT <= rate[-1] * dt
+    want = w.copy()
+    for _ in range(600):
+        getattr(degrade_exponential, build)(w, m, rate, 0.09, dt)
+        degrade_exponential_reference(want, m, rate, 0.09, dt)
+        np.testing.assert_array_equal(w.view(np.uint8), want.view(np.uint8))
+        assert _below_floor(w) == 0
+    # Without the floor, w would be 1e-29 exp(-3.3) = 3.7e-31 in the first block after 600 steps.
+    assert not w.any()
 
 
 def test_clear_points_undoes_a_scatter():
