@@ -228,6 +228,25 @@ def test_the_solver_applies_deltas_written_through_either_accessor(diffusion):
         assert f.flat[7] == 1.5 and f.values[0, 4, 5] == 1.25
 
 
+def test_the_flat_view_is_kept_while_the_values_are_the_same_array_and_follows_a_swap():
+    # Field.flat keeps its view while Field.values is the same array; a sub-step writes into the
+    # scratch buffer, which then becomes the values: the flat view must follow, or writes through it
+    # (the ECM's degradation, the movement's reads) would go to the old buffer.
+    dims = (1, 5, 6)
+    f = Field("u", np.zeros(dims), np.zeros(dims))
+    solver = make_solver(f.values, 100.0, 0.0, 1.0, 10.0, 2, substeps=1)
+    flat = f.flat
+    assert f.flat is flat
+    flat[7] = 1.0
+    assert f.values[0, 1, 1] == 1.0
+    before = f.values
+    solver.step(f)
+    assert f.values is not before  # (one sub-step: the buffers traded places)
+    assert f.flat is not flat and np.shares_memory(f.flat, f.values)
+    f.flat[3] = 2.0
+    assert f.values[0, 0, 3] == 2.0 and f.flat.sum() == pytest.approx(f.values.sum())
+
+
 def test_sources_written_at_listed_points_are_applied_as_a_whole_lattice_pass_would():
     # Sources written through sources_at_points are added at those points only (repeats included);
     # the values must be those of the pass over every point, and the deltas all 0 after. A write

@@ -32,6 +32,7 @@ from metacoop.kernels.move_clock import (
     ROLL,
     MoveBounds,
     decide_moves_clocked,
+    ecm_bits,
     ecm_range,
     move_bound,
 )
@@ -449,6 +450,7 @@ def test_one_pass_finds_a_rise_and_the_range_of_the_ecm(dtype):
         rose, lo, hi = ecm_range(ecm, previous)
         assert (rose, lo, hi) == (False, float(ecm.min()), float(ecm.max())), ecm
         np.testing.assert_array_equal(previous, ecm)
+        assert ecm_range(ecm, previous, ecm_bits(ecm)) == (rose, lo, hi)  # (the view a caller keeps)
     previous = np.array([0.5, 0.5, 0.5], dtype)
     for ecm, rose in [([0.4, 0.5, 0.0], False), ([0.4, 0.6, 0.1], True), ([0.4, -1e-30, 0.1], True),
                       ([0.4, np.nan, 0.1], True), ([0.6, -0.5, 0.1], True)]:

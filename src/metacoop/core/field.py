@@ -57,6 +57,7 @@ class Field:
         self.zero = zero
         self.pending = True
         self.sources_at: list[np.ndarray] | None = None
+        self._flat_of, self._flat = values, values.reshape(-1)  # (the flat view of `_flat_of`)
 
     def __repr__(self) -> str:
         return f"Field({self.name!r}, shape={self.values.shape}, dtype={self.values.dtype}, zero={self.zero})"
@@ -90,8 +91,15 @@ class Field:
 
     @property
     def flat(self) -> np.ndarray:
-        """Flat view of the values (index = lattice flat index)."""
-        return self.values.reshape(-1)
+        """Flat view of the values (index = lattice flat index).
+
+        The view is kept while :attr:`values` is the same array (read several times a step; a new view
+        costs more than the check).
+        """
+        v = self.values
+        if v is not self._flat_of:
+            self._flat_of, self._flat = v, v.reshape(-1)
+        return self._flat
 
     @property
     def flat_deltas(self) -> np.ndarray:

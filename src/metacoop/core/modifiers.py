@@ -113,6 +113,8 @@ class Modifiers:
 
     def open(self, time_h: float) -> bool:
         """Whether every registered gate lets cells intravasate at ``time_h``."""
+        if not self.gates:  # (most sites: asked every step)
+            return True
         return all(g(time_h) for _, g in self.gates)
 
 

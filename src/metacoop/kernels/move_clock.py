@@ -333,17 +333,24 @@ def ecm_survey(ecm, bits, previous):
     return rises > 0, float(values[0]), float(values[1])
 
 
-def ecm_range(ecm: np.ndarray, previous: np.ndarray | None) -> tuple[bool, float, float]:
+def ecm_bits(ecm: np.ndarray) -> np.ndarray:
+    """``ecm`` viewed as signed integers of its width (what :func:`ecm_survey` compares)."""
+    return ecm.view(np.int64 if ecm.itemsize == 8 else np.int32)
+
+
+def ecm_range(ecm: np.ndarray, previous: np.ndarray | None,
+              bits: np.ndarray | None = None) -> tuple[bool, float, float]:
     """``(rose, lo, hi)`` of the site's ECM: compared with ``previous`` (then updated) unless it is None.
 
     With ``previous`` this is :func:`ecm_survey`'s single pass, and NumPy's
     ``min`` and ``max`` only when it finds a rise (its integer comparisons then
     may not order the values); without, ``rose`` is False and NumPy finds the
-    range. An empty ``ecm`` has the range ``(0, 0)``.
+    range. An empty ``ecm`` has the range ``(0, 0)``. ``bits`` is
+    :func:`ecm_bits` of ``ecm``, for a caller that keeps it (made here if None).
     """
     rose = False
     if previous is not None:
-        rose, lo, hi = ecm_survey(ecm, ecm.view(np.int64 if ecm.itemsize == 8 else np.int32), previous)
+        rose, lo, hi = ecm_survey(ecm, ecm_bits(ecm) if bits is None else bits, previous)
         if not rose:
             return rose, lo, hi
     lo, hi = (float(ecm.min()), float(ecm.max())) if ecm.size else (0.0, 0.0)

@@ -31,7 +31,9 @@ class Disaggregation(Mechanism):
 
     def step(self, ctx: StepContext) -> None:
         circ = ctx.sim.circulation
-        if not self.active or circ.cells.n == 0:
+        # A CTC holds at least one cell and the sizes add up to the cells (Circulation.check_accounting),
+        # so as many cells as CTCs means every CTC is a single cell: no cluster to shed from.
+        if not self.active or circ.cells.n == circ.ctcs.n:
             return
         slots = circ.member_slots()
         in_cluster = circ.ctcs.size[slots] > 1

@@ -56,6 +56,7 @@ from metacoop.kernels.move_clock import (
     LOW_LEVELS,
     MoveBounds,
     decide_moves_clocked,
+    ecm_bits,
     ecm_range,
 )
 from metacoop.mechanisms.base import Mechanism, StepContext
@@ -118,6 +119,8 @@ class Movement(Mechanism):
         #: the last step saw it.
         self.monotone = {site.name: True for site in sim.sites}
         self.previous_ecm = {site.name: site.fields[self.params.ecm_field].flat.copy() for site in sim.sites}
+        #: per site, the ECM flat view last surveyed and its integer view (see _clock_rates)
+        self._ecm_bits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def refresh(self, sim) -> None:
         """Derive the per-step move tables from the clone traits (a clone was added)."""
@@ -193,7 +196,10 @@ class Movement(Mechanism):
         if clock == "step" or (clock == "auto" and self.ceiling[name] > EVENT_MAX_CEILING):
             return None
         restart = not self.clocked[name]
-        rose, lo, hi = ecm_range(ecm, self.previous_ecm[name] if self.monotone[name] else None)
+        viewed = self._ecm_bits.get(name)
+        if viewed is None or viewed[0] is not ecm:  # (Field.flat is the same view while the values are)
+            viewed = self._ecm_bits[name] = (ecm, ecm_bits(ecm))
+        rose, lo, hi = ecm_range(ecm, self.previous_ecm[name] if self.monotone[name] else None, viewed[1])
         high, low = self.bounds[name](lo, hi, boost, cues, sens)
         capped = self.ceiling_low[name] >= self.ceiling[name]  # the low ceiling sits at the high one
         if high > self.ceiling[name]:
