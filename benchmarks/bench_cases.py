@@ -86,6 +86,60 @@ class CpuSnapshot:
         return max(0.0, others) / (wall * (os.cpu_count() or 1))
 
 
+@numba.njit(cache=True)
+def _dependent_chain(n: int) -> int:
+    """``n`` steps of a 48-bit linear congruential generator, each waiting for the last (one core's speed)."""
+    x = 1
+    s = 0
+    for _ in range(n):
+        x = (x * 25214903917 + 11) & 0xFFFFFFFFFFFF
+        s ^= x
+    return s
+
+
+@dataclass(frozen=True)
+class MachineProbe:
+    """How fast this machine is right now, on three small fixed tasks (best of several tries).
+
+    Figures measured on different days (or in different phases of a virtual
+    machine) compare through these: ``python_ns`` per iteration of a plain
+    Python loop (the interpreter: the engine's Python between kernels),
+    ``compiled_ns`` per step of a dependent integer chain in numba (one core's
+    clock), ``copy_gb_s`` copying 200 MB with NumPy (memory bandwidth, one core).
+    """
+
+    python_ns: float
+    compiled_ns: float
+    copy_gb_s: float
+
+    @classmethod
+    def now(cls, tries: int = 5) -> MachineProbe:
+        """Run the three tasks ``tries`` times each (about 0.5 s in all) and keep the fastest of each."""
+        _dependent_chain(10)  # (compiled or loaded before the timing)
+        src = np.ones(25_000_000)
+        dst = np.empty_like(src)
+        np.copyto(dst, src)
+        py = comp = copy = math.inf
+        for _ in range(tries):
+            t = time.perf_counter()
+            total = 0
+            for i in range(500_000):
+                total += i
+            py = min(py, (time.perf_counter() - t) / 500_000)
+            t = time.perf_counter()
+            _dependent_chain(20_000_000)
+            comp = min(comp, (time.perf_counter() - t) / 20_000_000)
+            t = time.perf_counter()
+            np.copyto(dst, src)
+            copy = min(copy, time.perf_counter() - t)
+        return cls(py * 1e9, comp * 1e9, 2 * src.nbytes / copy / 1e9)
+
+    def text(self) -> str:
+        """One line: the three figures with their units."""
+        return (f"Python loop {self.python_ns:.0f} ns/iteration, compiled chain {self.compiled_ns:.2f} "
+                f"ns/step, copy {self.copy_gb_s:.1f} GB/s")
+
+
 # -- statistics -----------------------------------------------------------------
 
 

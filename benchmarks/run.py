@@ -199,6 +199,7 @@ def environment_table(console: Console, plan: Plan, quick: bool) -> dict:
         "environment variables": ", ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ)
                                            if k.startswith(("OMP_", "NUMBA_", "MKL_", "OPENBLAS_")))
                                  or "none of OMP_*, NUMBA_*",
+        "machine probe (start)": bc.MachineProbe.now().text(),
         "mode": "quick" if quick else "full",
         "repetitions": f"cells {plan.reps} (fresh Simulation each, {plan.warmup} warm-up steps, then "
                        f"{'/'.join(map(str, plan.cell_steps))} timed steps at "
@@ -952,6 +953,10 @@ def main(argv: list[str] | None = None) -> int:
     if math.isfinite(share):
         note = " [yellow](figures disturbed; rerun on a quiet machine)[/]" if share > NOISY_SHARE else ""
         console.print(f"other processes used {100 * share:.0f} % of the CPUs over the whole run{note}")
+    probe = bc.MachineProbe.now().text()
+    out["machine probe (end)"] = probe
+    console.print(f"machine probe at the end: {probe} "
+                  f"(at the start: {out['environment']['machine probe (start)']})")
     elapsed = time.perf_counter() - start
     out["wall_s"] = elapsed
     console.print(f"benchmark wall time: {elapsed:.0f} s")

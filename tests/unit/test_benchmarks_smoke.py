@@ -80,6 +80,15 @@ def test_scenario_benchmark_tiny(run):
     assert r.n_steps == 10 and r.cells_final > 0  # 0.5 h of the default scenario, steps of 0.05 h
 
 
+def test_machine_probe_gives_three_positive_figures(run):
+    # (No speed is asserted: only that the probe measures and prints something sensible.)
+    probe = run.bc.MachineProbe.now(tries=1)
+    for v in (probe.python_ns, probe.compiled_ns, probe.copy_gb_s):
+        assert math.isfinite(v) and v > 0
+    assert probe.python_ns > probe.compiled_ns  # an interpreted iteration costs more than a compiled step
+    assert "ns/iteration" in probe.text() and "GB/s" in probe.text()
+
+
 def test_stat_and_ratio(run):
     a = run.bc.Stat.of([1.0, 2.0, 4.0])
     b = run.bc.Stat.of([10.0, 20.0, 40.0])
