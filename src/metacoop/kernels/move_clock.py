@@ -316,12 +316,12 @@ def ecm_survey(ecm, bits, previous):
     n = ecm.shape[0]
     if n == 0:
         return False, 0.0, 0.0
-    rises = 0
+    rises = np.uint8(0)  # (a max, not a count: counting kept the loop at a narrower vector width)
     lo = bits[0]
     hi = bits[0]
     for j in prange(n):
         v = ecm[j]
-        rises += not ((v <= previous[j]) & (v >= 0.0))
+        rises = max(rises, np.uint8(not ((v <= previous[j]) & (v >= 0.0))))
         previous[j] = v
         b = bits[j]
         lo = min(lo, b)
