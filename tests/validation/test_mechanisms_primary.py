@@ -322,6 +322,27 @@ def test_paracrine_macrophages_gather_where_csf1_is():
     assert_raised(on, off, "rise of mean CSF-1 occupancy at macrophages")
 
 
+def test_macrophages_add_egf_at_their_points_in_proportion_to_their_number():
+    # Immobile macrophages (no diffusion, no chemotaxis), 300 on a 21 x 21 lattice so that many share
+    # a point, and an EGF field that neither diffuses nor decays: each step's secretion is applied by
+    # the next step's FIELDS phase, so after n steps every point holds (n - 1) * its macrophages *
+    # rate * dt, and a point without one holds exactly 0.
+    rate, steps = 0.2, 12
+    cfg = scenario([clone("tumour")], ("paracrine",), seed=5, duration_h=steps * 0.1, shape=(21, 21),
+                   cells=50,
+                   params={"paracrine": {"macrophages": 300, "egf_secretion_per_h": rate,
+                                         "macrophage_diffusion_um2_per_h": 0.0,
+                                         "macrophage_chemotaxis_um2_per_h": 0.0}},
+                   **{"primary.fields.egf": {"diffusion_um2_per_h": 0.0, "decay_per_h": 0.0}})
+    sim = run(cfg)
+    site = sim.primary
+    count = np.bincount(site.agents["macrophages"].live("pos"), minlength=site.lattice.n_points)
+    assert count.max() >= 3 and count.sum() == 300
+    egf = site.fields["egf"].flat
+    np.testing.assert_allclose(egf, (steps - 1) * count * rate * cfg.dt_h, rtol=1e-5)
+    assert not egf[count == 0].any()
+
+
 def epithelial_normal_entries(seed: int, on: bool, macrophages: int) -> tuple[int, int]:
     """Epithelial cells entering normal vessel points in 4 h; and how many did so away from a macrophage.
 
