@@ -68,8 +68,6 @@ class Intravasation(Mechanism):
                 blood = circ.route_index(site.config.blood_route)
                 lymph = circ.route_index(site.config.lymph_route)
             self.routes[site.name] = (blood, lymph)
-        #: per site, scratch for the occupied vessel points (as many entries as the site's vessel points)
-        self.occupied: dict[str, np.ndarray] = {}
 
     def step(self, ctx: StepContext) -> None:
         sim = ctx.sim
@@ -80,9 +78,7 @@ class Intravasation(Mechanism):
             mods = site.modifiers
             if c.n == 0 or not mods.open(ctx.time_h + ctx.dt_h):  # cells enter at the step's end
                 continue
-            occupied = self.occupied.get(site.name)
-            if occupied is None or occupied.shape[0] != site.vessel_points.shape[0]:  # (vessels may change)
-                occupied = self.occupied[site.name] = np.empty(site.vessel_points.shape[0], np.int64)
+            occupied = site.scratch_slots(site.vessel_points.shape[0])  # (free once the cells are marked)
             held = occupied_points(site.occ, site.vessel_points, occupied)
             if not held:  # no cell on a vessel: none can enter
                 continue
