@@ -253,3 +253,39 @@ def test_ctc_slots_is_searchsorted():
     assert (out[ctc.size :] == -7).all()
     k.ctc_slots(ids, 0, ctc, ctc.size, out)  # no CTC: every cell at slot 0, as searchsorted on nothing
     np.testing.assert_array_equal(out[: ctc.size], np.searchsorted(ids[:0], ctc))
+
+
+def test_vacate_is_subtract_at():
+    pos = RNG.integers(0, 30, 200).astype(np.int32)
+    occ = np.bincount(pos, minlength=30).astype(np.uint8)
+    again = 4 + np.flatnonzero(pos[4:] == pos[3])[0]  # a second cell at slot 3's point
+    slots = np.array([0, 3, again, 150, 199], np.int64)
+    want = occ.copy()
+    np.subtract.at(want, pos[slots], 1)
+    k.vacate(occ, pos, slots)
+    np.testing.assert_array_equal(occ, want)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_route_destinations_match_the_numpy_loop_over_routes(seed):
+    # Three routes over four organs, the third reaching none; CTCs on no route (-1) keep their -1.
+    rng = np.random.default_rng(seed)
+    cdf = np.zeros((3, 4))
+    for r in range(2):
+        f = rng.random(4) * (rng.random(4) < 0.7)
+        f[r] += 0.1
+        cdf[r] = np.cumsum(f) / f.sum()
+    empty = np.array([False, False, True])
+    route = rng.integers(-1, 3, 300).astype(np.int16)
+    u = rng.random(300)
+    u[:4] = [0.0, cdf[0, 0], cdf[1, 1], np.nextafter(1.0, 0.0)]  # draws on the steps of the CDFs
+    route[:4] = [0, 0, 1, 1]
+    want = np.full(300, -1, np.int16)
+    for r in np.unique(route):  # the NumPy rule the kernel replaced
+        if r < 0 or empty[r]:
+            continue
+        sel = route == r
+        want[sel] = np.minimum(np.searchsorted(cdf[r], u[sel], side="right"), 3)
+    got = k.route_destinations(u, route, cdf, empty, 3, np.full(300, -1, np.int16))
+    np.testing.assert_array_equal(got, want)
+    assert set(np.unique(got[route == 2])) == {-1} and set(np.unique(got[route == -1])) == {-1}

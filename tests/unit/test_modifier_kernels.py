@@ -23,7 +23,7 @@ import pytest
 
 from helpers.twins import chosen_moves, decide_moves_twin, neighbours
 from metacoop.core.lattice import Lattice
-from metacoop.core.modifiers import hazard_scaled
+from metacoop.core.modifiers import hazard_scaled, product_of
 from metacoop.kernels.cells import (
     DEAD,
     advance_cycle,
@@ -437,3 +437,21 @@ def test_lattice_dilate_matches_brute_force(lat):
         np.testing.assert_array_equal(out, expect)
         # dilate accepts the (nz, ny, nx) shape and integer masks too.
         np.testing.assert_array_equal(lat.dilate(mask.reshape(lat.dims).astype(np.uint8)), expect)
+
+
+def test_product_of_leaves_out_providers_of_exactly_1_and_keeps_their_order():
+    # A provider returning None stands for a factor of 1 everywhere: the product is that of the
+    # others, with their multiplications in the same order (so the same bits), and the first
+    # provider's array is not written to; None when every provider gives None.
+    rng = np.random.default_rng(3)
+    a, b, c = rng.random(50), rng.random(50), rng.random(50).astype(np.float32)
+    kept = a.copy()
+    one = ("one", lambda ctx: None)
+    assert product_of([one], None) is None and product_of([], None) is None
+    assert product_of([one, ("a", lambda ctx: a), one], None) is a
+    got = product_of([("a", lambda ctx: a), one, ("b", lambda ctx: b), one, ("c", lambda ctx: c)], None)
+    want = a.copy()
+    want *= b
+    want *= c
+    assert got.dtype == np.float64 and got.tobytes() == want.tobytes()
+    np.testing.assert_array_equal(a, kept)

@@ -44,6 +44,8 @@ from helpers.cascade import organ as organ_row
 from helpers.cascade import table
 from metacoop.config.schema import CirculationConfig
 from metacoop.core.modifiers import hazard_scaled
+from metacoop.kernels.bookkeeping import cluster_hazard_factor
+from metacoop.mechanisms.base import StepContext
 from metacoop.observables import clone_shares
 
 pytestmark = pytest.mark.validation
@@ -189,6 +191,30 @@ def test_emboli_protection_without_cohesion_changes_nothing():
     assert any(e["size"] > 1 for e in of(on.events, "ctc_death"))
     assert int(on.site("lung").counters["arrived"].sum()) > int(on.site("lung").counters["immigrated"].sum())
 
+
+
+def test_the_emboli_factor_is_left_out_while_every_ctc_is_a_single_cell():
+    # A single cell's factor is 1 - cohesion (1 - cluster_hazard_factor[0]) = 1 exactly (the
+    # table starts at 1), so while no CTC holds two cells the factor is None and the hazards are
+    # the single-cell ones, bit for bit; with a cluster it is the kernel's array, 1 for single cells.
+    raw = table(seed=83, duration_h=1.0, dt_h=0.05, clones=[clone_row("c", cohesion=0.5)],
+                organs={"lung": organ_row()}, routes={"v": {"lung": 1.0}}, circulation=DEFAULT_FATES,
+                injections=[injection("v", 400, "c", {1: 0.5, 3: 0.5}, transit_h=1.0)])
+    sim = metacoop.Simulation(config(raw, {"emboli_protection": {"enabled": True}}))
+    circ = sim.circulation
+    while circ.ctcs.n == 0:
+        sim.step()
+    ctx = StepContext(sim, sim.step_index, sim.time_h, sim.dt_h)
+    size = circ.ctcs.live("size").copy()
+    assert (size == 1).any() and (size > 1).any()
+    got = circ.hazard_factor(ctx)
+    want = cluster_hazard_factor(circ.ctcs.n, circ.member_slots(), circ.cells.clone, sim.clones.cohesion,
+                                 circ.ctcs.size, np.asarray(sim.config.circulation.cluster_hazard_factor),
+                                 np.empty(circ.ctcs.n))
+    assert got.tobytes() == want.tobytes()
+    assert (got[size == 1] == 1.0).all() and (got[size > 1] < 1.0).all()
+    circ.remove_ctcs(size > 1, "died")
+    assert circ.ctcs.n == int((size == 1).sum()) and circ.hazard_factor(ctx) is None
 
 # -- 2. Adhesion induction (E-selectin) ---------------------------------------------------------------
 

@@ -25,8 +25,18 @@ import numpy as np
 from metacoop.core.modifiers import product_of
 from metacoop.core.state import CELL_COLUMNS, AgentArrays, CellArrays
 from metacoop.errors import SimulationError
-from metacoop.kernels.bookkeeping import add_counts, advance_ctcs, arrived_slots, ctc_slots
+from metacoop.kernels.bookkeeping import (
+    add_counts,
+    advance_ctcs,
+    arrived_slots,
+    ctc_slots,
+    route_destinations,
+)
 from metacoop.kernels.random import uniforms
+
+#: Encodes an event's composition as ``json.dumps(composition, sort_keys=True)`` does; made once, as
+#: ``json.dumps`` with any option builds a new encoder on every call.
+COMPOSITION_JSON = json.JSONEncoder(sort_keys=True)
 
 
 class CirculatingCells(CellArrays):
@@ -162,7 +172,8 @@ class Circulation:
         Returns:
             The ids of the new CTCs, in the order of ``np.unique(group)``.
         """
-        uniq, inv = np.unique(group, return_inverse=True)
+        uniq = np.unique(group)
+        inv = np.searchsorted(uniq, group)  # (return_inverse=True costs several times more)
         k = uniq.size
         ids = self.n_ctcs + np.arange(k, dtype=np.int64)
         self.n_ctcs += k
@@ -189,14 +200,8 @@ class Circulation:
         if ids.size == 0:
             return dest
         u = uniforms(self.key, ROUTING_STREAM, step, np.asarray(ids, np.int64), draw, np.empty(ids.size))
-        route = np.asarray(route)
-        for r in np.unique(route):
-            if r < 0 or self.route_empty[r]:
-                continue
-            sel = route == r
-            pick = np.searchsorted(self.route_cdf[r], u[sel], side="right")
-            dest[sel] = np.minimum(pick, len(self.organ_names) - 1)
-        return dest
+        return route_destinations(u, np.asarray(route), self.route_cdf, self.route_empty,
+                                  len(self.organ_names) - 1, dest)
 
     def draw_transit(self, ids: np.ndarray, step: int, draw: int) -> np.ndarray:
         """Transit time to the next capillary bed for each CTC, h."""
@@ -319,7 +324,7 @@ class Circulation:
         comp, n_epi, n_mes = self.composition(members, clone_names)
         row = {"time_h": time_h, "step": step, "event": kind, "compartment": self.name,
                "ctc_id": cid, "size": int(self.ctcs.size[slot]), "n_epithelial": n_epi,
-               "n_mesenchymal": n_mes, "composition": json.dumps(comp, sort_keys=True),
+               "n_mesenchymal": n_mes, "composition": COMPOSITION_JSON.encode(comp),
                "age_h": float(self.ctcs.age_h[slot]),
                "cell_uids": self.cells.uid[members].tolist()}
         row.update(extra)

@@ -24,7 +24,7 @@ from metacoop.core.rng import CompartmentStreams
 from metacoop.core.state import ACTIVE, CellArrays, StromalArrays, uid_base
 from metacoop.core.vessels import LYMPHATIC_VESSEL, NORMAL_VESSEL, RUPTURED_VESSEL
 from metacoop.errors import SimulationError
-from metacoop.kernels.bookkeeping import add_counts, any_flag, flagged_slots, order_by_point
+from metacoop.kernels.bookkeeping import add_counts, any_flag, flagged_slots, order_by_point, vacate
 from metacoop.kernels.cells import DEAD, scatter_add
 
 #: Per-clone event counters kept by every site. ``arrived`` counts cells reaching
@@ -236,7 +236,7 @@ class Site:
         if not len(slots):
             return
         self.count(kind, c.clone[slots])
-        np.subtract.at(self.occ, c.pos[slots], 1)
+        vacate(self.occ, c.pos, slots)
         c.remove_slots(slots)
 
     def resolve_deaths(self) -> None:

@@ -136,18 +136,23 @@ def saturating_cue(field, half_saturation: float) -> CueProvider:
 def product_of(providers: list[tuple[str, Callable]], ctx) -> np.ndarray | None:
     """The elementwise product of ``provider(ctx)`` over ``(name, provider)`` pairs (None if none).
 
-    The result is for reading: with one provider it is that provider's array
+    A provider may return None for a factor of exactly 1 everywhere this step;
+    it is left out of the product (None if every provider does).
+    The result is for reading: with one array it is that provider's array
     itself (in float64), not a copy (a 201 x 201 copy cost as much as the
     factor). Providers return a new array, or one nobody writes to.
     """
-    if not providers:
-        return None
-    first = np.asarray(providers[0][1](ctx), dtype=np.float64)
-    if len(providers) == 1:
-        return first
-    out = first.copy()
-    for _, p in providers[1:]:
-        out *= p(ctx)
+    out, owned = None, False
+    for _, p in providers:
+        f = p(ctx)
+        if f is None:
+            continue
+        if out is None:
+            out = np.asarray(f, dtype=np.float64)
+        elif owned:
+            out *= f
+        else:  # (a new array: the first provider's is left as it is)
+            out, owned = out * f, True
     return out
 
 

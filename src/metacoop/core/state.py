@@ -26,6 +26,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from metacoop.kernels.cells import compact_cells
+from metacoop.kernels.move_clock import CLOCK_BITS
+
 #: Bits of a cell id left for the count of cells one compartment creates (1.1e12).
 UID_BITS = 40
 
@@ -118,11 +121,11 @@ class AgentArrays:
         """
         k = len(next(iter(columns.values())))
         self.reserve(k)
-        slots = np.arange(self.n, self.n + k)
+        start, end = self.n, self.n + k
         for name in self.COLUMNS:
-            getattr(self, name)[slots] = columns.get(name, 0)
-        self.n += k
-        return slots
+            getattr(self, name)[start:end] = columns.get(name, 0)
+        self.n = end
+        return np.arange(start, end)
 
     def take(self, slots: np.ndarray) -> dict[str, np.ndarray]:
         """Copy the given slots (integers) out as a dict of arrays (for transfers)."""
@@ -133,12 +136,12 @@ class AgentArrays:
 
     def remove(self, mask: np.ndarray) -> None:
         """Remove live agents where ``mask`` (length ``n``) is true, keeping order."""
-        keep = ~np.asarray(mask, dtype=bool)
-        k = int(keep.sum())
+        kept = np.flatnonzero(~np.asarray(mask, dtype=bool))  # (once: a boolean index is searched per column)
+        k = kept.size
         if k == self.n:
             return
         for arr in self.arrays().values():
-            arr[:k] = arr[: self.n][keep]
+            arr[:k] = arr[kept]
         self.n = k
 
 
@@ -182,10 +185,8 @@ class CellArrays(AgentArrays):
         Whatever ``flags`` they bring, the clock bits are cleared, so a cell
         never wakes on a step counted in another compartment.
         """
-        from metacoop.kernels.move_clock import CLOCK_BITS
-
         slots = super().append(columns)
-        self.flags[slots] &= ~CLOCK_BITS
+        self.flags[self.n - slots.size : self.n] &= ~CLOCK_BITS
         return slots
 
     def remove(self, mask: np.ndarray) -> None:
@@ -212,8 +213,6 @@ class CellArrays(AgentArrays):
         work is proportional to the number removed (see
         :func:`~metacoop.kernels.cells.compact_cells`).
         """
-        from metacoop.kernels.cells import compact_cells
-
         self.n = compact_cells(self.n, np.asarray(slots, dtype=np.int64), self.uid, self.parent, self.pos,
                                self.lineage, self.met, self.birth_h, self.cycle_h, self.wake, self.clone,
                                self.phen, self.state, self.flags)

@@ -39,8 +39,12 @@ class EmboliProtection(Mechanism):
         circ = sim.circulation
         table = self.table
 
+        single_is_one = table[0] == 1.0
+
         def factor(ctx):
             n = circ.ctcs.n
+            if single_is_one and circ.cells.n == n:
+                return None  # every CTC a single cell, whose factor is exactly 1 (see product_of)
             return cluster_hazard_factor(n, circ.member_slots(), circ.cells.clone, cohesion, circ.ctcs.size,
                                          table, np.empty(n))
 
