@@ -546,7 +546,7 @@ def run(
         if quiet:
             result = simulate(cfg, out_dir, check=check, force=force)
         else:
-            with _progress_bar(cfg.n_steps) as (bar, task):
+            with _progress_bar(cfg.n_steps) as (bar, task), _showing_compiles(bar, task):
                 def report(p):
                     bar.update(task, completed=p.step, sim=f"{p.time_h:8.1f} / {cfg.duration_h:g} h",
                                cells=f"{p.cells:,}")
@@ -572,7 +572,7 @@ def _resume(run_dir: Path, quiet: bool, check: bool) -> None:
     else:
         raw = rd.read_manifest(require_complete=False).get("config", {})
         total = max(1, round(raw.get("duration_h", 1) / raw.get("dt_h", 1)))
-        with _progress_bar(total) as (bar, task):
+        with _progress_bar(total) as (bar, task), _showing_compiles(bar, task):
             def report(p):
                 bar.update(task, completed=p.step, sim=f"{p.time_h:8.1f} h", cells=f"{p.cells:,}")
             result = simulate(None, run_dir, progress=report, check=check, resume=True)
@@ -611,7 +611,7 @@ def verify(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
 @contextmanager
 def _progress_bar(total: int):
     bar = Progress(
-        TextColumn("[bold]simulating"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("{task.fields[sim]}"),
         TextColumn("{task.fields[cells]} cells"),
@@ -623,8 +623,25 @@ def _progress_bar(total: int):
         transient=False,
     )
     with bar:
-        task = bar.add_task("run", total=total, sim="", cells="0")
+        task = bar.add_task("simulating", total=total, sim="", cells="0")
         yield bar, task
+
+
+@contextmanager
+def _showing_compiles(bar: Progress, task, doing: str = "simulating"):
+    """While numba compiles a kernel, name it in the progress bar; afterwards say how many and how long.
+
+    Only a first run after installing or updating metacoop compiles (see
+    :mod:`metacoop.kernels.compiling`); its bar would otherwise stand still
+    for seconds at a time.
+    """
+    from metacoop.kernels.compiling import watch_compiles
+
+    with watch_compiles(lambda name: bar.update(task, description=f"compiling {name}"),
+                        lambda: bar.update(task, description=doing)) as watch:
+        yield watch
+    if watch.kernels:
+        err_console.print(watch.summary(), highlight=False, soft_wrap=True)
 
 
 def _summary(result) -> None:

@@ -49,3 +49,63 @@ def test_every_kernel_caches_in_its_module_digest_directory_and_numba_setting_is
                        move_clock.decide_moves_clocked.parallel, cells.divide, random.uniform):
         assert id(dispatcher) in checked, dispatcher
     assert numba.config.CACHE_DIR == ""  # other code's cached functions are not moved
+
+
+def test_watch_compiles_sees_each_compile_once_and_no_cache_load():
+    # Real numba compiles of functions made here (never cached): the outer kernel is reported once,
+    # with the helper it compiles on the way, under its name without the build suffix; a second call
+    # compiles nothing. A cached kernel loaded in a fresh interpreter raises no event at all.
+    import subprocess
+    import sys
+
+    from metacoop.kernels.compiling import watch_compiles
+
+    @numba.njit
+    def helper(x):
+        return x + 1
+
+    @numba.njit
+    def kernel_parallel(x):
+        return helper(x) * 2
+
+    seen = []
+    with watch_compiles(lambda name: seen.append(name), lambda: seen.append("done")) as watch:
+        assert kernel_parallel(3) == 8
+        assert kernel_parallel(4) == 10
+    assert seen == ["kernel", "done"] and watch.names == ["kernel"] and watch.kernels == 1
+    assert watch.seconds > 0 and watch.summary().startswith("numba compiled 1 kernel in ")
+    assert kernel_parallel(5) == 12 and watch.kernels == 1  # (not listening any more)
+
+    code = ("from metacoop.kernels.compiling import watch_compiles\n"
+            "from metacoop.kernels.bookkeeping import any_flag\n"
+            "import numpy as np\n"
+            "with watch_compiles() as w:\n"
+            "    any_flag(1, np.zeros(1, np.uint8), np.uint8(1))\n"
+            "print(w.kernels, w.names)\n")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]  # (the first compiles the kernel if it is not cached yet, and caches it)
+    assert runs[0].split()[0] in ("0", "1") and runs[1].split() == ["0", "[]"]
+
+
+def test_the_run_progress_bar_names_the_kernel_being_compiled(capsys):
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn
+
+    from metacoop import cli
+    from metacoop.kernels.compiling import watch_compiles
+
+    @numba.njit
+    def fresh_kernel_serial(x):
+        return x - 1
+
+    bar = Progress(TextColumn("{task.description}"), console=Console(file=io.StringIO()))
+    task = bar.add_task("simulating", total=1)
+    during = []
+    with cli._showing_compiles(bar, task):
+        with watch_compiles(lambda name: during.append(bar.tasks[0].description)):  # (told after the bar)
+            fresh_kernel_serial(1)
+    assert during == ["compiling fresh_kernel"]
+    assert bar.tasks[0].description == "simulating"
+    assert "numba compiled 1 kernel in" in capsys.readouterr().err
