@@ -91,7 +91,7 @@ class Cells:
                              self.wake, p_diff, p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step,
                              self.target, None, None, None, None, ceiling, ceiling_low,
                              float(np.abs(p_hapt).max()), LOW_LEVELS, np.empty(self.n, np.uint8),
-                             np.zeros(0, np.uint8), 0, False)
+                             np.empty(self.n, np.int64), np.zeros(0, np.uint8), 0, False)
         return self._direction(chosen_moves(self.flags, self.target))
 
     def stepwise(self, step, p_diff, p_hapt, ecm) -> np.ndarray:
@@ -274,7 +274,7 @@ def test_every_build_and_applying_as_decided_give_the_same_moves(capacity):
             left = build(cells.n, cells.uid, cells.pos, cells.clone, cells.phen, cells.state, cells.flags,
                          cells.wake, p_diff, p_hapt, ecm, cells.dims, 2, True, KEY, STREAM, step,
                          cells.target, None, None, None, None, 0.2, 0.05, 0.03, LOW_LEVELS,
-                         np.empty(cells.n, np.uint8), occ, capacity, apply_now)
+                         np.empty(cells.n, np.uint8), np.empty(cells.n, np.int64), occ, capacity, apply_now)
             ecm *= 0.999
             assert left == 0 if apply_now else left > 0  # (moves left to apply)
             apply_moves(cells.n, cells.pos, cells.target, cells.flags, occ, capacity,

@@ -169,8 +169,8 @@ class Movement(Mechanism):
                 serial = not runs_parallel(c.n, clock.min_items)
                 if (clock.serial if serial else clock.parallel)(
                         *cells, c.wake, *rule, target, boost, cues, sens, level, *rates,
-                        self.bounds[site.name].slope, LOW_LEVELS, site.scratch_mask(c.n), site.occ,
-                        site.capacity, serial):
+                        self.bounds[site.name].slope, LOW_LEVELS, site.scratch_mask(c.n),
+                        site.scratch_slots(c.n), site.occ, site.capacity, serial):
                     apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, site.scratch_slots(c.n))
 
     def _clock_rates(self, site, ecm, boost, cues, sens) -> tuple[float, float] | None:
