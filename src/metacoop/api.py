@@ -14,7 +14,6 @@ from metacoop.config.schema import SimulationConfig
 from metacoop.core.simulation import Progress, Simulation
 from metacoop.errors import OutputError, Problem, RunDirectoryError
 from metacoop.io import checkpoint
-from metacoop.io.atomic import atomic_write_dir
 from metacoop.io.results import DATA_FILES, Result, events_table, metastases_table, write_results
 from metacoop.io.rundir import FORMAT, RunDirectory, environment, now_iso
 from metacoop.observers.funnel import funnel
@@ -63,11 +62,11 @@ def simulate(
             rundir.prepare(force=force)
             rundir.write_manifest(manifest)
     start = time.perf_counter()
+    writer = None
     try:
         sim = Simulation(config, check=check)
         after_step = None
         if rundir is not None:
-            ckpt = rundir.path / "checkpoint"
             snapshots = checkpoint.SnapshotFiles(rundir.path)
             last = checkpoint.latest(rundir.path) if resume else None
             if last is not None:
@@ -76,13 +75,14 @@ def simulate(
             every = config.output.checkpoint_every_h
             if every > 0:
                 every_steps = max(1, round(every / config.dt_h))
+                writer = checkpoint.CheckpointWriter(rundir.path / "checkpoint", snapshots)
 
                 def after_step() -> None:
                     if sim.step_index % every_steps == 0 and sim.step_index < sim.n_steps:
                         try:
-                            atomic_write_dir(ckpt, lambda tmp: checkpoint.save(sim, tmp, snapshots))
-                        except OSError as exc:
-                            raise _output_error(rundir, exc, sim.time_h) from None
+                            writer.submit(sim)
+                        except checkpoint.CheckpointWriteFailed as failed:
+                            raise _output_error(rundir, failed.error, failed.time_h) from None
         sim.run(progress, after_step=after_step)
         timeseries = sim.recorder.timeseries()
         tables = {
@@ -103,6 +103,11 @@ def simulate(
             "status": "completed",
         })
         if rundir is not None:
+            if writer is not None:
+                try:
+                    writer.close()  # (the last checkpoint is on disk before the results, then removed)
+                except checkpoint.CheckpointWriteFailed as failed:
+                    raise _output_error(rundir, failed.error, failed.time_h) from None
             try:
                 write_results(rundir, tables, fields)
                 manifest["files"] = rundir.checksums(DATA_FILES)
@@ -111,6 +116,11 @@ def simulate(
                 raise _output_error(rundir, exc, sim.time_h) from None
             checkpoint.remove(rundir.path)  # the run is complete: nothing to resume
     except BaseException as exc:
+        if writer is not None:  # a checkpoint being written is finished, so that the run can resume from it
+            try:
+                writer.close()
+            except checkpoint.CheckpointWriteFailed:
+                pass
         if rundir is not None and rundir.manifest_path.exists():
             manifest.update({"status": "failed", "ended": now_iso(),
                              "reason": f"{type(exc).__name__}: {exc}",

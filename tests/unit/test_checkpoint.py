@@ -201,3 +201,44 @@ def test_a_run_directory_writes_each_field_snapshot_once(tmp_path):
     with pytest.raises(InputError) as ei:
         checkpoint.load(Simulation(cfg), tmp_path / "ckpt2")
     assert "primary-00001.npz" in str(ei.value) and "cannot be read" in str(ei.value)
+
+
+def test_the_writer_thread_writes_what_a_synchronous_save_writes_while_the_run_goes_on(tmp_path):
+    # The writer copies the state when asked and writes it while the run takes more steps (which change
+    # every array): the checkpoint must be the one of the step it was asked at, byte for byte, snapshot
+    # files included; a failed write surfaces at the next submit or at close, with the checkpoint's time.
+    cfg = metacoop.load_scenario("classaction", {**SMALL, "output.snapshot_every_h": 2.0}, seed=3)
+    a, b = Simulation(cfg), Simulation(cfg)
+    for _ in range(300):
+        a.step()
+        b.step()
+    (tmp_path / "async").mkdir()
+    (tmp_path / "sync").mkdir()
+    writer = checkpoint.CheckpointWriter(tmp_path / "async" / "checkpoint",
+                                         checkpoint.SnapshotFiles(tmp_path / "async"))
+    writer.submit(a)
+    for _ in range(50):  # while the writer writes
+        a.step()
+    writer.close()
+    checkpoint.save(b, tmp_path / "sync" / "checkpoint", checkpoint.SnapshotFiles(tmp_path / "sync"))
+    def files(root):
+        return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+    written = files(tmp_path / "async")
+    assert written == files(tmp_path / "sync")
+    assert any(p.parts[0] == checkpoint.SNAPSHOTS for p in written)
+    for p in written:
+        assert (tmp_path / "async" / p).read_bytes() == (tmp_path / "sync" / p).read_bytes(), p
+    restored = Simulation(cfg)
+    checkpoint.load(restored, tmp_path / "async" / "checkpoint")
+    assert restored.step_index == 300
+
+    (tmp_path / "a-file").write_text("not a directory")
+    failing = checkpoint.CheckpointWriter(tmp_path / "a-file" / "checkpoint")
+    failing.submit(a)  # (returns at once; the thread meets the error)
+    taken_h = a.time_h
+    a.step()
+    with pytest.raises(checkpoint.CheckpointWriteFailed) as failed:
+        failing.submit(a)
+    assert isinstance(failed.value.error, OSError) and failed.value.time_h == taken_h
+    failing.close()  # (nothing pending any more)
