@@ -43,6 +43,7 @@ from metacoop.kernels.fields import (
     degrade_exponential_reference,
     diffuse_decay_step,
     diffuse_decay_step_numpy,
+    diffuse_decay_steps,
     saturation,
     scale_inplace,
 )
@@ -107,6 +108,22 @@ def test_diffuse_decay_step_equals_numpy_twin_bit_for_bit(shape, dtype, build):
     out = np.empty_like(u)
     getattr(diffuse_decay_step, build)(u, out, 0.9 / 6, 0.97)
     np.testing.assert_array_equal(out, diffuse_decay_step_numpy(u, 0.9 / 6, 0.97))
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 23, 37), (7, 11, 13)])
+@pytest.mark.parametrize("substeps", [0, 1, 2, 7, 8])
+def test_diffuse_decay_steps_are_the_sub_steps_one_by_one(shape, dtype, build, substeps):
+    # Several sub-steps in one call, back and forth between the two arrays: the twin applied that many
+    # times, bit for bit, ending in `out` after an odd number and in `u` after an even one.
+    u0 = np.random.default_rng(sum(shape) + substeps).uniform(0.0, 1.0, shape).astype(dtype)
+    u, out = u0.copy(), np.full_like(u0, np.nan)
+    getattr(diffuse_decay_steps, build)(u, out, 0.9 / 6, 0.97, substeps)
+    ref = u0
+    for _ in range(substeps):
+        ref = diffuse_decay_step_numpy(ref, 0.9 / 6, 0.97)
+    np.testing.assert_array_equal(out if substeps % 2 else u, ref)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

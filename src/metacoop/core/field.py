@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metacoop.kernels.fields import add_at_points, add_inplace, diffuse_decay_step, scale_inplace
+from metacoop.kernels.fields import add_at_points, add_inplace, diffuse_decay_steps, scale_inplace
 
 #: Fraction of the stability bound used when sub-steps are chosen automatically.
 SAFETY = 0.9
@@ -164,11 +164,9 @@ class FieldSolver:
             if self.decay != 1.0:
                 scale_inplace(f.values, self.decay**self.substeps)
             return
-        a, b = f.values, self.scratch
-        for _ in range(self.substeps):
-            diffuse_decay_step(a, b, self.r, self.decay)
-            a, b = b, a
-        f.values, self.scratch = a, b
+        diffuse_decay_steps(f.values, self.scratch, self.r, self.decay, self.substeps)
+        if self.substeps % 2:  # (the last sub-step wrote the scratch buffer)
+            f.values, self.scratch = self.scratch, f.values
 
 
 def make_solver(
