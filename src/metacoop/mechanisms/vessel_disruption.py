@@ -70,11 +70,16 @@ class VesselDisruption(Mechanism):
         self.points = {}
         self.damage = {}
         self.disrupted = {}
+        #: per site, each point's neighbours (-1 past an edge read as point 0), which of them exist, and
+        #: the capacity of the point and its neighbours (the points never change: computed once)
+        self.around = {}
         for site in self.sites:
             pts = site.blood_points
             self.points[site.name] = pts
             self.damage[site.name] = np.zeros(pts.size)
             self.disrupted[site.name] = np.zeros(pts.size, bool)
+            nb = site.lattice.neighbours(pts)
+            self.around[site.name] = (np.maximum(nb, 0), nb >= 0, site.capacity * (1 + (nb >= 0).sum(axis=1)))
         p = self.params
         self.relax = -math.expm1(-sim.dt_h / p.memory_h)
 
@@ -86,10 +91,10 @@ class VesselDisruption(Mechanism):
             if pts.size == 0:
                 continue
             m = site.fields[p.mmp2_field].flat[pts]
-            nb = site.lattice.neighbours(pts)
-            around = np.where(nb >= 0, site.occ[np.maximum(nb, 0)], 0).sum(axis=1)
+            nb, exists, room = self.around[site.name]
+            around = np.where(exists, site.occ[nb], 0).sum(axis=1)
             occ = site.occ[pts].astype(np.float64) + around
-            crowding = occ / (site.capacity * (1 + (nb >= 0).sum(axis=1)))
+            crowding = occ / room
             protease = m / (p.mmp2_half_saturation + m)
             stimulus = (1.0 - p.pressure_weight) * protease + p.pressure_weight * crowding
             damage = self.damage[site.name]
