@@ -29,6 +29,7 @@ from metacoop.kernels.cells import (
     advance_cycle,
     bernoulli_flag,
     decide_moves,
+    mark_near,
     random_walk,
     select_on_vessels,
 )
@@ -437,6 +438,24 @@ def test_lattice_dilate_matches_brute_force(lat):
         np.testing.assert_array_equal(out, expect)
         # dilate accepts the (nz, ny, nx) shape and integer masks too.
         np.testing.assert_array_equal(lat.dilate(mask.reshape(lat.dims).astype(np.uint8)), expect)
+
+
+@pytest.mark.parametrize("lat", LATTICES, ids=lambda lat: "x".join(map(str, lat.shape)))
+def test_mark_near_is_dilate_of_the_points_where_the_code_is(lat):
+    # What the paracrine doorways were: dilate(points' mask) & (vessel == NORMAL), whatever was in `out`
+    # before, points repeated, corners included.
+    rng = np.random.default_rng(11 * lat.n_points)
+    keep = rng.integers(0, 3, lat.n_points).astype(np.int8)
+    corners = [lat.flat(*c) for c in itertools.product(*[(0, s - 1) for s in lat.shape])]
+    repeated = np.repeat(rng.integers(0, lat.n_points, 3), 2)
+    for points in (np.zeros(0, np.int32), rng.integers(0, lat.n_points, 5).astype(np.int32),
+                   repeated.astype(np.int32), np.array(corners, np.int32)):
+        here = np.zeros(lat.n_points, bool)
+        here[points] = True
+        out = np.full(lat.n_points, 7, np.uint8)
+        got = mark_near(points, lat.dims_array, lat.ndim, keep, 1, out)
+        assert got is out
+        np.testing.assert_array_equal(got, (lat.dilate(here) & (keep == 1)).astype(np.uint8))
 
 
 def test_product_of_leaves_out_providers_of_exactly_1_and_keeps_their_order():

@@ -106,6 +106,8 @@ class Modifiers:
         """Per point, 1 where some mechanism opens a normal vessel point to epithelial cells."""
         if not self.doorways:
             return _NO_DOORWAYS
+        if len(self.doorways) == 1:  # (its own mask, for reading: no copy)
+            return np.asarray(self.doorways[0][1](ctx)).astype(np.uint8, copy=False)
         out = np.zeros(n_points, np.uint8)
         for _, p in self.doorways:
             out |= p(ctx).astype(np.uint8)

@@ -22,7 +22,7 @@ from metacoop.core.schedule import Phase
 from metacoop.core.state import StromalArrays
 from metacoop.core.vessels import NORMAL_VESSEL
 from metacoop.errors import Problem
-from metacoop.kernels.cells import random_walk
+from metacoop.kernels.cells import mark_near, random_walk
 from metacoop.kernels.fields import saturation
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext
@@ -108,6 +108,7 @@ class Paracrine(Mechanism):
         self.cue = Cue(f"{self.name}.egf", saturating_cue(egf, p.egf_half_saturation), np.zeros(0))
         site.modifiers.cues.append(self.cue)
         site.modifiers.doorways.append((self.name, self.doorways))
+        self._doorways = np.zeros(site.lattice.n_points, np.uint8)  # (the doorway mask, rewritten each step)
         self.csf1, self.egf = csf1, egf
         self.refresh(sim)
 
@@ -119,12 +120,12 @@ class Paracrine(Mechanism):
         self.cue.sensitivity = sim.clones.egf_chemotaxis_um2_per_h * self.scale
 
     def doorways(self, ctx) -> np.ndarray:
-        """Normal vessel points with a macrophage on them or next to them."""
+        """Normal vessel points with a macrophage on them or next to them (uint8 per point, 1 there)."""
         site = self.site
         mac = site.agents["macrophages"]
-        here = np.zeros(site.lattice.n_points, bool)
-        here[mac.live("pos")] = True
-        return site.lattice.dilate(here) & (site.vessel == NORMAL_VESSEL)
+        lat = site.lattice
+        return mark_near(mac.live("pos"), lat.dims_array, lat.ndim, site.vessel, NORMAL_VESSEL,
+                         self._doorways)
 
     def step(self, ctx: StepContext) -> None:
         site = self.site
