@@ -35,7 +35,7 @@ import metacoop
 from metacoop.core.field import Field, make_solver
 from metacoop.core.schedule import Phase
 from metacoop.core.state import CellArrays
-from metacoop.kernels.fields import diffuse_decay_step
+from metacoop.kernels.fields import diffuse_decay_steps
 from metacoop.mechanisms.base import StepContext
 
 #: Phases whose slots count as "cell rules" (DESIGN: CELL_RULES, RESOLVE, INTRAVASATION).
@@ -518,7 +518,7 @@ class FieldResult:
 
     @property
     def kernel_rate(self) -> Stat:
-        """Voxel-updates per second of ``diffuse_decay_step`` alone."""
+        """Voxel-updates per second of one sub-step of ``diffuse_decay_steps`` alone."""
         return Stat.of([self.voxels * self.calls / s for s in self.kernel_s])
 
     def bandwidth(self, rate: Stat) -> Stat:
@@ -554,14 +554,14 @@ def field_benchmark(
     solver = make_solver(values, MMP2_DIFFUSION_UM2_PER_H, MMP2_DECAY_PER_H, DEFAULT_DT_H,
                          DEFAULT_DX_UM, ndim)
     result = FieldResult(tuple(int(d) for d in dims), str(np.dtype(dtype)), solver.substeps,
-                         kernel_build(diffuse_decay_step, values.size))
+                         kernel_build(diffuse_decay_steps, values.size))
     other = np.empty_like(values)
 
     def solver_call() -> None:
         solver.step(f)
 
     def kernel_call() -> None:
-        diffuse_decay_step(f.values, other, solver.r, solver.decay)
+        diffuse_decay_steps(f.values, other, solver.r, solver.decay, 1)
 
     solver_call()
     kernel_call()  # warm-up (loads or compiles the kernels for this dtype)

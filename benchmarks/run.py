@@ -311,8 +311,9 @@ def run_fields(console: Console, plan: Plan) -> list[bc.FieldResult]:
                 results.append(bc.field_benchmark(dims, dtype, plan.field_reps, plan.field_min_rep_s))
     t = Table(title="3. Field diffusion: voxel-updates per second per field",
               caption="solver = FieldSolver.step from make_solver (adds the deltas, then every explicit "
-                      "sub-step of diffuse_decay_step; MMP-2 parameters D = 360 µm²/h, decay 0.009/h, "
-                      "dt 0.1 h, dx 10 µm); kernel = one diffuse_decay_step call. voxel-updates = voxels x "
+                      "sub-step of diffuse_decay_steps; MMP-2 parameters D = 360 µm²/h, decay 0.009/h, "
+                      "dt 0.1 h, dx 10 µm); kernel = one sub-step (diffuse_decay_steps, substeps=1). "
+                      "voxel-updates = voxels x "
                       "sub-steps. GB/s = least traffic of the kernel (one read and one write per voxel). "
                       "build = the kernel build the engine picks for this size (serial, parallel, or either: "
                       "parallel while whole steps run faster so, see metacoop.kernels.dispatch).",

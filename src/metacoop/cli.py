@@ -608,6 +608,10 @@ def verify(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
     out_console.print(f"{run_dir}: complete and intact", highlight=False, markup=False)
 
 
+#: What a run's progress bar says it is doing, except while numba compiles (see :func:`_showing_compiles`).
+_SIMULATING = "simulating"
+
+
 @contextmanager
 def _progress_bar(total: int):
     bar = Progress(
@@ -623,12 +627,12 @@ def _progress_bar(total: int):
         transient=False,
     )
     with bar:
-        task = bar.add_task("simulating", total=total, sim="", cells="0")
+        task = bar.add_task(_SIMULATING, total=total, sim="", cells="0")
         yield bar, task
 
 
 @contextmanager
-def _showing_compiles(bar: Progress, task, doing: str = "simulating"):
+def _showing_compiles(bar: Progress, task):
     """While numba compiles a kernel, name it in the progress bar; afterwards say how many and how long.
 
     Only a first run after installing or updating metacoop compiles (see
@@ -638,7 +642,7 @@ def _showing_compiles(bar: Progress, task, doing: str = "simulating"):
     from metacoop.kernels.compiling import watch_compiles
 
     with watch_compiles(lambda name: bar.update(task, description=f"compiling {name}"),
-                        lambda: bar.update(task, description=doing)) as watch:
+                        lambda: bar.update(task, description=_SIMULATING)) as watch:
         yield watch
     if watch.kernels:
         err_console.print(watch.summary(), highlight=False, soft_wrap=True)

@@ -1,6 +1,6 @@
 """Numba kernels against NumPy / plain-Python twins (Brian2-style ``maxrelerr`` checks).
 
-``diffuse_decay_step`` has its twin in the package; for the other kernels the
+``diffuse_decay_steps`` has its twin in the package; for the other kernels the
 twin is written here, as a direct transcription of the rule in the kernel's
 docstring. Random draws in the twins come from ``uniforms``, which
 ``tests/unit/test_random.py`` checks bit-for-bit against a pure-Python hash.
@@ -41,7 +41,6 @@ from metacoop.kernels.fields import (
     clipped_complement,
     degrade_exponential,
     degrade_exponential_reference,
-    diffuse_decay_step,
     diffuse_decay_step_numpy,
     diffuse_decay_steps,
     saturation,
@@ -83,7 +82,7 @@ def test_diffuse_decay_step_matches_numpy_twin(ndim, dtype, decay):
     r = 0.9 / (2 * ndim)
     eps = np.finfo(dtype).eps
     out = np.empty_like(u)
-    diffuse_decay_step(u, out, r, decay)
+    diffuse_decay_steps(u, out, r, decay, 1)
     assert out.dtype == dtype
     # Same operations in the same order: equal up to a few roundings of one update (~7 flops).
     assert maxrelerr(out, diffuse_decay_step_numpy(u, r, decay)) <= 8 * eps
@@ -91,7 +90,7 @@ def test_diffuse_decay_step_matches_numpy_twin(ndim, dtype, decay):
     a, ref = u.copy(), u.copy()
     b = np.empty_like(u)
     for _ in range(50):
-        diffuse_decay_step(a, b, r, decay)
+        diffuse_decay_steps(a, b, r, decay, 1)
         a, b = b, a
         ref = diffuse_decay_step_numpy(ref, r, decay)
     assert maxrelerr(a, ref) <= 50 * 8 * eps
@@ -106,7 +105,7 @@ def test_diffuse_decay_step_equals_numpy_twin_bit_for_bit(shape, dtype, build):
     # results must be equal, not just close, on every shape including 1-point axes.
     u = np.random.default_rng(sum(shape)).uniform(0.0, 1.0, shape).astype(dtype)
     out = np.empty_like(u)
-    getattr(diffuse_decay_step, build)(u, out, 0.9 / 6, 0.97)
+    getattr(diffuse_decay_steps, build)(u, out, 0.9 / 6, 0.97, 1)
     np.testing.assert_array_equal(out, diffuse_decay_step_numpy(u, 0.9 / 6, 0.97))
 
 
@@ -231,7 +230,7 @@ def test_a_spreading_front_leaves_zeros_not_values_below_the_floor(dtype, build)
     ref = u.copy()
     r = 0.2
     for _ in range(60):
-        getattr(diffuse_decay_step, build)(u, out, r, 0.999)
+        getattr(diffuse_decay_steps, build)(u, out, r, 0.999, 1)
         ref = diffuse_decay_step_numpy(ref, r, 0.999)
         np.testing.assert_array_equal(out.view(np.uint8), ref.view(np.uint8))
         assert _below_floor(out) == 0
@@ -572,7 +571,7 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
 
     def run(build):
         out = np.empty_like(u)
-        getattr(diffuse_decay_step, build)(u, out, 0.15, 0.99)
+        getattr(diffuse_decay_steps, build)(u, out, 0.15, 0.99, 1)
         summed, deltas = u.copy(), out.copy()
         getattr(add_inplace, build)(summed, deltas)
         degraded = ecm.copy()

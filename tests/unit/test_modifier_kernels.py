@@ -9,7 +9,7 @@ rule in the kernel's docstring, evaluated in the same floating-point order, and 
 same counter-based uniforms (``uniforms``, checked bit for bit in ``test_random.py``), so
 the comparisons are exact: any difference is a different rule, not rounding.
 
-The geometry helpers the mechanisms use (``Lattice.neighbours``, ``Lattice.dilate``) and
+The geometry helpers the mechanisms use (``Lattice.neighbours``, ``mark_near``) and
 ``hazard_scaled`` are checked against brute force and the closed form.
 """
 
@@ -381,7 +381,7 @@ def test_hazard_scaled_certain_and_impossible_events():
     assert out[0] == 0.2
 
 
-# -- Lattice.neighbours and Lattice.dilate ---------------------------------------------------------
+# -- Lattice.neighbours and mark_near --------------------------------------------------------------
 
 
 LATTICES = [Lattice((11, 7), 10.0), Lattice((3, 3), 5.0), Lattice((6, 5, 4), 10.0), Lattice((3, 4, 3), 2.0)]
@@ -419,43 +419,31 @@ def test_lattice_neighbours_match_brute_force(lat):
 
 
 @pytest.mark.parametrize("lat", LATTICES, ids=lambda lat: "x".join(map(str, lat.shape)))
-def test_lattice_dilate_matches_brute_force(lat):
-    rng = np.random.default_rng(7 * lat.n_points)
-    masks = [rng.random(lat.n_points) < q for q in (0.05, 0.2, 0.5)]
-    masks += [np.zeros(lat.n_points, bool), np.ones(lat.n_points, bool)]
+def test_mark_near_marks_the_points_and_their_neighbours_where_the_code_is(lat):
+    # Against brute force: sets of points from sparse to every point, none, each corner alone and
+    # repeated points; with `keep` at the code everywhere (the von Neumann dilation itself) and at
+    # random; whatever `out` held before.
+    n = lat.n_points
+    rng = np.random.default_rng(7 * n)
+    masks = [rng.random(n) < q for q in (0.05, 0.2, 0.5)] + [np.zeros(n, bool), np.ones(n, bool)]
     for corner in itertools.product(*[(0, s - 1) for s in lat.shape]):
-        m = np.zeros(lat.n_points, bool)
-        m[lat.flat(*corner)] = True  # single points in each corner
+        m = np.zeros(n, bool)
+        m[lat.flat(*corner)] = True
         masks.append(m)
     for mask in masks:
-        expect = mask.copy()
+        dilated = mask.copy()
         for p in np.flatnonzero(mask):
             for q in _brute_neighbours(lat, int(p)):
                 if q >= 0:
-                    expect[q] = True
-        out = lat.dilate(mask)
-        assert out.dtype == bool and out.shape == (lat.n_points,)
-        np.testing.assert_array_equal(out, expect)
-        # dilate accepts the (nz, ny, nx) shape and integer masks too.
-        np.testing.assert_array_equal(lat.dilate(mask.reshape(lat.dims).astype(np.uint8)), expect)
-
-
-@pytest.mark.parametrize("lat", LATTICES, ids=lambda lat: "x".join(map(str, lat.shape)))
-def test_mark_near_is_dilate_of_the_points_where_the_code_is(lat):
-    # What the paracrine doorways were: dilate(points' mask) & (vessel == NORMAL), whatever was in `out`
-    # before, points repeated, corners included.
-    rng = np.random.default_rng(11 * lat.n_points)
-    keep = rng.integers(0, 3, lat.n_points).astype(np.int8)
-    corners = [lat.flat(*c) for c in itertools.product(*[(0, s - 1) for s in lat.shape])]
-    repeated = np.repeat(rng.integers(0, lat.n_points, 3), 2)
-    for points in (np.zeros(0, np.int32), rng.integers(0, lat.n_points, 5).astype(np.int32),
-                   repeated.astype(np.int32), np.array(corners, np.int32)):
-        here = np.zeros(lat.n_points, bool)
-        here[points] = True
-        out = np.full(lat.n_points, 7, np.uint8)
-        got = mark_near(points, lat.dims_array, lat.ndim, keep, 1, out)
-        assert got is out
-        np.testing.assert_array_equal(got, (lat.dilate(here) & (keep == 1)).astype(np.uint8))
+                    dilated[q] = True
+        points = np.flatnonzero(mask).astype(np.int32)
+        for keep in (np.ones(n, np.int8), rng.integers(0, 3, n).astype(np.int8)):
+            want = (dilated & (keep == 1)).astype(np.uint8)
+            for pts in (points, np.repeat(points, 2)[::-1].copy()):
+                out = np.full(n, 7, np.uint8)
+                got = mark_near(pts, lat.dims_array, lat.ndim, keep, 1, out)
+                assert got is out
+                np.testing.assert_array_equal(got, want)
 
 
 def test_product_of_leaves_out_providers_of_exactly_1_and_keeps_their_order():

@@ -359,7 +359,9 @@ def epithelial_normal_entries(seed: int, on: bool, macrophages: int) -> tuple[in
         here = np.zeros(lat.n_points, bool)
         if on:
             here[site.agents["macrophages"].live("pos")] = True
-        door = lat.dilate(here)
+        door = here.copy()  # the macrophages' points and their neighbours
+        nb = lat.neighbours(np.flatnonzero(here))
+        door[nb[nb >= 0]] = True
         for e in new:
             assert e["vessel"] == "normal"
             if e["n_epithelial"]:

@@ -90,16 +90,3 @@ class Lattice:
         if self.ndim == 3:
             cols += [np.where(z > 0, p - nx * ny, -1), np.where(z < nz - 1, p + nx * ny, -1)]
         return np.stack(cols, axis=1)
-
-    def dilate(self, mask: np.ndarray) -> np.ndarray:
-        """Flat bool mask of the points in ``mask`` or next to one (von Neumann neighbourhood)."""
-        grid = np.asarray(mask, dtype=bool).reshape(self.dims)
-        out = grid.copy()
-        axes = (2, 1, 0) if self.ndim == 3 else (2, 1)
-        for axis in axes:
-            lo = [slice(None)] * 3
-            hi = [slice(None)] * 3
-            lo[axis], hi[axis] = slice(None, -1), slice(1, None)
-            out[tuple(lo)] |= grid[tuple(hi)]
-            out[tuple(hi)] |= grid[tuple(lo)]
-        return out.ravel()

@@ -102,9 +102,9 @@ def mark_near(points, dims, ndim, keep, code, out):
 
     ``out[q] = 1`` at every point ``q`` that is one of ``points`` or a von
     Neumann neighbour of one, and where ``keep[q] == code``; 0 elsewhere.
-    Returns ``out``. It is ``Lattice.dilate`` of the points' mask ``& (keep ==
-    code)``, in work proportional to the points rather than to the lattice
-    (the paracrine doorways: the macrophages on 40,401 points).
+    Returns ``out``. The work is proportional to the points, not to the
+    lattice (the paracrine doorways: the macrophages on 40,401 points; a
+    dilation of their mask over the lattice took 90 µs a step there).
     """
     nz, ny, nx = dims[0], dims[1], dims[2]
     out[:] = 0

@@ -50,7 +50,7 @@ def flush_small(v, floor):
 
 @njit(cache=True, inline="always")
 def _update(c, xm, xp, ym, yp, zm, zp, rr, f, floor):
-    """One point of :func:`diffuse_decay_step`: the six differences summed in this order, then the floor."""
+    """One point of :func:`diffuse_decay_steps`: the six differences summed in this order, then the floor."""
     lap = (xm - c) + (xp - c) + (ym - c) + (yp - c) + (zm - c) + (zp - c)
     return flush_small((c + rr * lap) * f, floor)
 
@@ -63,8 +63,13 @@ def _update_2d(c, xm, xp, ym, yp, rr, f, floor):
 
 
 @sized_kernel(first_array, FIELD_MIN_POINTS)
-def diffuse_decay_step(u, out, r, decay):
-    """Write one explicit diffusion + decay sub-step of ``u`` into ``out``.
+def diffuse_decay_steps(u, out, r, decay, substeps):
+    """Write ``substeps`` explicit diffusion + decay sub-steps of ``u``, into ``out`` and back.
+
+    The result is in ``out`` after an odd number of sub-steps and in ``u``
+    after an even one (the other array holds the sub-step before): one call,
+    so a field with 8 sub-steps a step (the default scenario's fast signals)
+    costs one dispatch from Python instead of 8.
 
     The two end points of each x-row are updated on their own, with the point
     itself as the missing neighbour; the interior of the row is a loop without
@@ -79,22 +84,10 @@ def diffuse_decay_step(u, out, r, decay):
 
     Args:
         u: field, shape (nz, ny, nx), float32 or float64.
-        out: output array of the same shape and dtype (must not alias ``u``).
+        out: array of the same shape and dtype (must not alias ``u``).
         r: ``D * dt_sub / dx**2``, dimensionless, at most ``1 / (2 ndim)``.
         decay: ``exp(-lambda * dt_sub)``, dimensionless in (0, 1].
-    """
-    _sub_step(u, out, r, decay)
-
-
-@sized_kernel(first_array, FIELD_MIN_POINTS)
-def diffuse_decay_steps(u, out, r, decay, substeps):
-    """``substeps`` calls of :func:`diffuse_decay_step`, from ``u`` into ``out`` and back, in one call.
-
-    The result is in ``out`` after an odd number of sub-steps and in ``u``
-    after an even one (the other array holds the sub-step before). The values
-    are those of the calls one by one, bit for bit; a field with 8 sub-steps
-    a step (the default scenario's fast signals) then costs one dispatch from
-    Python instead of 8.
+        substeps: number of sub-steps (0 leaves both arrays as they are).
     """
     a, b = u, out
     for _ in range(substeps):
@@ -104,7 +97,7 @@ def diffuse_decay_steps(u, out, r, decay, substeps):
 
 @njit(cache=True, inline="always")
 def _sub_step(u, out, r, decay):
-    """The body of :func:`diffuse_decay_step` (inlined, so that its loops run in the caller's build)."""
+    """One sub-step of :func:`diffuse_decay_steps`, ``u`` into ``out`` (inlined into each build)."""
     nz, ny, nx = u.shape
     rr = u.dtype.type(r)
     f = u.dtype.type(decay)
@@ -144,7 +137,7 @@ def _sub_step(u, out, r, decay):
 
 
 def diffuse_decay_step_numpy(u: np.ndarray, r: float, decay: float) -> np.ndarray:
-    """NumPy twin of :func:`diffuse_decay_step` (reference for tests)."""
+    """NumPy twin of one sub-step of :func:`diffuse_decay_steps` (reference for tests)."""
     p = np.pad(u, 1, mode="edge")
     c = u
     lap = (
