@@ -561,7 +561,7 @@ def field_benchmark(
         solver.step(f)
 
     def kernel_call() -> None:
-        diffuse_decay_steps(f.values, other, solver.r, solver.decay, 1)
+        diffuse_decay_steps(f.values, other, solver.r, solver.decay, 1, 1)
 
     solver_call()
     kernel_call()  # warm-up (loads or compiles the kernels for this dtype)

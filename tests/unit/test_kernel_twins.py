@@ -36,6 +36,9 @@ from metacoop.kernels.fields import (
     DEGRADE_BLOCK,
     FIELD_FLOOR,
     SMALL_EXPONENT,
+    WAVEFRONT_MIN_BYTES,
+    WAVEFRONT_MIN_BYTES_ONE_BLOCK,
+    _wavefront,
     add_inplace,
     clear_points,
     clipped_complement,
@@ -82,7 +85,7 @@ def test_diffuse_decay_step_matches_numpy_twin(ndim, dtype, decay):
     r = 0.9 / (2 * ndim)
     eps = np.finfo(dtype).eps
     out = np.empty_like(u)
-    diffuse_decay_steps(u, out, r, decay, 1)
+    diffuse_decay_steps(u, out, r, decay, 1, 1)
     assert out.dtype == dtype
     # Same operations in the same order: equal up to a few roundings of one update (~7 flops).
     assert maxrelerr(out, diffuse_decay_step_numpy(u, r, decay)) <= 8 * eps
@@ -90,7 +93,7 @@ def test_diffuse_decay_step_matches_numpy_twin(ndim, dtype, decay):
     a, ref = u.copy(), u.copy()
     b = np.empty_like(u)
     for _ in range(50):
-        diffuse_decay_steps(a, b, r, decay, 1)
+        diffuse_decay_steps(a, b, r, decay, 1, 1)
         a, b = b, a
         ref = diffuse_decay_step_numpy(ref, r, decay)
     assert maxrelerr(a, ref) <= 50 * 8 * eps
@@ -105,7 +108,7 @@ def test_diffuse_decay_step_equals_numpy_twin_bit_for_bit(shape, dtype, build):
     # results must be equal, not just close, on every shape including 1-point axes.
     u = np.random.default_rng(sum(shape)).uniform(0.0, 1.0, shape).astype(dtype)
     out = np.empty_like(u)
-    getattr(diffuse_decay_steps, build)(u, out, 0.9 / 6, 0.97, 1)
+    getattr(diffuse_decay_steps, build)(u, out, 0.9 / 6, 0.97, 1, 1)
     np.testing.assert_array_equal(out, diffuse_decay_step_numpy(u, 0.9 / 6, 0.97))
 
 
@@ -118,11 +121,72 @@ def test_diffuse_decay_steps_are_the_sub_steps_one_by_one(shape, dtype, build, s
     # times, bit for bit, ending in `out` after an odd number and in `u` after an even one.
     u0 = np.random.default_rng(sum(shape) + substeps).uniform(0.0, 1.0, shape).astype(dtype)
     u, out = u0.copy(), np.full_like(u0, np.nan)
-    getattr(diffuse_decay_steps, build)(u, out, 0.9 / 6, 0.97, substeps)
+    getattr(diffuse_decay_steps, build)(u, out, 0.9 / 6, 0.97, substeps, 2)
     ref = u0
     for _ in range(substeps):
         ref = diffuse_decay_step_numpy(ref, 0.9 / 6, 0.97)
     np.testing.assert_array_equal(out if substeps % 2 else u, ref)
+
+
+def _twin_steps(u0: np.ndarray, substeps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The NumPy twin applied ``substeps`` times: (the last sub-step, the one before)."""
+    before, ref = None, u0
+    for _ in range(substeps):
+        before, ref = ref, diffuse_decay_step_numpy(ref, 0.9 / 6, 0.97)
+    return ref, before
+
+
+def _ends(u, out, substeps):
+    """Where diffuse_decay_steps leaves (the last sub-step, the one before)."""
+    return (out, u) if substeps % 2 else (u, out)
+
+
+#: (shape, sub-steps, blocks) of the wavefront tests: every block holds at least 2 * sub-steps units.
+WAVEFRONT_CASES = [
+    (shape, substeps, parts)
+    for shape in [(1, 24, 9), (1, 37, 5), (1, 48, 1), (24, 5, 6), (17, 3, 4), (16, 1, 1)]
+    for substeps in (2, 3, 4, 8)
+    for parts in (1, 2, 3, 4)
+    if (shape[1] if shape[0] == 1 else shape[0]) >= 2 * substeps * parts
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("shape", "substeps", "parts"), WAVEFRONT_CASES)
+def test_wavefront_is_the_sub_steps_one_by_one(shape, substeps, parts, dtype):
+    # The wavefront interleaves the sub-steps unit by unit (x-rows in 2-D, z-planes in 3-D) in `parts`
+    # blocks, then fills the triangles between blocks. Both arrays must end as after the sub-steps taken
+    # one by one: the last sub-step in its array and the one before in the other, bit for bit, with
+    # blocks of exactly 2 * substeps units (the smallest allowed) as well as larger ones.
+    u0 = np.random.default_rng(sum(shape) + 10 * substeps + parts).uniform(0.0, 1.0, shape).astype(dtype)
+    u, out = u0.copy(), np.full_like(u0, np.nan)
+    _wavefront(u, out, 0.9 / 6, 0.97, substeps, parts)
+    last, before = _ends(u, out, substeps)
+    ref, ref_before = _twin_steps(u0, substeps)
+    np.testing.assert_array_equal(last, ref)
+    np.testing.assert_array_equal(before, ref_before)
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize(("shape", "dtype", "blocks"), [
+    ((1, 300, 257), np.float32, 2), ((1, 256, 130), np.float64, 2), ((40, 41, 40), np.float64, 2),
+    ((1, 512, 520), np.float64, 1), ((1, 512, 520), np.float64, 0), ((1, 512, 520), np.float64, 3),
+])
+@pytest.mark.parametrize("substeps", [2, 3, 8])
+def test_large_fields_take_the_wavefront_with_the_same_result(shape, dtype, blocks, substeps, build):
+    # A field of at least WAVEFRONT_MIN_BYTES (WAVEFRONT_MIN_BYTES_ONE_BLOCK in one block; 0 blocks count
+    # as 1) takes the wavefront, whose blocks the parallel build runs at once: the same bits as the twin,
+    # whatever the blocks and the build.
+    u0 = np.random.default_rng(substeps).uniform(0.0, 1.0, shape).astype(dtype)
+    units = shape[1] if shape[0] == 1 else shape[0]
+    least = WAVEFRONT_MIN_BYTES if blocks > 1 else WAVEFRONT_MIN_BYTES_ONE_BLOCK
+    assert 2 * u0.nbytes >= least and units >= 2 * substeps * max(blocks, 1)  # (the wavefront's case)
+    u, out = u0.copy(), np.full_like(u0, np.nan)
+    getattr(diffuse_decay_steps, build)(u, out, 0.9 / 6, 0.97, substeps, blocks)
+    last, before = _ends(u, out, substeps)
+    ref, ref_before = _twin_steps(u0, substeps)
+    np.testing.assert_array_equal(last, ref)
+    np.testing.assert_array_equal(before, ref_before)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -230,7 +294,7 @@ def test_a_spreading_front_leaves_zeros_not_values_below_the_floor(dtype, build)
     ref = u.copy()
     r = 0.2
     for _ in range(60):
-        getattr(diffuse_decay_steps, build)(u, out, r, 0.999, 1)
+        getattr(diffuse_decay_steps, build)(u, out, r, 0.999, 1, 1)
         ref = diffuse_decay_step_numpy(ref, r, 0.999)
         np.testing.assert_array_equal(out.view(np.uint8), ref.view(np.uint8))
         assert _below_floor(out) == 0
@@ -571,7 +635,7 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
 
     def run(build):
         out = np.empty_like(u)
-        getattr(diffuse_decay_steps, build)(u, out, 0.15, 0.99, 1)
+        getattr(diffuse_decay_steps, build)(u, out, 0.15, 0.99, 1, 1)
         summed, deltas = u.copy(), out.copy()
         getattr(add_inplace, build)(summed, deltas)
         degraded = ecm.copy()

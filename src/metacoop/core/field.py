@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metacoop.kernels.dispatch import runs_parallel, threads
 from metacoop.kernels.fields import add_at_points, add_inplace, diffuse_decay_steps, scale_inplace
 
 #: Fraction of the stability bound used when sub-steps are chosen automatically.
@@ -164,7 +165,9 @@ class FieldSolver:
             if self.decay != 1.0:
                 scale_inplace(f.values, self.decay**self.substeps)
             return
-        diffuse_decay_steps(f.values, self.scratch, self.r, self.decay, self.substeps)
+        # The wavefront's blocks: the threads of the build that runs.
+        blocks = threads() if runs_parallel(f.values.size, diffuse_decay_steps.min_items) else 1
+        diffuse_decay_steps(f.values, self.scratch, self.r, self.decay, self.substeps, blocks)
         if self.substeps % 2:  # (the last sub-step wrote the scratch buffer)
             f.values, self.scratch = self.scratch, f.values
 

@@ -52,6 +52,8 @@ FIELD_MIN_POINTS = 16_384
 #: thresholds only then: on one thread the parallel builds of small work only cost (franssen2019 on one
 #: thread: 7.0 s with the serial builds, 7.6 s with the parallel ones from the lower thresholds).
 _MULTI = numba.config.NUMBA_NUM_THREADS > 1
+#: Threads numba runs kernels on (as :func:`set_threads` last set them; numba starts with all).
+_THREADS = numba.config.NUMBA_NUM_THREADS
 #: Whether the lower thresholds are wanted (:func:`small_work_parallel`), and whether they apply.
 _WANTED = True
 _SMALL = _MULTI
@@ -63,9 +65,10 @@ def set_threads(n: int) -> int:
     Use this rather than ``numba.set_num_threads``: the kernels then also take
     their serial builds below :data:`PARALLEL_MIN_ITEMS` when ``n`` is 1.
     """
-    global _MULTI, _SMALL
+    global _MULTI, _SMALL, _THREADS
     n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
+    _THREADS = n
     _MULTI = n > 1
     _SMALL = _MULTI and _WANTED
     return n
@@ -122,6 +125,11 @@ class SmallWorkTrials:
 def _trial_on(block: int) -> bool:
     """Whether block ``block`` of a trial runs with the lower thresholds: on, off, off, on, ..."""
     return block % 4 in (0, 3)
+
+
+def threads() -> int:
+    """Threads numba runs kernels on, as :func:`set_threads` last set them (without numba's lock: 2 µs)."""
+    return _THREADS
 
 
 def multi_threaded() -> bool:
