@@ -16,6 +16,7 @@ from metacoop.kernels.dispatch import (
     set_threads,
     sized_kernel,
     small_work_parallel,
+    threads,
 )
 
 
@@ -87,12 +88,13 @@ def test_sizes_thread_counts_and_trials_route_to_the_builds():
 
     try:
         set_threads(2)
+        assert threads() == numba.get_num_threads() == 2
         small_work_parallel(False)
         assert builds_after(10) == (True, False)
         assert builds_after(5_000) == (True, False)  # not wanted
         set_threads(1)
         small_work_parallel(True)
-        assert not multi_threaded()
+        assert not multi_threaded() and threads() == numba.get_num_threads() == 1
         assert builds_after(5_000) == (True, False)  # one thread
         set_threads(2)
         assert multi_threaded()

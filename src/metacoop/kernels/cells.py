@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -32,6 +31,7 @@ from metacoop.kernels.dispatch import (
     first_arg,
     first_array,
     sized_kernel,
+    threads,
 )
 from metacoop.kernels.random import draw_prefix, gamma_variate, uniform, uniform_after
 
@@ -731,9 +731,9 @@ def scatter_add(n, pos, clone, phen, state, flags, table, out):
     (:func:`scatter_add_by_points`), so the sums are those of the serial loop,
     bit for bit. ``table`` must be C-contiguous.
     """
-    threads = numba.get_num_threads() if n >= PARALLEL_MIN_ITEMS else 1  # (asking takes a lock: 2 µs)
-    if threads > 1:
-        scatter_add_by_points(n, pos, clone, phen, state, flags, table, out, threads)
+    parts = threads() if n >= PARALLEL_MIN_ITEMS else 1
+    if parts > 1:
+        scatter_add_by_points(n, pos, clone, phen, state, flags, table, out, parts)
     else:
         scatter_add_serial(n, pos, clone, phen, state, flags, table, out)
 
