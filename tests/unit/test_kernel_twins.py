@@ -459,15 +459,27 @@ def test_scatter_add_without_cells_to_skip_adds_every_cell_and_with_one_skips_on
     assert (c["state"] == 2).any()
 
 
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("skipped", [None, "dead", "arrested"])
 @pytest.mark.parametrize("parts", [1, 2, 3, 7])
-def test_scatter_add_by_points_adds_in_cell_order_whatever_the_parts(parts):
+def test_scatter_add_by_points_adds_in_cell_order_whatever_the_parts(parts, skipped, rows):
     # Each part owns a range of points and adds its cells in cell order, so every point's sum is
-    # that of the serial loop, bit for bit (60 cells per point on average: the order shows).
+    # that of the serial loop, bit for bit (60 cells per point on average: the order shows), through
+    # each of its loops: no cell to skip with one clone or several, or one cell to skip (the last).
     from metacoop.kernels.cells import scatter_add_by_points, scatter_add_serial
 
     n = 3000
     c = _cells(n, 50, 4)
+    c["flags"][:] = 0
+    c["state"][:] = np.where(c["state"] == 1, 2, c["state"])
+    if rows == 1:
+        c["clone"][:] = 0
+    if skipped == "dead":
+        c["flags"][-1] = DEAD
+    elif skipped == "arrested":
+        c["state"][-1] = 1
     table = np.random.default_rng(6).uniform(0, 1, (3, 2)) * 10.0 ** np.arange(-3, 3).reshape(3, 2)
+    table = np.ascontiguousarray(table[:rows])
     serial, split = np.full(50, 0.1), np.full(50, 0.1)
     scatter_add_serial(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, serial)
     scatter_add_by_points(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, split, parts)

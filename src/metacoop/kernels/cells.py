@@ -779,18 +779,40 @@ def scatter_add_serial(n, pos, clone, phen, state, flags, table, out):
 
 @njit(cache=True, parallel=True)
 def scatter_add_by_points(n, pos, clone, phen, state, flags, table, out, parts):
-    """:func:`scatter_add` on ``parts`` threads, each adding only into its own range of points."""
+    """:func:`scatter_add` on ``parts`` threads, each adding only into its own range of points.
+
+    Every thread reads every cell, so what each cell costs to read counts
+    twice: as in :func:`scatter_add_serial`, a first pass (on all threads)
+    tells whether any cell is to be skipped, and where none is the adding
+    loops read neither flags nor states, nor the clones with a one-row table.
+    At 1e6 cells on 2 threads, one clone: 0.87 -> 0.59 ms a call.
+    """
     flat = table.reshape(table.size)
     n_phen = np.uintp(table.shape[1])
     size = out.shape[0]
+    skipped = 0
+    for i in prange(n):
+        skipped += ((flags[i] & DEAD) != 0) | (state[i] == ARRESTED)
+    one_row = table.shape[0] == 1
     for part in prange(parts):
         lo = np.uintp(size * part // parts)
         width = np.uintp(size * (part + 1) // parts) - lo
-        for i in range(n):
-            p = np.uintp(pos[i]) - lo  # wraps below lo, so one comparison tests the range
-            if p >= width or (flags[i] & DEAD) | (state[i] == ARRESTED):
-                continue
-            out[p + lo] += flat[np.uintp(clone[i]) * n_phen + np.uintp(phen[i])]
+        if skipped == 0 and one_row:
+            for i in range(n):
+                p = np.uintp(pos[i]) - lo  # wraps below lo, so one comparison tests the range
+                if p < width:
+                    out[p + lo] += flat[np.uintp(phen[i])]
+        elif skipped == 0:
+            for i in range(n):
+                p = np.uintp(pos[i]) - lo
+                if p < width:
+                    out[p + lo] += flat[np.uintp(clone[i]) * n_phen + np.uintp(phen[i])]
+        else:
+            for i in range(n):
+                p = np.uintp(pos[i]) - lo
+                if p >= width or (flags[i] & DEAD) | (state[i] == ARRESTED):
+                    continue
+                out[p + lo] += flat[np.uintp(clone[i]) * n_phen + np.uintp(phen[i])]
 
 
 #: Most occupied vessel points for which :func:`select_on_vessels` finds the cells on them by comparing
