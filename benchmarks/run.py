@@ -196,9 +196,12 @@ def environment_table(console: Console, plan: Plan, quick: bool) -> dict:
         "numba threads": f"{numba.get_num_threads()} (max {numba.config.NUMBA_NUM_THREADS}, "
                          f"layer {numba.threading_layer() if _layer_ready() else 'not yet chosen'})",
         "cpu": f"{_cpu_name()}, {os.cpu_count()} logical CPUs",
+        # (PYTHONDONTWRITEBYTECODE: a new process then compiles metacoop's modules from source, about 0.1 s
+        # of the start-up that section 7 counts; an installed package has them compiled)
         "environment variables": ", ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ)
-                                           if k.startswith(("OMP_", "NUMBA_", "MKL_", "OPENBLAS_")))
-                                 or "none of OMP_*, NUMBA_*",
+                                           if k.startswith(("OMP_", "NUMBA_", "MKL_", "OPENBLAS_",
+                                                            "PYTHONDONTWRITEBYTECODE")))
+                                 or "none of OMP_*, NUMBA_*, PYTHONDONTWRITEBYTECODE",
         "machine probe (start)": bc.MachineProbe.now().text(),
         "mode": "quick" if quick else "full",
         "repetitions": f"cells {plan.reps} (fresh Simulation each, {plan.warmup} warm-up steps, then "
