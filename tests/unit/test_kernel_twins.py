@@ -434,13 +434,10 @@ def test_scatter_add_with_one_clone_reads_the_table_row_by_phenotype():
     assert 0 < (live & (c["phen"] == 0)).sum() < live.sum()
 
 
-@pytest.mark.parametrize("rows", [1, 3])
-@pytest.mark.parametrize("skipped", [None, "dead", "arrested"])
-def test_scatter_add_without_cells_to_skip_adds_every_cell_and_with_one_skips_only_it(rows, skipped):
-    # Where no cell is dead or arrested the adding loop reads neither flags nor states; one such cell
-    # anywhere (here the last) sends the call through the loop that tests every cell.
-    n = 3000
-    c = _cells(n, 50, 7)
+def _scattered_cells(n: int, seed: int, rows: int, skipped: str | None) -> dict[str, np.ndarray]:
+    """Cells on 50 points for the scatter tests: none dead or arrested (dormant ones instead) but, with
+    ``skipped``, the last one; all of clone 0 for a one-row table."""
+    c = _cells(n, 50, seed)
     c["flags"][:] = 0
     c["state"][:] = np.where(c["state"] == 1, 2, c["state"])  # dormant cells still add
     if rows == 1:
@@ -449,6 +446,16 @@ def test_scatter_add_without_cells_to_skip_adds_every_cell_and_with_one_skips_on
         c["flags"][-1] = DEAD
     elif skipped == "arrested":
         c["state"][-1] = 1
+    return c
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("skipped", [None, "dead", "arrested"])
+def test_scatter_add_without_cells_to_skip_adds_every_cell_and_with_one_skips_only_it(rows, skipped):
+    # Where no cell is dead or arrested the adding loop reads neither flags nor states; one such cell
+    # anywhere (here the last) sends the call through the loop that tests every cell.
+    n = 3000
+    c = _scattered_cells(n, 7, rows, skipped)
     table = np.random.default_rng(2).uniform(0, 1, (rows, 2))
     out = np.zeros(50)
     scatter_add(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, out)
@@ -469,15 +476,7 @@ def test_scatter_add_by_points_adds_in_cell_order_whatever_the_parts(parts, skip
     from metacoop.kernels.cells import scatter_add_by_points, scatter_add_serial
 
     n = 3000
-    c = _cells(n, 50, 4)
-    c["flags"][:] = 0
-    c["state"][:] = np.where(c["state"] == 1, 2, c["state"])
-    if rows == 1:
-        c["clone"][:] = 0
-    if skipped == "dead":
-        c["flags"][-1] = DEAD
-    elif skipped == "arrested":
-        c["state"][-1] = 1
+    c = _scattered_cells(n, 4, rows, skipped)
     table = np.random.default_rng(6).uniform(0, 1, (3, 2)) * 10.0 ** np.arange(-3, 3).reshape(3, 2)
     table = np.ascontiguousarray(table[:rows])
     serial, split = np.full(50, 0.1), np.full(50, 0.1)
