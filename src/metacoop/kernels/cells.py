@@ -95,7 +95,6 @@ def _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim):
     return p + nx * ny if z < nz - 1 else -1
 
 
-
 @njit(cache=True)
 def mark_near(points, dims, ndim, keep, code, out):
     """Mark, in ``out`` (uint8 per lattice point), the points at or next to ``points`` where ``keep == code``.
@@ -118,6 +117,7 @@ def mark_near(points, dims, ndim, keep, code, out):
             if q >= 0 and keep[q] == code:
                 out[q] = 1
     return out
+
 
 #: Cells from which the kernels that draw for every cell (death, EMT/MET, the step clock's moves) may run on
 #: several threads (see :mod:`~metacoop.kernels.dispatch`): a hash per cell is enough work. In the default

@@ -41,11 +41,11 @@ from metacoop.kernels.dispatch import FIELD_MIN_POINTS, first_array, sized_kerne
 #: computes are stored as +0 (see the module docstring).
 FIELD_FLOOR = 2.0**-100
 #: Smallest field (both of its buffers, bytes) whose sub-steps run as a wavefront in two blocks or more
-#: (see :func:`diffuse_decay_steps`), and in one block. A lattice this small stays in cache anyway; on two
-#: threads the wavefront still gained from 201 x 201 float64 (646 KB: 126 -> 100 µs for 8 sub-steps), but
-#: one thread lost there (162 -> 188 µs) and gained only from larger lattices (1024 x 1024 float64: 5.75
-#: -> 5.08 ms).
+#: (see :func:`diffuse_decay_steps`). A lattice this small stays in cache anyway, yet on two threads the
+#: wavefront still gained from 201 x 201 float64 (646 KB: 126 -> 100 µs for 8 sub-steps).
 WAVEFRONT_MIN_BYTES = 512 * 1024
+#: The same in one block (one thread), which lost at 201 x 201 float64 (162 -> 188 µs) and gained only
+#: on larger lattices (1024 x 1024 float64: 5.75 -> 5.08 ms).
 WAVEFRONT_MIN_BYTES_ONE_BLOCK = 4 * 1024 * 1024
 
 
