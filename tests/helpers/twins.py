@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from metacoop.kernels.bookkeeping import list_blocks
 from metacoop.kernels.cells import DEAD, MOVING
 
 
@@ -15,6 +16,11 @@ def chosen_moves(flags: np.ndarray, target: np.ndarray) -> np.ndarray:
     moving = (flags & MOVING) != 0
     flags &= ~MOVING
     return np.where(moving, target, -1)
+
+
+def mover_lists(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scratch for the mover lists of :func:`~metacoop.kernels.cells.decide_moves`: slots, block counts."""
+    return np.empty(n, np.int64), np.empty(list_blocks(n), np.int64)
 
 
 def neighbours(p: int, dims, ndim: int) -> list[int]:

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 import pytest
 
-from helpers.twins import chosen_moves, decide_moves_twin
+from helpers.twins import chosen_moves, decide_moves_twin, mover_lists
 from metacoop.kernels.bookkeeping import LIST_BLOCK, list_blocks, list_flagged
 from metacoop.kernels.cells import (
     COMPARED_POINTS,
@@ -25,6 +25,7 @@ from metacoop.kernels.cells import (
     decide_moves,
     divide,
     list_due,
+    lists_movers,
     mark_due,
     mark_room,
     scatter_add,
@@ -507,7 +508,8 @@ def test_decide_moves_matches_twin(ndim, upwind):
     flags_before = c["flags"].copy()
     k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
                      ecm, np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target,
-                     None, None, None, None, np.empty(n_points), np.empty(n, np.uint8))  # (no modifiers)
+                     None, None, None, None, np.empty(n_points), np.empty(n, np.uint8),  # (no modifiers)
+                     *mover_lists(n))
     expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, ndim, upwind)
     np.testing.assert_array_equal(chosen_moves(c["flags"], target), expect)
     np.testing.assert_array_equal(c["flags"], flags_before)  # only MOVING was set
@@ -532,13 +534,18 @@ def test_decide_moves_screens_the_bounds_at_parallel_sizes_as_the_twin_decides(b
     p_hapt = np.array([[0.05, 0.02], [0.0, 0.04], [0.03, 0.0]])
     boost = rng.uniform(0.5, 1.5, n_points) if boosted else None
     target = np.full(n, -7, np.int64)
+    slots, counts = mover_lists(n)
     k = getattr(decide_moves, build)(
         n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt, ecm,
         np.asarray(dims, np.int64), 2, True, KEY, STREAM, STEP, target, boost, None, None, None,
-        np.empty(n_points), np.empty(n, np.uint8))
+        np.empty(n_points), np.empty(n, np.uint8), slots, counts)
     expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, 2, True, boost)
     np.testing.assert_array_equal(chosen_moves(c["flags"], target), expect)
     assert k == (expect >= 0).sum() > n // 50
+    # It listed its movers block by block, as list_flagged would list their MOVING flags.
+    assert lists_movers(n, n_points, False)
+    listed = np.concatenate([slots[b * LIST_BLOCK : b * LIST_BLOCK + counts[b]] for b in range(counts.size)])
+    np.testing.assert_array_equal(listed, np.flatnonzero(expect >= 0))
 
 
 @pytest.mark.parametrize("build", ["serial", "parallel"])
@@ -804,7 +811,7 @@ def test_decide_moves_with_few_cells_per_point_matches_twin(upwind):
     target = np.full(n, -7, np.int64)
     k = decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
                      ecm, np.asarray(dims, np.int64), 2, upwind, KEY, STREAM, STEP, target,
-                     None, None, None, None, np.empty(60 * 70), np.empty(n, np.uint8))
+                     None, None, None, None, np.empty(60 * 70), np.empty(n, np.uint8), *mover_lists(n))
     expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, 2, upwind)
     np.testing.assert_array_equal(chosen_moves(c["flags"], target), expect)
     assert 0 < k == (expect >= 0).sum()

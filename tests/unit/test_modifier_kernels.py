@@ -21,7 +21,7 @@ import math
 import numpy as np
 import pytest
 
-from helpers.twins import chosen_moves, decide_moves_twin, neighbours
+from helpers.twins import chosen_moves, decide_moves_twin, mover_lists, neighbours
 from metacoop.core.lattice import Lattice
 from metacoop.core.modifiers import hazard_scaled, product_of
 from metacoop.kernels.cells import (
@@ -99,7 +99,7 @@ def test_decide_moves_with_boost_and_cues_matches_twin(ndim, upwind, n_cues):
     target = np.full(n, -7, np.int64)
     decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt,
                  ecm, np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, target, boost, cues,
-                 cue_sens, level, np.empty(n_points), np.empty(n, np.uint8))
+                 cue_sens, level, np.empty(n_points), np.empty(n, np.uint8), *mover_lists(n))
     target = chosen_moves(c["flags"], target)
     k = int((target >= 0).sum())
     expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, ndim, upwind, boost, cues,
@@ -114,7 +114,7 @@ def test_decide_moves_with_boost_and_cues_matches_twin(ndim, upwind, n_cues):
     decide_moves(n, c["uid"], c["pos"], c["clone"], c["phen"], c["state"], c["flags"], p_diff, p_hapt, ecm,
                  np.asarray(dims, np.int64), ndim, upwind, KEY, STREAM, STEP, plain, NO_FACTOR,
                  np.zeros((0, n_points)), np.zeros((0, 4, 2)), np.zeros(0, np.uint8), np.empty(n_points),
-                 np.empty(n, np.uint8))
+                 np.empty(n, np.uint8), *mover_lists(n))
     plain = chosen_moves(c["flags"], plain)
     assert (plain != target).sum() > n // 50
     cue_only = c["clone"] == 3
@@ -137,14 +137,15 @@ def test_decide_moves_unit_boost_and_zero_cues_change_nothing():
             np.asarray(dims, np.int64), 3, True, KEY, STREAM, STEP)
     plain, modified = np.empty(n, np.int64), np.empty(n, np.int64)
     decide_moves(*args, plain, NO_FACTOR, np.zeros((0, n_points)), np.zeros((0, 3, 2)), np.zeros(0, np.uint8),
-                 np.empty(n_points), np.empty(n, np.uint8))
+                 np.empty(n_points), np.empty(n, np.uint8), *mover_lists(n))
     plain = chosen_moves(c["flags"], plain)
     decide_moves(*args, modified, np.ones(n_points), rng.uniform(0, 1, (2, n_points)), np.zeros((2, 3, 2)),
-                 np.array([0, 1], np.uint8), np.empty(n_points), np.empty(n, np.uint8))
+                 np.array([0, 1], np.uint8), np.empty(n_points), np.empty(n, np.uint8), *mover_lists(n))
     np.testing.assert_array_equal(chosen_moves(c["flags"], modified), plain)
     # and the version compiled without modifiers (None), the one movement runs when none are registered
     bare = np.empty(n, np.int64)
-    decide_moves(*args, bare, None, None, None, None, np.empty(n_points), np.empty(n, np.uint8))
+    decide_moves(*args, bare, None, None, None, None, np.empty(n_points), np.empty(n, np.uint8),
+                 *mover_lists(n))
     np.testing.assert_array_equal(chosen_moves(c["flags"], bare), plain)
     assert (plain >= 0).any()
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import metacoop
-from helpers.twins import chosen_moves
+from helpers.twins import chosen_moves, mover_lists
 from metacoop.kernels.cells import DEAD, apply_moves, decide_moves
 from metacoop.kernels.move_clock import (
     CLOCKED,
@@ -98,7 +98,7 @@ class Cells:
         """One step of the step-by-step rule; same return as :meth:`clocked`."""
         decide_moves(self.n, self.uid, self.pos, self.clone, self.phen, self.state, self.flags, p_diff,
                      p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step, self.target, None, None, None, None,
-                     np.empty(ecm.size), np.empty(self.n, np.uint8))
+                     np.empty(ecm.size), np.empty(self.n, np.uint8), *mover_lists(self.n))
         return self._direction(chosen_moves(self.flags, self.target))
 
     def _direction(self, target: np.ndarray) -> np.ndarray:

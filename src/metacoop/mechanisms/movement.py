@@ -49,7 +49,8 @@ from metacoop.config.base import MechanismParams
 from metacoop.core.clones import CloneTable
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
-from metacoop.kernels.cells import apply_moves, decide_moves
+from metacoop.kernels.bookkeeping import list_blocks
+from metacoop.kernels.cells import apply_listed, apply_moves, decide_moves, lists_movers
 from metacoop.kernels.dispatch import runs_parallel
 from metacoop.kernels.move_clock import (
     CLOCK_BITS,
@@ -161,8 +162,12 @@ class Movement(Mechanism):
             rates = self._clock_rates(site, ecm, boost, cues, sens)
             if rates is None:
                 slope, marks = site.scratch_float(lat.n_points), site.scratch_mask(c.n)
-                if decide_moves(*cells, *rule, target, boost, cues, sens, level, slope, marks):
-                    apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, site.scratch_slots(c.n))
+                slots, counts = site.scratch_slots(c.n), np.empty(list_blocks(c.n), np.int64)
+                if decide_moves(*cells, *rule, target, boost, cues, sens, level, slope, marks, slots, counts):
+                    if lists_movers(c.n, lat.n_points, cues is not None):
+                        apply_listed(c.pos, target, c.flags, site.occ, site.capacity, slots, counts)
+                    else:
+                        apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, slots)
             elif rates[0] > 0.0:  # (0: no cell can move)
                 # The serial build makes each move as it decides it; the parallel one leaves them to apply.
                 clock = decide_moves_clocked
