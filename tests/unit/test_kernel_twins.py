@@ -20,6 +20,7 @@ from metacoop.kernels.cells import (
     DUE,
     MOVING,
     advance_cycle,
+    apply_listed_to,
     apply_moves,
     bernoulli_flag,
     decide_moves,
@@ -540,12 +541,13 @@ def test_decide_moves_screens_the_bounds_at_parallel_sizes_as_the_twin_decides(b
         np.asarray(dims, np.int64), 2, True, KEY, STREAM, STEP, target, boost, None, None, None,
         np.empty(n_points), np.empty(n, np.uint8), slots, counts)
     expect = decide_moves_twin(c, _draws(c["uid"]), p_diff, p_hapt, ecm, dims, 2, True, boost)
-    np.testing.assert_array_equal(chosen_moves(c["flags"], target), expect)
-    assert k == (expect >= 0).sum() > n // 50
-    # It listed its movers block by block, as list_flagged would list their MOVING flags.
+    # It listed its movers block by block, in slot order, each with its destination beside it; no flag.
     assert lists_movers(n, n_points, False)
-    listed = np.concatenate([slots[b * LIST_BLOCK : b * LIST_BLOCK + counts[b]] for b in range(counts.size)])
-    np.testing.assert_array_equal(listed, np.flatnonzero(expect >= 0))
+    at = np.concatenate([np.arange(b * LIST_BLOCK, b * LIST_BLOCK + counts[b]) for b in range(counts.size)])
+    np.testing.assert_array_equal(slots[at], np.flatnonzero(expect >= 0))
+    np.testing.assert_array_equal(target[at], expect[expect >= 0])
+    assert not (c["flags"] & MOVING).any()
+    assert k == (expect >= 0).sum() > n // 50
 
 
 @pytest.mark.parametrize("build", ["serial", "parallel"])
@@ -593,6 +595,17 @@ def test_apply_moves_matches_twin(moving, size):
             occ_ref[t] += 1
             pos_ref[i] = t
             moved_ref += 1
+    # The same moves listed block by block with their destinations beside them (as decide_moves lists them).
+    slots, counts = mover_lists(n)
+    dest = np.empty(n, np.int64)
+    for b in range(counts.size):
+        movers = np.flatnonzero(flags[b * LIST_BLOCK : (b + 1) * LIST_BLOCK] & MOVING) + b * LIST_BLOCK
+        at = slice(b * LIST_BLOCK, b * LIST_BLOCK + movers.size)
+        slots[at], dest[at], counts[b] = movers, target[movers], movers.size
+    pos_to, occ_to = pos.copy(), occ.copy()
+    assert apply_listed_to(pos_to, dest, occ_to, cap, slots, counts) == moved_ref
+    np.testing.assert_array_equal(pos_to, pos_ref)
+    np.testing.assert_array_equal(occ_to, occ_ref)
     moved = apply_moves(n, pos, target, flags, occ, cap, np.empty(n, np.int64))
     np.testing.assert_array_equal(flags, flags_after)
     np.testing.assert_array_equal(pos, pos_ref)

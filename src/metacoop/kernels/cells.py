@@ -314,16 +314,19 @@ def decide_moves(
     through in a packed tumour on degraded ECM.)
 
     Args:
-        target: output, int64 per cell: the destination (flat index) of each
-            cell that wants to move, which also gets :data:`MOVING` in
-            ``flags``; untouched for the others. :func:`apply_moves` applies them.
+        target: output, int64, at least ``n`` entries: the destination (flat
+            index) of each cell that wants to move, which also gets
+            :data:`MOVING` in ``flags``; untouched for the others.
+            :func:`apply_moves` applies them. Where :func:`lists_movers` is
+            true, the destinations of the listed cells instead, in the order
+            of ``listed`` (``target[j]`` for ``listed[j]``), and no flag is set.
         slope: scratch, float64 per lattice point.
         marks: scratch, uint8, at least ``n`` entries.
         listed, counts: where :func:`lists_movers` is true, output: the
             cells that want to move, block by block as
             :func:`~metacoop.kernels.bookkeeping.list_flagged` lists them
             (``listed``: int64, at least ``n`` entries; ``counts``: one per
-            block), for :func:`apply_listed`; otherwise untouched.
+            block), for :func:`apply_listed_to`; otherwise untouched.
 
     From :data:`~metacoop.kernels.dispatch.PARALLEL_MIN_ITEMS` cells on and
     without cues, the bounds are checked first for every cell by a loop
@@ -419,9 +422,8 @@ def decide_moves(
                 nb = _chosen_neighbour(uniform_after(prefix, uid[i], 0), p, x, y, z, pd, p_hapt[c, ph], c, ph,
                                        ecm, nx, ny, nz, ndim, upwind, cues, cue_sens, cue_level, False)
                 if nb >= 0:
-                    target[i] = nb
-                    flags[i] |= MOVING
                     listed[kept] = i
+                    target[kept] = nb
                     kept += 1
             counts[block] = kept - lo
             movers += kept - lo
@@ -465,6 +467,29 @@ def apply_listed(pos, target, flags, occ, capacity, slots, counts):
             i = slots[j]
             flags[i] &= KEEP_NOT_MOVING
             t = target[i]
+            if occ[t] < capacity:
+                occ[pos[i]] -= 1
+                occ[t] += 1
+                pos[i] = t
+                moved += 1
+    return moved
+
+
+@njit(cache=True)
+def apply_listed_to(pos, dest, occ, capacity, slots, counts):
+    """Move each listed cell ``slots[j]`` to ``dest[j]`` in cell order (the lists of :func:`decide_moves`).
+
+    As :func:`apply_listed`, with each destination beside its cell in the
+    list rather than at the cell's slot, and no flag to clear: the
+    destinations are read in order, not gathered from a per-cell array (at
+    1e6 cells in 2-D with one in eight moving, 1.0-1.1 -> 0.31-0.33 ms a
+    step within the run). Returns how many moves were made.
+    """
+    moved = 0
+    for block in range(counts.shape[0]):
+        for j in range(block * LIST_BLOCK, block * LIST_BLOCK + counts[block]):
+            i = slots[j]
+            t = dest[j]
             if occ[t] < capacity:
                 occ[pos[i]] -= 1
                 occ[t] += 1
