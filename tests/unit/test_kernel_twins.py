@@ -680,7 +680,7 @@ def test_parallel_kernels_do_not_depend_on_thread_count():
                                      p_diff, p_hapt, ecm, np.asarray(u.shape, np.int64), 3, True, KEY,
                                      STREAM, STEP, target, 1.0 + ecm, ecm[None, ::-1].copy(),
                                      np.full((1, 3, 2), 0.02), np.zeros(1, np.uint8), np.empty(u.size),
-                                     np.empty(n, np.uint8))
+                                     np.empty(n, np.uint8), *mover_lists(n))
         return out, summed, deltas, degraded, room, seen, survey, chosen_moves(c["flags"], target)
 
     before = numba.get_num_threads()
