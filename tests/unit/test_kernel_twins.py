@@ -20,7 +20,7 @@ from metacoop.kernels.cells import (
     DUE,
     MOVING,
     advance_cycle,
-    apply_listed_to,
+    apply_listed,
     apply_moves,
     bernoulli_flag,
     decide_moves,
@@ -603,7 +603,9 @@ def test_apply_moves_matches_twin(moving, size):
         at = slice(b * LIST_BLOCK, b * LIST_BLOCK + movers.size)
         slots[at], dest[at], counts[b] = movers, target[movers], movers.size
     pos_to, occ_to = pos.copy(), occ.copy()
-    assert apply_listed_to(pos_to, dest, occ_to, cap, slots, counts) == moved_ref
+    flags_to = flags.copy()
+    assert apply_listed(pos_to, dest, flags_to, occ_to, cap, slots, counts, True) == moved_ref
+    np.testing.assert_array_equal(flags_to, flags)  # (no flag touched)
     np.testing.assert_array_equal(pos_to, pos_ref)
     np.testing.assert_array_equal(occ_to, occ_ref)
     moved = apply_moves(n, pos, target, flags, occ, cap, np.empty(n, np.int64))

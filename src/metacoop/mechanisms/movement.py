@@ -50,7 +50,7 @@ from metacoop.core.clones import CloneTable
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
 from metacoop.kernels.bookkeeping import list_blocks
-from metacoop.kernels.cells import apply_listed_to, apply_moves, decide_moves, lists_movers
+from metacoop.kernels.cells import apply_listed, apply_moves, decide_moves, lists_movers
 from metacoop.kernels.dispatch import runs_parallel
 from metacoop.kernels.move_clock import (
     CLOCK_BITS,
@@ -165,7 +165,7 @@ class Movement(Mechanism):
                 slots, counts = site.scratch_slots(c.n), np.empty(list_blocks(c.n), np.int64)
                 if decide_moves(*cells, *rule, target, boost, cues, sens, level, slope, marks, slots, counts):
                     if lists_movers(c.n, lat.n_points, cues is not None):
-                        apply_listed_to(c.pos, target, site.occ, site.capacity, slots, counts)
+                        apply_listed(c.pos, target, c.flags, site.occ, site.capacity, slots, counts, True)
                     else:
                         apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, slots)
             elif rates[0] > 0.0:  # (0: no cell can move)
