@@ -124,6 +124,32 @@ def list_blocks(n: int) -> int:
     return (n + LIST_BLOCK - 1) // LIST_BLOCK
 
 
+@njit(cache=True, inline="always")
+def list_block(n, flags, bit, block, slots):
+    """List the cells of block ``block`` (of ``n``) with ``flags[i] & bit`` into ``slots``; return the end.
+
+    The block's cells are ``block * LIST_BLOCK`` up to the next block; their slots are written, ascending,
+    from ``block * LIST_BLOCK`` on, and the index past the last one is returned. Eight cells are skipped
+    at a time where one uint64 of flags has the bit in none of its bytes (see :func:`list_flagged`).
+    """
+    full = n // 8
+    packed = flags[: full * 8].view(np.uint64)
+    in_bytes = np.uint64(0x0101010101010101) * np.uint64(bit)
+    lo = block * LIST_BLOCK  # (a multiple of 8: blocks start at a word)
+    hi = min(lo + LIST_BLOCK, n)
+    k = lo
+    for w in range(lo // 8, min(hi // 8, full)):
+        if (packed[w] & in_bytes) == 0:
+            continue
+        for i in range(8 * w, 8 * w + 8):
+            slots[np.uintp(k)] = i
+            k += (flags[i] & bit) != 0
+    for i in range(max(lo, 8 * full), hi):  # the cells after the last whole word
+        slots[np.uintp(k)] = i
+        k += (flags[i] & bit) != 0
+    return k
+
+
 @sized_kernel(first_arg)
 def list_flagged(n, flags, bit, slots, counts):
     """List the cells ``i < n`` with ``flags[i] & bit``, block by block.
@@ -140,23 +166,8 @@ def list_flagged(n, flags, bit, slots, counts):
     :data:`~metacoop.kernels.dispatch.PARALLEL_MIN_ITEMS` cells on; the lists
     do not depend on that. Returns the number listed (the sum of ``counts``).
     """
-    full = n // 8
-    packed = flags[: full * 8].view(np.uint64)
-    in_bytes = np.uint64(0x0101010101010101) * np.uint64(bit)
     for block in prange(counts.shape[0]):
-        lo = block * LIST_BLOCK  # (a multiple of 8: blocks start at a word)
-        hi = min(lo + LIST_BLOCK, n)
-        k = lo
-        for w in range(lo // 8, min(hi // 8, full)):
-            if (packed[w] & in_bytes) == 0:
-                continue
-            for i in range(8 * w, 8 * w + 8):
-                slots[np.uintp(k)] = i
-                k += (flags[i] & bit) != 0
-        for i in range(max(lo, 8 * full), hi):  # the cells after the last whole word
-            slots[np.uintp(k)] = i
-            k += (flags[i] & bit) != 0
-        counts[block] = k - lo
+        counts[block] = list_block(n, flags, bit, block, slots) - block * LIST_BLOCK
     total = 0
     for block in range(counts.shape[0]):
         total += counts[block]

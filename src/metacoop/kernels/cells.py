@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from metacoop.kernels.bookkeeping import LIST_BLOCK, list_blocks, list_flagged
+from metacoop.kernels.bookkeeping import LIST_BLOCK, list_block, list_blocks, list_flagged
 from metacoop.kernels.dispatch import (
     FIELD_MIN_POINTS,
     PARALLEL_MIN_ITEMS,
@@ -406,21 +406,9 @@ def decide_moves(
             below = not (u >= (nd * pd + abs(ph_) * slope[p]) * (1.0 + 1e-9))
             marks[i] = (((flags[i] & DEAD) == 0) & (state[i] == ACTIVE) & ((pd != 0.0) | (ph_ != 0.0))
                         & below)
-        full = n // 8
-        packed = marks[: full * 8].view(np.uint64)
         for block in prange(counts.shape[0]):
-            lo = block * LIST_BLOCK  # (a multiple of 8: blocks start at a word)
-            hi = min(lo + LIST_BLOCK, n)
-            k = lo
-            for w in range(lo // 8, min(hi // 8, full)):  # list the marked cells, skipping words of none
-                if packed[w] == 0:
-                    continue
-                for i in range(8 * w, 8 * w + 8):
-                    listed[np.uintp(k)] = i
-                    k += marks[i]
-            for i in range(max(lo, 8 * full), hi):
-                listed[np.uintp(k)] = i
-                k += marks[i]
+            lo = block * LIST_BLOCK
+            k = list_block(n, marks, np.uint8(1), block, listed)  # the block's marked cells
             kept = lo
             for j in range(lo, k):  # visit them, keeping the movers listed (kept <= j)
                 i = listed[j]

@@ -184,21 +184,17 @@ def _unit_step(u, out, i, rr, f, floor):
     last = nx - 1
     x1 = min(1, last)
     if nz == 1:
-        j = np.int64(i)
-        jm = j - 1 if j > 0 else j
-        jp = j + 1 if j < ny - 1 else j
-        _row_2d(u, out, j, jm, jp, last, x1, rr, f, floor)
+        _row_2d(u, out, np.int64(i), last, x1, rr, f, floor)
     else:
-        z = np.int64(i)
-        zm = z - 1 if z > 0 else z
-        zp = z + 1 if z < nz - 1 else z
         for y in range(ny):
-            _row_3d(u, out, z, y, zm, zp, ny, last, x1, rr, f, floor)
+            _row_3d(u, out, np.int64(i), y, last, x1, rr, f, floor)
 
 
 @njit(cache=True, inline="always")
-def _row_2d(u, out, j, jm, jp, last, x1, rr, f, floor):
-    """One sub-step of x-row ``j`` of a 2-D lattice (rows ``jm`` and ``jp`` its neighbours, or itself)."""
+def _row_2d(u, out, j, last, x1, rr, f, floor):
+    """One sub-step of x-row ``j`` of a 2-D lattice (a missing neighbour row is the row itself)."""
+    jm = j - 1 if j > 0 else j
+    jp = j + 1 if j < u.shape[1] - 1 else j
     out[0, j, 0] = _update_2d(u[0, j, 0], u[0, j, 0], u[0, j, x1], u[0, jm, 0], u[0, jp, 0], rr, f, floor)
     for x in range(1, last):
         out[0, j, x] = _update_2d(u[0, j, x], u[0, j, x - 1], u[0, j, x + 1], u[0, jm, x], u[0, jp, x], rr, f,
@@ -209,8 +205,11 @@ def _row_2d(u, out, j, jm, jp, last, x1, rr, f, floor):
 
 
 @njit(cache=True, inline="always")
-def _row_3d(u, out, z, y, zm, zp, ny, last, x1, rr, f, floor):
-    """One sub-step of x-row ``(z, y)`` of a 3-D lattice (``zm``, ``zp``: its neighbour planes, or itself)."""
+def _row_3d(u, out, z, y, last, x1, rr, f, floor):
+    """One sub-step of x-row ``(z, y)`` of a 3-D lattice (a missing neighbour row or plane is its own)."""
+    nz, ny, _ = u.shape
+    zm = z - 1 if z > 0 else z
+    zp = z + 1 if z < nz - 1 else z
     ym = y - 1 if y > 0 else y
     yp = y + 1 if y < ny - 1 else y
     # x = 0 and x = nx - 1 use the point itself as their missing neighbour.
@@ -235,17 +234,12 @@ def _sub_step(u, out, r, decay):
     x1 = min(1, last)
     if nz == 1:
         for row in prange(ny):
-            j = np.int64(row)  # (the parallel build's index is unsigned; mixed with signed it typed as float)
-            jm = j - 1 if j > 0 else j
-            jp = j + 1 if j < ny - 1 else j
-            _row_2d(u, out, j, jm, jp, last, x1, rr, f, floor)
+            # (the parallel build's index is unsigned; mixed with signed it typed as float)
+            _row_2d(u, out, np.int64(row), last, x1, rr, f, floor)
     else:
         for row in prange(nz * ny):
             z = row // ny
-            y = row - z * ny
-            zm = z - 1 if z > 0 else z
-            zp = z + 1 if z < nz - 1 else z
-            _row_3d(u, out, z, y, zm, zp, ny, last, x1, rr, f, floor)
+            _row_3d(u, out, z, row - z * ny, last, x1, rr, f, floor)
 
 
 def diffuse_decay_step_numpy(u: np.ndarray, r: float, decay: float) -> np.ndarray:

@@ -165,7 +165,8 @@ class Movement(Mechanism):
                 slots, counts = site.scratch_slots(c.n), np.empty(list_blocks(c.n), np.int64)
                 if decide_moves(*cells, *rule, target, boost, cues, sens, level, slope, marks, slots, counts):
                     if lists_movers(c.n, lat.n_points, cues is not None):
-                        apply_listed(c.pos, target, c.flags, site.occ, site.capacity, slots, counts, True)
+                        apply_listed(c.pos, target, c.flags, site.occ, site.capacity, slots, counts,
+                                     beside=True)
                     else:
                         apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, slots)
             elif rates[0] > 0.0:  # (0: no cell can move)
