@@ -41,13 +41,17 @@ from metacoop.kernels.fields import (
     WAVEFRONT_MIN_BYTES,
     WAVEFRONT_MIN_BYTES_ONE_BLOCK,
     _wavefront,
+    add_counted,
     add_inplace,
+    add_scaled,
     clear_points,
     clipped_complement,
+    count_points,
     degrade_exponential,
     degrade_exponential_reference,
     diffuse_decay_step_numpy,
     diffuse_decay_steps,
+    relax_toward,
     saturation,
     scale_inplace,
 )
@@ -243,6 +247,55 @@ def test_point_maps_equal_the_numpy_expressions_they_replace_bit_for_bit(dtype, 
     want = clip if (a, b) == (0.0, 1.0) else a + b * clip
     assert got.dtype == want.dtype == dtype
     np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_field_updates_equal_the_numpy_expressions_they_replace_bit_for_bit(dtype, build):
+    # The mechanisms' whole-lattice updates were NumPy expressions with Python numbers (in the
+    # field's type) and an in-place add: a field feeding another's sources (add_scaled, also from a
+    # field of the other type) and the ECM recovering towards its initial state (relax_toward).
+    rng = np.random.default_rng(13)
+    x = (rng.uniform(0.0, 3.0, 5000) * rng.choice([1e-6, 1e-2, 1.0], 5000)).astype(dtype)
+    x[:4] = [0.0, np.nan, np.inf, 1.0]
+    for deltas_type in DTYPES:
+        out = rng.uniform(0.0, 1.0, x.size).astype(deltas_type)
+        want = out.copy()
+        want[:] += x * 0.37
+        getattr(add_scaled, build)(out, x, 0.37)
+        np.testing.assert_array_equal(out.view(np.uint8), want.view(np.uint8))
+    u = rng.uniform(0.0, 1.0, x.size).astype(dtype)
+    u[4:8] = [np.nan, np.inf, 0.0, 1.0]
+    want = u.copy()
+    with np.errstate(invalid="ignore"):  # (inf - inf, as in the kernel)
+        want += (x - want) * 0.0123
+    getattr(relax_toward, build)(u, x, 0.0123)
+    np.testing.assert_array_equal(u.view(np.uint8), want.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_counted_sources_equal_numpys_unique_counts(dtype):
+    # 300 agents on 40 of 1,000 points (many points holding several): each point gets its count
+    # times the amount added once, as np.unique's counts gave it; the counts are left all 0.
+    rng = np.random.default_rng(14)
+    occupied = rng.choice(1000, 40, replace=False)
+    pos = rng.choice(occupied, 300)
+    deltas = rng.uniform(0.0, 1.0, 1000).astype(dtype)
+    want = deltas.copy()
+    points, k = np.unique(pos, return_counts=True)
+    want[points] += k * 0.0171
+    counts = np.zeros(1000, np.int64)
+    first = count_points(250, pos, counts)  # (only pos[:n] counts)
+    assert first.tolist() == list(dict.fromkeys(pos[:250].tolist()))
+    assert counts.sum() == 250
+    counts[:] = 0
+    got_points = count_points(pos.size, pos, counts)
+    assert sorted(got_points.tolist()) == points.tolist()
+    assert list(dict.fromkeys(pos.tolist())) == got_points.tolist(), "points in the order they first occur"
+    np.testing.assert_array_equal(counts[points], k)
+    add_counted(got_points, counts, 0.0171, deltas)
+    np.testing.assert_array_equal(deltas.view(np.uint8), want.view(np.uint8))
+    assert not counts.any()
 
 
 @pytest.mark.parametrize("build", ["serial", "parallel"])

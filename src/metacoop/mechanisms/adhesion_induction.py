@@ -26,6 +26,7 @@ from pydantic import Field
 from metacoop.config.base import MechanismParams, NonNegative, Positive
 from metacoop.core.modifiers import saturating_factor
 from metacoop.core.schedule import Phase
+from metacoop.kernels.fields import add_scaled
 from metacoop.mechanisms.base import Mechanism, StepContext
 
 
@@ -107,7 +108,7 @@ class AdhesionInduction(Mechanism):
                     np.add.at(kup.flat_deltas, pos, strength)
             if not kup.zero:
                 tnf.zero = False
-                tnf.flat_deltas[:] += kup.flat * self.pass_a
+                add_scaled(tnf.flat_deltas, kup.flat, self.pass_a)
             if not tnf.zero:
                 cam.zero = False
-                cam.flat_deltas[:] += tnf.flat * self.pass_b
+                add_scaled(cam.flat_deltas, tnf.flat, self.pass_b)

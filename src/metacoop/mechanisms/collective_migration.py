@@ -32,7 +32,7 @@ from metacoop.core.schedule import Phase
 from metacoop.core.state import ACTIVE
 from metacoop.errors import Problem
 from metacoop.kernels.cells import DEAD
-from metacoop.kernels.fields import clipped_complement
+from metacoop.kernels.fields import clipped_complement, relax_toward
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext, field_problems
 
@@ -133,8 +133,7 @@ class CollectiveMigration(Mechanism):
         p = self.params
         for site in self.sites:
             if self.recover > 0:
-                w = site.fields[p.ecm_field].flat
-                w += (self.initial_ecm[site.name] - w) * self.recover
+                relax_toward(site.fields[p.ecm_field].flat, self.initial_ecm[site.name], self.recover)
             if self.active:
                 site.secrete(p.leader_field, self.secretion)
 

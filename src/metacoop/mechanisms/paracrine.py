@@ -23,7 +23,7 @@ from metacoop.core.state import StromalArrays
 from metacoop.core.vessels import NORMAL_VESSEL
 from metacoop.errors import Problem
 from metacoop.kernels.cells import mark_near, random_walk
-from metacoop.kernels.fields import saturation
+from metacoop.kernels.fields import add_counted, count_points, saturation
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -109,6 +109,7 @@ class Paracrine(Mechanism):
         site.modifiers.cues.append(self.cue)
         site.modifiers.doorways.append((self.name, self.doorways))
         self._doorways = np.zeros(site.lattice.n_points, np.uint8)  # (the doorway mask, rewritten each step)
+        self._counts = np.zeros(site.lattice.n_points, np.int64)  # (macrophages per point; 0 between steps)
         self.csf1, self.egf = csf1, egf
         self.refresh(sim)
 
@@ -145,9 +146,9 @@ class Paracrine(Mechanism):
             self.egf.zero = False
             # Added at the macrophages' points only (and applied there by the solver): the values of
             # adding a whole-lattice bincount, without three passes over the lattice every step.
-            points, counts = np.unique(mac.live("pos"), return_counts=True)
+            points = count_points(mac.n, mac.pos, self._counts)
             deltas = self.egf.sources_at_points(points)
-            deltas[points] += counts * (p.egf_secretion_per_h * ctx.dt_h)
+            add_counted(points, self._counts, p.egf_secretion_per_h * ctx.dt_h, deltas)
 
     @classmethod
     def check(cls, params: ParacrineParams, config) -> list[Problem]:
