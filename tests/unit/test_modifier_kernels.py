@@ -297,15 +297,20 @@ def test_bernoulli_flag_certain_event_with_zero_factor_agrees_with_hazard_scaled
 # -- random_walk ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_random_walk_matches_twin(ndim):
+def test_random_walk_matches_twin(ndim, dtype):
+    # The walk climbs the receptor occupancy of a signal, which the kernel computes at the points it
+    # looks at: the twin takes it from NumPy's expression over the whole lattice, in the signal's type.
     dims = _dims(ndim)
     n_points = int(np.prod(dims))
     n = 3000
     rng = np.random.default_rng(50 + ndim)
     uid = rng.permutation(5 * n)[:n].astype(np.int64)
     pos = rng.integers(0, n_points, n).astype(np.int32)
-    cue = rng.uniform(0.0, 1.0, n_points)
+    signal = (rng.uniform(0.0, 3.0, n_points) * rng.choice([1e-3, 1.0], n_points)).astype(dtype)
+    half = 0.3
+    cue = signal / (half + signal)
     p_diff, p_chem = 0.04, 0.08
     assert 2 * ndim * (p_diff + p_chem) <= 1.0
     u = _draws(uid)
@@ -321,7 +326,8 @@ def test_random_walk_matches_twin(ndim):
                 expect[i] = nb
                 break
     start = pos.copy()
-    moved = random_walk(n, uid, pos, p_diff, p_chem, cue, np.asarray(dims, np.int64), ndim, KEY, STREAM, STEP)
+    dims_array = np.asarray(dims, np.int64)
+    moved = random_walk(n, uid, pos, p_diff, p_chem, signal, half, dims_array, ndim, KEY, STREAM, STEP)
     np.testing.assert_array_equal(pos, expect)
     assert moved == (expect != start).sum()
     assert n // 20 < moved < n - n // 20

@@ -945,17 +945,34 @@ def fresh_cycles(slots, uid, clone, phen, cycle_h, shape, scale, key, stream, st
         cycle_h[i] = gamma_variate(shape[c, ph], scale[c, ph], key, stream, step, uid[i], 2)
 
 
+@njit(cache=True, inline="always")
+def _occupancy(c, half, zero, one):
+    """The receptor occupancy ``zero + one * (c / (half + c))``, all in ``c``'s type.
+
+    :func:`~metacoop.kernels.fields.saturation`'s (``a = 0, b = 1``), bit for bit.
+    """
+    return zero + one * (c / (half + c))
+
+
 @sized_kernel(first_arg)
-def random_walk(n, uid, pos, p_diff, p_chem, cue, dims, ndim, key, stream, step):
+def random_walk(n, uid, pos, p_diff, p_chem, signal, half, dims, ndim, key, stream, step):
     """Move agents that do not compete for space (stromal cells) by diffusion and chemotaxis.
 
     An agent moves to neighbour ``nb`` with probability ``p_diff + p_chem *
-    max(0, cue[nb] - cue[here])`` (as :func:`decide_moves`, without capacity).
+    max(0, cue[nb] - cue[here])`` (as :func:`decide_moves`, without capacity),
+    where the cue is the receptor occupancy ``c / (half + c)`` of the
+    ``signal`` ``c`` (flat, per point), as
+    :func:`~metacoop.kernels.fields.saturation` computes it (in the signal's
+    type), at the points the agents look at only: for 200 macrophages on a
+    201 x 201 lattice that spared a pass over the lattice and its array every
+    step (20-30 µs).
 
     Returns the number of agents that moved.
     """
     nz, ny, nx = dims[0], dims[1], dims[2]
     nd = 2 * ndim
+    T = signal.dtype.type
+    h, zero, one = T(half), T(0.0), T(1.0)
     moved = 0
     for i in prange(n):
         p = pos[i]
@@ -967,7 +984,7 @@ def random_walk(n, uid, pos, p_diff, p_chem, cue, dims, ndim, key, stream, step)
             nb = _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim)
             if nb < 0:
                 continue
-            g = cue[nb] - cue[p]
+            g = _occupancy(signal[nb], h, zero, one) - _occupancy(signal[p], h, zero, one)
             if g < 0.0:
                 g = 0.0
             acc += p_diff + p_chem * g

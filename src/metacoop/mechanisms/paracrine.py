@@ -23,7 +23,7 @@ from metacoop.core.state import StromalArrays
 from metacoop.core.vessels import NORMAL_VESSEL
 from metacoop.errors import Problem
 from metacoop.kernels.cells import mark_near, random_walk
-from metacoop.kernels.fields import add_counted, count_points, saturation
+from metacoop.kernels.fields import add_counted, count_points
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -138,10 +138,8 @@ class Paracrine(Mechanism):
         mac = site.agents["macrophages"]
         if mac.n == 0:
             return
-        csf1 = self.csf1.flat
-        cue = saturation(csf1, p.csf1_half_saturation, 0.0, 1.0, np.empty_like(csf1))  # c / (K + c)
-        random_walk(mac.n, mac.uid, mac.pos, self.p_diff, self.p_chem, cue, site.lattice.dims_array,
-                    site.lattice.ndim, site.streams.key, self.stream, ctx.step)
+        random_walk(mac.n, mac.uid, mac.pos, self.p_diff, self.p_chem, self.csf1.flat, p.csf1_half_saturation,
+                    site.lattice.dims_array, site.lattice.ndim, site.streams.key, self.stream, ctx.step)
         if p.egf_secretion_per_h > 0:
             self.egf.zero = False
             # Added at the macrophages' points only (and applied there by the solver): the values of
