@@ -7,6 +7,8 @@ import numpy as np
 from metacoop.compartments import metastases as registry
 from metacoop.core import state as cell_state
 from metacoop.kernels import metastases as kernel
+from metacoop.kernels.cells import DEAD
+from metacoop.kernels.random import uniforms
 
 
 def update_twin(organ_index, met, state, n, organ, founded_h, switched_h, status, size, max_size, cap):
@@ -34,7 +36,8 @@ def update_twin(organ_index, met, state, n, organ, founded_h, switched_h, status
 
 
 def test_the_kernel_uses_the_registry_and_cell_state_codes():
-    assert (kernel._ARRESTED, kernel._DORMANT) == (cell_state.ARRESTED, cell_state.DORMANT)
+    assert (kernel._ACTIVE, kernel._ARRESTED, kernel._DORMANT) == (cell_state.ACTIVE, cell_state.ARRESTED,
+                                                                    cell_state.DORMANT)
     assert (kernel._PENDING, kernel._S_DORMANT, kernel._SOLITARY, kernel._MICRO, kernel._MACRO,
             kernel._EXTINCT) == (registry.PENDING, registry.S_DORMANT, registry.SOLITARY, registry.MICRO,
                                  registry.MACRO, registry.EXTINCT)
@@ -63,3 +66,31 @@ def test_update_statuses_matches_the_numpy_rule():
         assert [tuple(r) for r in got.tolist()] == expect[0]
         for a, b in zip((status, size, max_size, room), expect[1:], strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_avascular_death_flags_the_cells_numpys_masks_chose():
+    # The NumPy rule it replaced: live active cells of founded, unswitched metastases, each dying
+    # when its draw (index 1 of the stream) is below p. 2,000 cells on 12 metastases of every kind,
+    # some cells already dead, some of no metastasis; about p of the candidates die.
+    rng = np.random.default_rng(21)
+    n, n_met, p = 2000, 12, 0.3
+    founded_h = np.where(rng.random(n_met) < 0.75, rng.random(n_met), np.nan)
+    switched_h = np.where(rng.random(n_met) < 0.4, rng.random(n_met), np.nan)
+    founded_h[:2], switched_h[:2] = 0.5, np.nan  # (at least two avascular metastases)
+    met = rng.integers(-1, n_met, n).astype(np.int32)
+    state = rng.choice([cell_state.ACTIVE, cell_state.ARRESTED, cell_state.DORMANT], n, p=[0.7, 0.15, 0.15])
+    state = state.astype(np.uint8)
+    flags = (np.where(rng.random(n) < 0.1, DEAD, 0) | rng.choice([0, 2, 4], n)).astype(np.uint8)
+    uid = rng.permutation(10 * n)[:n].astype(np.int64)
+    key, stream, step = 99, 7, 1234
+    cand = np.flatnonzero((met >= 0) & (state == cell_state.ACTIVE) & ((flags & DEAD) == 0))
+    m = met[cand]
+    cand = cand[np.isnan(switched_h[m]) & ~np.isnan(founded_h[m])]
+    u = uniforms(key, stream, step, uid[cand], 1, np.empty(cand.size))
+    want = flags.copy()
+    want[cand[u < p]] |= DEAD
+    got = flags.copy()
+    k = kernel.avascular_death(n, uid, met, state, got, founded_h, switched_h, p, key, stream, step, 1)
+    np.testing.assert_array_equal(got, want)
+    assert k == (u < p).sum()
+    assert abs(k - p * cand.size) < 4 * np.sqrt(cand.size * p * (1 - p)), (k, cand.size)

@@ -17,7 +17,7 @@ from metacoop.core.clones import per_step_probability
 from metacoop.core.schedule import Phase
 from metacoop.core.state import ACTIVE, ARRESTED, DORMANT
 from metacoop.kernels.cells import DEAD, bernoulli_flag
-from metacoop.kernels.random import uniforms
+from metacoop.kernels.metastases import avascular_death
 from metacoop.mechanisms.base import NO_FACTOR, Mechanism, StepContext
 
 
@@ -72,13 +72,6 @@ class Death(Mechanism):
             self._avascular_death(ctx, ctx.sim.site(name), float(p))
 
     def _avascular_death(self, ctx: StepContext, site, p: float) -> None:
-        c = site.cells
-        met = c.live("met")
-        reg = self.registry
-        cand = np.flatnonzero((met >= 0) & (c.live("state") == ACTIVE) & ((c.live("flags") & DEAD) == 0))
-        if cand.size == 0:
-            return
-        m = met[cand]
-        cand = cand[np.isnan(reg.switched_h[m]) & ~np.isnan(reg.founded_h[m])]
-        u = uniforms(site.streams.key, self.stream, ctx.step, c.uid[cand], 1, np.empty(cand.size))
-        c.flags[cand[u < p]] |= DEAD
+        c, reg = site.cells, self.registry
+        avascular_death(c.n, c.uid, c.met, c.state, c.flags, reg.founded_h, reg.switched_h, p,
+                        site.streams.key, self.stream, ctx.step, 1)
