@@ -23,7 +23,7 @@ from metacoop.config.base import MechanismParams, Positive, Probability, RatePer
 from metacoop.core.schedule import Phase
 from metacoop.core.vessels import NORMAL_VESSEL, RUPTURED_VESSEL
 from metacoop.errors import Problem
-from metacoop.kernels.random import uniforms
+from metacoop.kernels.vessels import vessel_damage
 from metacoop.mechanisms.base import Mechanism, StepContext, field_problems
 
 
@@ -82,6 +82,11 @@ class VesselDisruption(Mechanism):
             self.around[site.name] = (np.maximum(nb, 0), nb >= 0, site.capacity * (1 + (nb >= 0).sum(axis=1)))
         p = self.params
         self.relax = -math.expm1(-sim.dt_h / p.memory_h)
+        self.repair_p = -math.expm1(-p.repair_rate_per_h * sim.dt_h)
+        self.hazard_per_damage = p.rupture_rate_per_h * sim.dt_h  # (rupture hazard of a step per damage)
+        #: per site, the points' draws and their rupture and repair marks (rewritten every step)
+        self._scratch = {name: (np.empty(pts.size), np.zeros(pts.size, bool), np.zeros(pts.size, bool))
+                         for name, pts in self.points.items()}
 
     def step(self, ctx: StepContext) -> None:
         p = self.params
@@ -90,21 +95,19 @@ class VesselDisruption(Mechanism):
             pts = self.points[site.name]
             if pts.size == 0:
                 continue
-            m = site.fields[p.mmp2_field].flat[pts]
             nb, exists, room = self.around[site.name]
-            around = np.where(exists, site.occ[nb], 0).sum(axis=1)
-            occ = site.occ[pts].astype(np.float64) + around
-            crowding = occ / room
-            protease = m / (p.mmp2_half_saturation + m)
-            stimulus = (1.0 - p.pressure_weight) * protease + p.pressure_weight * crowding
-            damage = self.damage[site.name]
-            damage += (stimulus - damage) * self.relax
-            disrupted = self.disrupted[site.name]
-            u = uniforms(site.streams.key, self.stream, ctx.step, pts, 0, np.empty(pts.size))
-            normal = site.vessel[pts] == NORMAL_VESSEL
-            rupture = normal & (u < -np.expm1(-p.rupture_rate_per_h * damage * ctx.dt_h))
-            repair = disrupted & (site.vessel[pts] == RUPTURED_VESSEL) & (
-                u < -math.expm1(-p.repair_rate_per_h * ctx.dt_h))
+            damage, disrupted = self.damage[site.name], self.disrupted[site.name]
+            u, rupture, repair = self._scratch[site.name]
+            # The damage and the draws in one pass; a point may rupture only where its draw lies below
+            # rupture_rate * damage * dt (the hazard, above the probability 1 - exp(-hazard)).
+            candidates, repaired = vessel_damage(
+                pts, nb, exists, room, site.occ, site.fields[p.mmp2_field].flat, p.mmp2_half_saturation,
+                p.pressure_weight, self.relax, damage, site.vessel, disrupted, self.hazard_per_damage,
+                self.repair_p, site.streams.key, self.stream, ctx.step, u, rupture, repair)
+            if not candidates and not repaired:
+                continue
+            if candidates:
+                rupture[rupture] = u[rupture] < -np.expm1(-p.rupture_rate_per_h * damage[rupture] * ctx.dt_h)
             for kind, sel, code in (("vessel_rupture", rupture, RUPTURED_VESSEL),
                                     ("vessel_repair", repair, NORMAL_VESSEL)):
                 if not sel.any():
