@@ -9,7 +9,7 @@ counter-based hash in :mod:`metacoop.kernels.random`, keyed by
 not depend on thread count, on cell order or on which other mechanisms run.
 """
 
-from metacoop.kernels import bookkeeping, cells, dispatch, fields, metastases, move_clock, random  # noqa: F401
+from metacoop.kernels import bookkeeping, cells, dispatch, fields, metastases, move_clock, random, vessels  # noqa: F401
 from metacoop.kernels._cache import key_caches_by_sources
 
 key_caches_by_sources()
