@@ -316,9 +316,9 @@ def count_points(n, pos, counts):
     ``counts`` (int64 per lattice point, 0 at these points before) gets the
     number of agents at each point; :func:`add_counted` uses and clears them.
     Together they give ``points, k = np.unique(pos[:n], return_counts=True);
-    deltas[points] += k * amount`` (up to the points' order): for the
-    macrophages' EGF (200 of them) 30-60 -> 3 µs a step, NumPy's unique
-    sorting and allocating several small arrays.
+    deltas[points] += k * amount`` (up to the points' order), without
+    NumPy's sort and small arrays: for 200 macrophages on 201 x 201 points
+    11.5 -> 1.6 µs (the default scenario's paracrine slot 136 -> 86 µs a step).
     """
     points = np.empty(n, np.int64)
     k = 0
