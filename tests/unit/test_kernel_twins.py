@@ -52,6 +52,7 @@ from metacoop.kernels.fields import (
     diffuse_decay_step_numpy,
     diffuse_decay_steps,
     relax_toward,
+    saturated,
     saturation,
     scale_inplace,
 )
@@ -242,6 +243,9 @@ def test_point_maps_equal_the_numpy_expressions_they_replace_bit_for_bit(dtype, 
         want = x / (half + x) if (a, b) == (0.0, 1.0) else a + b * (x / (half + x))
     assert got.dtype == want.dtype == dtype
     np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+    # The one-point form kernels call where they need a few points (the macrophages' walk).
+    one = np.array([saturated(v, dtype(half), dtype(a), dtype(b)) for v in x[:300]], dtype)
+    np.testing.assert_array_equal(one.view(np.uint8), want[:300].view(np.uint8))
     got = getattr(clipped_complement, build)(x, a, b, np.empty_like(x))
     clip = np.clip(1.0 - x, 0.0, 1.0)
     want = clip if (a, b) == (0.0, 1.0) else a + b * clip

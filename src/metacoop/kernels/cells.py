@@ -33,6 +33,7 @@ from metacoop.kernels.dispatch import (
     sized_kernel,
     threads,
 )
+from metacoop.kernels.fields import saturated
 from metacoop.kernels.random import draw_prefix, gamma_variate, uniform, uniform_after
 
 DEAD = np.uint8(1)
@@ -950,15 +951,6 @@ def fresh_cycles(slots, uid, clone, phen, cycle_h, shape, scale, key, stream, st
         cycle_h[i] = gamma_variate(shape[c, ph], scale[c, ph], key, stream, step, uid[i], 2)
 
 
-@njit(cache=True, inline="always")
-def _occupancy(c, half, zero, one):
-    """The receptor occupancy ``zero + one * (c / (half + c))``, all in ``c``'s type.
-
-    :func:`~metacoop.kernels.fields.saturation`'s (``a = 0, b = 1``), bit for bit.
-    """
-    return zero + one * (c / (half + c))
-
-
 @sized_kernel(first_arg)
 def random_walk(n, uid, pos, p_diff, p_chem, signal, half, dims, ndim, key, stream, step):
     """Move agents that do not compete for space (stromal cells) by diffusion and chemotaxis.
@@ -989,7 +981,7 @@ def random_walk(n, uid, pos, p_diff, p_chem, signal, half, dims, ndim, key, stre
             nb = _neighbour_at(p, d, x, y, z, nx, ny, nz, ndim)
             if nb < 0:
                 continue
-            g = _occupancy(signal[nb], h, zero, one) - _occupancy(signal[p], h, zero, one)
+            g = saturated(signal[nb], h, zero, one) - saturated(signal[p], h, zero, one)
             if g < 0.0:
                 g = 0.0
             acc += p_diff + p_chem * g

@@ -378,6 +378,18 @@ def saturation(x, half, a, b, out):
     return out
 
 
+@njit(cache=True, inline="always")
+def saturated(x, half, a, b):
+    """:func:`saturation` at one point: ``a + b * (x / (half + x))``.
+
+    ``half``, ``a`` and ``b`` are given in ``x``'s type. For a kernel that
+    needs the factor at a few points only (the macrophages' walk reads the
+    CSF-1 occupancy around each macrophage): the same bits as the
+    whole-lattice array.
+    """
+    return a + b * (x / (half + x))
+
+
 @sized_kernel(first_array, FIELD_MIN_POINTS)
 def clipped_complement(x, a, b, out):
     """``out = a + b * clip(1 - x, 0, 1)`` at every point, as NumPy computes it (flat arrays; NaN stays NaN).
