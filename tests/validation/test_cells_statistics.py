@@ -13,6 +13,7 @@ asserted too, so that a failure says which assumption broke.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -204,6 +205,16 @@ def test_cycle_gamma_solves_euler_lotka(cv):
     # The mean cycle is longer than the doubling time (Jensen): a cycle drawn with mean Td
     # would grow more slowly than ln 2 / Td.
     assert k * theta > 10.0
+
+
+def test_cycle_gamma_of_a_doubling_time_too_short_for_its_rate_is_a_cycle_of_zero_hours():
+    # The schema takes any doubling time > 0 (the property tests give it 5e-324). ln 2 / Td then
+    # overflows to inf, and the cycle is 0 h, for a NumPy scalar (as the clone table passes) without
+    # NumPy's overflow warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cycle_gamma(np.float64(5e-324), 0.25) == (16.0, 0.0)
+        assert cycle_gamma(np.float64(10.0), 0.25) == cycle_gamma(10.0, 0.25)
 
 
 @pytest.mark.parametrize("cv", [0.25, 1.0])

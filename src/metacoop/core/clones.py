@@ -29,7 +29,9 @@ def cycle_gamma(doubling_time_h: float, cycle_cv: float) -> tuple[float, float]:
     if not math.isfinite(doubling_time_h):
         return (1.0, math.inf)
     k = 1.0 / cycle_cv**2
-    lam = math.log(2.0) / doubling_time_h
+    # (as a Python float: a doubling time so short that the rate overflows gives cycles of 0 h, without
+    # NumPy's overflow warning for a NumPy scalar; the same bits otherwise)
+    lam = math.log(2.0) / float(doubling_time_h)
     return (k, math.expm1(math.log(2.0) / k) / lam)
 
 
