@@ -256,6 +256,7 @@ def bad_runs(tmp_path_factory):
     return {name: (specs[name], results[name]) for name in specs}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_exits_2_with_a_clear_message(bad_runs, case):
     (args, expect, one_line, no_out_dir, case_dir), proc = bad_runs[case]

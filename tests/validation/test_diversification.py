@@ -143,6 +143,7 @@ def trait_columns(trait: str, columns) -> list[str]:
     return [c for c in columns if c == trait or c.startswith(trait + ".")]
 
 
+@pytest.mark.slow
 def test_trait_shifts_have_the_stated_distribution(tmp_path):
     # p = 0.2, trait_sd = 0.3, 36 h: ~600 new clones (about half descend from each scenario
     # clone). The nonmetastatic clone's cohesion is set to 1 and its anoikis resistance is

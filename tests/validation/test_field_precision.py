@@ -55,6 +55,7 @@ def test_franssen2019_preset_runs_its_fields_in_float32():
     assert metacoop.load_scenario("franssen2019").field_precision == "float32"
 
 
+@pytest.mark.slow
 def test_franssen2019_fields_in_float32_stay_within_the_round_off_bounds_of_float64():
     sim64, m64, w64 = _fields("float64")
     sim32, m32, w32 = _fields("float32")

@@ -152,6 +152,7 @@ def level_ceilings(ceiling: float, ceiling_low: float, p_hapt: np.ndarray) -> np
     return np.minimum(ceiling, np.r_[ceiling, ceiling_low + slope * LOW_LEVELS * (1.0 + 1e-9)])
 
 
+@pytest.mark.slow
 def test_the_levels_keep_the_step_probabilities_while_the_ecm_falls():
     # Cells whose neighbours' ECM sums to at most LOW_LEVELS[k] draw their gaps at the ceiling of
     # level k + 1 (random motility plus |p_hapt| LOW_LEVELS[k]), the others at the site's ceiling.
@@ -229,6 +230,7 @@ def test_gaps_longer_than_the_clock_holds_and_its_wrap_around():
     assert abs(moves - mean) < Z * math.sqrt(mean * (1 - c)), (moves, mean)
 
 
+@pytest.mark.slow
 def test_cells_that_stop_and_restart_move_only_while_active():
     # Cells are arrested for 150 steps out of every 250. An arrested cell loses its clock, so when
     # it is active again it draws a new gap from that step: the moves are those of the active steps.
@@ -334,6 +336,7 @@ def count_moves(sim: metacoop.Simulation, before_step=None, after_step=None) -> 
     return moves, p_sum, var_sum
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clock", ["event", "auto"])
 def test_a_rising_ceiling_restarts_the_clocks_without_bias(clock):
     # Through the movement mechanism: uniform ECM (only diffusion, bound 4 p_diff = 0.04) until step
