@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 
 from helpers.twins import chosen_moves, decide_moves_twin, mover_lists, neighbours
+from metacoop.core.field import Field
 from metacoop.core.lattice import Lattice
-from metacoop.core.modifiers import hazard_scaled, product_of
+from metacoop.core.modifiers import hazard_scaled, product_at, product_of, saturating_factor
 from metacoop.kernels.cells import (
     DEAD,
     advance_cycle,
@@ -469,3 +470,33 @@ def test_product_of_leaves_out_providers_of_exactly_1_and_keeps_their_order():
     want *= c
     assert got.dtype == np.float64 and got.tobytes() == want.tobytes()
     np.testing.assert_array_equal(a, kept)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_product_at_gives_the_products_bits_at_the_points(dtype):
+    # What arrest, extravasation and the angiogenic switch read: the factor at a few cells' points,
+    # from saturating factors evaluated there alone, and any other provider indexed. The same bits
+    # as the product over the lattice indexed at the points: repeated points, the last point, a
+    # negative point (counted from the end, as NumPy indexes), and none.
+    rng = np.random.default_rng(5)
+    shape = (1, 13, 11)
+    niche, cam = (Field(name, np.zeros(shape, dtype), np.zeros(shape, dtype)) for name in ("bmdc", "cam"))
+    niche.values[:] = rng.random(shape) * 3
+    cam.values[:] = rng.random(shape)
+    cam.values.flat[:7] = 0.0
+    other = rng.random(niche.values.size).astype(dtype)
+    providers = [("niche", saturating_factor(niche, 0.4, 2.5)), ("one", lambda ctx: None),
+                 ("cam", saturating_factor(cam, 0.15, -0.7)), ("other", lambda ctx: other)]
+    n = niche.values.size
+    whole = product_of(providers, None)
+    for points in (np.array([3, 3, n - 1, 0, 5], np.int32), np.arange(n, dtype=np.int64),
+                   np.array([-1, 2], np.int64), np.zeros(0, np.int32)):
+        got = product_at(providers, None, points)
+        assert got.dtype == np.float64 and got.tobytes() == whole[points].tobytes()
+        for k in range(1, len(providers) + 1):  # every prefix, the first alone included
+            want = product_of(providers[:k], None)[points]
+            assert product_at(providers[:k], None, points).tobytes() == want.tobytes()
+    assert product_at([("one", lambda ctx: None)], None, np.arange(3)) is None
+    assert product_at([], None, np.arange(3)) is None
+    # not vacuous: the gains moved the factor away from 1, both ways
+    assert whole.max() > 1.5 and whole.min() < 0.5

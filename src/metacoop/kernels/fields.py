@@ -390,6 +390,22 @@ def saturated(x, half, a, b):
     return a + b * (x / (half + x))
 
 
+@njit(cache=True)
+def saturation_at(x, points, half, a, b, out):
+    """:func:`saturation` at listed points only: ``out[j]`` is its value at ``points[j]``, the same bits.
+
+    For a factor read at a few cells' points (arrested cells in an organ): one
+    :func:`saturated` per point instead of a pass over the lattice. ``out`` has
+    ``x``'s type and ``points``' length; a negative point counts from the end,
+    as NumPy's indexing of the whole array does. Returns ``out``.
+    """
+    T = x.dtype.type
+    h, aa, bb = T(half), T(a), T(b)
+    for j in range(points.shape[0]):
+        out[j] = saturated(x[points[j]], h, aa, bb)
+    return out
+
+
 @sized_kernel(first_array, FIELD_MIN_POINTS)
 def clipped_complement(x, a, b, out):
     """``out = a + b * clip(1 - x, 0, 1)`` at every point, as NumPy computes it (flat arrays; NaN stays NaN).

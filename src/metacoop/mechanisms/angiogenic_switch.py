@@ -48,12 +48,12 @@ class AngiogenicSwitch(Mechanism):
             if cand.size == 0:
                 continue
             hazard = o.angiogenic_switch_rate_per_h * reg.size[cand] / o.angiogenic_min_cells
-            factor = site.modifiers.factor("angiogenesis", ctx)
+            c = site.cells
+            tissue = (c.live("met") >= 0) & (c.live("state") != ARRESTED)
+            factor = site.modifiers.factor_at("angiogenesis", ctx, c.live("pos")[tissue])
             if factor is not None:
-                c = site.cells
-                tissue = (c.live("met") >= 0) & (c.live("state") != ARRESTED)
                 met = c.live("met")[tissue].astype(np.int64)
-                total = np.bincount(met, factor[c.live("pos")[tissue]], minlength=n)
+                total = np.bincount(met, factor, minlength=n)
                 count = np.bincount(met, minlength=n)
                 f = np.where(count[cand] > 0, total[cand] / np.maximum(count[cand], 1), 1.0)
                 hazard = np.where(f == 1.0, hazard, hazard * f)

@@ -48,9 +48,9 @@ class Arrest(Mechanism):
             here = organ == site.organ_index
             if not here.any():
                 continue
-            factor = site.modifiers.factor("arrest", ctx)
+            factor = site.modifiers.factor_at("arrest", ctx, point[here])
             if factor is not None:
-                p[here] = hazard_scaled(p[here], factor[point[here]])
+                p[here] = hazard_scaled(p[here], factor)
         return p
 
     def arrival_points(self, organ: np.ndarray, v: np.ndarray) -> np.ndarray:

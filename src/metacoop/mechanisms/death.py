@@ -62,6 +62,8 @@ class Death(Mechanism):
             if table is None:
                 continue
             c = site.cells
+            if c.n == 0:
+                continue  # (an organ without cells: its factor, a pass over the lattice, is not needed)
             factor = site.modifiers.factor("death", ctx)
             bernoulli_flag(
                 c.n, c.uid, c.clone, c.phen, c.state, table, site.streams.key, self.stream,

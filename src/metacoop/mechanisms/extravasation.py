@@ -68,9 +68,8 @@ class Extravasation(Mechanism):
                 exposure = np.array([fresh.get(int(i), ctx.dt_h) for i in uid])
                 fresh.clear()
             rate = self.rate[site.name][c.clone[arrested]]
-            factor = site.modifiers.factor("extravasation", ctx)
-            if factor is not None:
-                f = factor[c.pos[arrested]]
+            f = site.modifiers.factor_at("extravasation", ctx, c.pos[arrested])
+            if f is not None:
                 rate = np.where(f == 1.0, rate, rate * f)
             with np.errstate(invalid="ignore"):
                 p = np.where(np.isinf(rate), 1.0, -np.expm1(-rate * exposure))
