@@ -170,18 +170,7 @@ def product_of(providers: list[tuple[str, Callable]], ctx) -> np.ndarray | None:
     itself (in float64), not a copy (a 201 x 201 copy cost as much as the
     factor). Providers return a new array, or one nobody writes to.
     """
-    out, owned = None, False
-    for _, p in providers:
-        f = p(ctx)
-        if f is None:
-            continue
-        if out is None:
-            out = np.asarray(f, dtype=np.float64)
-        elif owned:
-            out *= f
-        else:  # (a new array: the first provider's is left as it is)
-            out, owned = out * f, True
-    return out
+    return _product(p(ctx) for _, p in providers)
 
 
 def product_at(providers: list[tuple[str, Callable]], ctx, points: np.ndarray) -> np.ndarray | None:
@@ -193,20 +182,34 @@ def product_at(providers: list[tuple[str, Callable]], ctx, points: np.ndarray) -
     cells read a factor (arrested cells, arriving CTCs, a metastasis' cells in
     an organ of 101 x 101 points) this spares the passes over the lattice.
     """
-    out = None
-    for _, p in providers:
-        at = getattr(p, "at", None)
-        if at is not None:
-            f = at(ctx, points)
-        else:
-            f = p(ctx)
-            if f is None:
-                continue
-            f = np.asarray(f)[points]
+    return _product(_at_points(p, ctx, points) for _, p in providers)
+
+
+def _at_points(provider, ctx, points: np.ndarray) -> np.ndarray | None:
+    """One provider's factor at ``points``: by its ``at`` if it has one, else its whole array indexed."""
+    at = getattr(provider, "at", None)
+    if at is not None:
+        return at(ctx, points)
+    f = provider(ctx)
+    return None if f is None else np.asarray(f)[points]
+
+
+def _product(factors) -> np.ndarray | None:
+    """The elementwise product of the arrays ``factors`` yields, in order, leaving out each None.
+
+    None if every one is. The first array is not written to (with one array, it is returned as
+    it is, in float64).
+    """
+    out, owned = None, False
+    for f in factors:
+        if f is None:
+            continue
         if out is None:
-            out = np.asarray(f, dtype=np.float64)  # (a new array: the points' values, taken above)
-        else:
+            out = np.asarray(f, dtype=np.float64)
+        elif owned:
             out *= f
+        else:  # (a new array: the first provider's is left as it is)
+            out, owned = out * f, True
     return out
 
 
