@@ -154,17 +154,32 @@ def test_decide_moves_unit_boost_and_zero_cues_change_nothing():
 # -- advance_cycle: speed --------------------------------------------------------------------------
 
 
-def test_advance_cycle_with_speed_matches_twin():
+@pytest.mark.parametrize("metastases", [True, False], ids=["organ", "primary"])
+def test_advance_cycle_with_speed_matches_twin(metastases):
+    # In an organ (metastases, some without room) the kernel's loop has branches; in a primary site (no
+    # metastases) it has none and tells a due clock from its stored value: the same clocks and count.
     n, n_points, dt = 3000, 50, 0.1
     c = _cells(n, n_points, 3)
     rng = np.random.default_rng(7)
     cycle = rng.uniform(-0.05, 0.5, n).astype(np.float32)
-    met = rng.integers(-1, 4, n).astype(np.int32)
-    room = np.array([5, 0, 3, -1], np.int64)  # metastases 1 and 3 have no room: their clocks stop
+    if metastases:
+        met = rng.integers(-1, 4, n).astype(np.int32)
+        room = np.array([5, 0, 3, -1], np.int64)  # metastases 1 and 3 have no room: their clocks stop
+    else:
+        met, room = np.full(n, -1, np.int32), np.zeros(0, np.int64)
     speed = rng.uniform(0.0, 3.0, n_points)
     speed[::7] = 1.0
     speed[3::11] = 0.0  # a stopped clock
-    cycles = ((c["flags"] & DEAD) == 0) & (c["state"] == 0) & ~((met >= 0) & (room[met] <= 0))
+    if not metastases:
+        # Clocks at float32's least subnormal whose float64 result is positive: 4e-46 rounds to 0 on the
+        # store (due), 9e-46 to the least subnormal again (not due).
+        cycle[:4] = np.float32(2.0**-149)
+        c["pos"][:4] = [0, 0, 1, 1]
+        c["flags"][:4], c["state"][:4] = 0, 0
+        speed[:2] = [1e-44, 5e-45]
+    cycles = ((c["flags"] & DEAD) == 0) & (c["state"] == 0)
+    if metastases:
+        cycles &= ~((met >= 0) & (room[met] <= 0))
     # float32 clock, float64 arithmetic, rounded once on the store (as the kernel's `-=`).
     expect = np.where(cycles, (cycle.astype(np.float64) - dt * speed[c["pos"]]).astype(np.float32), cycle)
     before = cycle.copy()
@@ -176,6 +191,8 @@ def test_advance_cycle_with_speed_matches_twin():
     assert (s > 1).any() and (0 < s).any() and (s < 1).any() and (s == 0).any()
     stopped = cycles & (speed[c["pos"]] == 0)
     np.testing.assert_array_equal(cycle[stopped], before[stopped])
+    if not metastases:
+        assert cycle[:4].tolist() == [0.0, 0.0, 2.0**-149, 2.0**-149]
 
 
 def test_advance_cycle_unit_speed_is_no_speed():

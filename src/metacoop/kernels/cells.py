@@ -527,9 +527,13 @@ def advance_cycle(n, cycle_h, state, met, flags, met_room, dt, pos, speed):
     avascular micrometastasis at its size limit) do not advance. ``speed``
     (per lattice point, or empty) multiplies the clock's rate at the cell's point.
 
-    Without metastases and speed factors (a primary site) the loop is written
-    without branches, so that it vectorises (about 15 times faster, the same
-    values: a clock that does not advance keeps its value exactly).
+    Without metastases (a primary site) the loop is written without
+    branches, the same values: a clock that does not advance keeps its value
+    exactly, and a due clock is told from its value as stored. Without speed
+    factors it vectorises (about 15 times faster). With them (the default
+    scenario's growth factor) it is still 4.5 times faster than the loop with
+    branches below: 160 -> 35 µs on the default scenario's 31,757 primary
+    cells at step 4,500, whose unpredictable branch was the due count.
     """
     due = 0
     if met_room.shape[0] == 0 and speed.shape[0] == 0:
@@ -540,6 +544,16 @@ def advance_cycle(n, cycle_h, state, met, flags, met_room, dt, pos, speed):
             c = ticked if advancing else c
             cycle_h[i] = c
             due += advancing & (cycle_h[i] <= 0.0)
+        return due
+    if met_room.shape[0] == 0:
+        stored = cycle_h.dtype.type  # (rounds as the store into cycle_h does)
+        for i in prange(n):
+            advancing = ((flags[i] & DEAD) == 0) & (state[i] == ACTIVE)
+            c = cycle_h[i]
+            ticked = stored(c - dt * speed[np.uintp(pos[i])])
+            c = ticked if advancing else c
+            cycle_h[i] = c
+            due += advancing & (c <= 0.0)
         return due
     sped = speed.shape[0] > 0
     for i in prange(n):
