@@ -25,6 +25,7 @@ from metacoop.kernels.cells import (
     bernoulli_flag,
     decide_moves,
     divide,
+    largest,
     list_due,
     lists_movers,
     mark_due,
@@ -454,6 +455,34 @@ def test_switch_phenotype_matches_twin():
     np.testing.assert_array_equal(switched, expect.astype(np.uint8))
     assert k == expect.sum() and 0 < k < live.sum()
     np.testing.assert_array_equal(phen, np.where(expect, 1 - c["phen"], c["phen"]))
+
+
+@pytest.mark.parametrize("m", [0, 1, 7, 8, 9, 40_401])
+def test_largest_is_a_running_maximum_from_zero_bit_for_bit(m):
+    # Eight running maxima give the single one's value for any length (whole lanes and a tail), with the
+    # largest value anywhere (first, last, in the tail), NaNs among the values, and nothing above 0.
+    rng = np.random.default_rng(m)
+
+    def running(values):
+        top = 0.0
+        for v in values:
+            if v > top:
+                top = v
+        return top
+
+    cases = [rng.uniform(-1.0, 1.0, m), -rng.uniform(0.0, 1.0, m), np.full(m, -0.0)]
+    if m:
+        for at in {0, m - 1, m // 2}:
+            x = rng.uniform(0.0, 0.5, m)
+            x[at] = 0.75
+            x[rng.integers(0, m, 1 + m // 10)] = np.nan
+            x[at] = 0.75
+            cases.append(x)
+    for x in cases:
+        got = largest(x)
+        assert np.float64(got).tobytes() == np.float64(running(x)).tobytes()
+    if m:
+        assert largest(cases[-1]) == 0.75 and largest(cases[1]) == 0.0
 
 
 def test_advance_cycle_and_scatter_add_match_twins():

@@ -272,6 +272,38 @@ def _chosen_neighbour(u, p, x, y, z, pd, ph_, c, ph, ecm, nx, ny, nz, ndim, upwi
     return chosen
 
 
+#: Running maxima :func:`largest` keeps.
+MAX_LANES = 8
+
+
+@njit(cache=True)
+def largest(values):
+    """``max(0, max(values))``, NaN entries passed over: the most a cue reaches on the lattice.
+
+    It keeps :data:`MAX_LANES` running maxima, one per lane of ``values``,
+    and takes the largest of them at the end: the same value as a single
+    running maximum from 0 (in whatever order it meets them, the largest value
+    is the largest, and a -0 never replaces the +0 it starts from), without
+    that one's chain of dependent comparisons. On the default scenario's three 201 x 201
+    cues at step 4,500: 129 -> 28 µs, and :func:`decide_moves` (parallel build,
+    2 threads) 860 -> 795 µs.
+    """
+    m = values.shape[0]
+    lanes = np.zeros(MAX_LANES)
+    full = m - m % MAX_LANES
+    for j in range(0, full, MAX_LANES):
+        for lane in range(MAX_LANES):
+            v = values[j + lane]
+            lanes[lane] = v if v > lanes[lane] else lanes[lane]
+    top = 0.0
+    for j in range(full, m):
+        v = values[j]
+        top = v if v > top else top
+    for lane in range(MAX_LANES):
+        top = lanes[lane] if lanes[lane] > top else top
+    return top
+
+
 #: ``decide_moves`` bounds move probabilities (one pass over the lattice) only from this many cells
 #: per lattice point on.
 BOUND_MIN_CELLS_PER_POINT = 8
@@ -389,11 +421,7 @@ def decide_moves(
     cue_max = np.zeros(n_cues)
     if cues is not None and bounded:
         for k in range(n_cues):
-            top = 0.0
-            for j in range(cues.shape[1]):
-                if cues[k, j] > top:
-                    top = cues[k, j]
-            cue_max[k] = top
+            cue_max[k] = largest(cues[k])
     # (Only from PARALLEL_MIN_ITEMS cells on, where the parallel build always runs: numba's serial build
     # does not vectorise the screen, and there it costs more than it saves; the parallel build does, 4
     # times faster than testing each cell's bound below.)
