@@ -14,7 +14,7 @@ Sections (see benchmarks/README.md for what each one times):
 7.  cascade   wall time of the whole franssen2019 (primary + 2 organs) and default scenarios
 7b. (cascade) share of the franssen2019 run's wall time by compartment and lattice site
 7c. (cascade) share of the franssen2019 run's wall time by phase and slot
-7d. precision franssen2019 over seeds with float32 and float64 fields: outcomes and speed
+7d. precision franssen2019 and default over seeds with float32 and float64 fields: outcomes and speed
 
 then a summary against the targets; ``--profile`` adds a cProfile of the 1e6 2-D case.
 Each section notes how much CPU other processes took while it ran.
@@ -95,7 +95,9 @@ class Plan:
     #: base steps of its runs; None = the scenario's own duration (27,600 steps for franssen2019)
     cascade_steps: int | None = None
     cascade_reps: int = 3
-    #: section 7d: seeds of the float32 / float64 comparison, and its base steps (None: the whole run)
+    #: section 7d: the scenarios whose presets run their fields in float32, the seeds of the float32 /
+    #: float64 comparison, and its base steps (None: each scenario's whole run)
+    precision_scenarios: tuple[str, ...] = ("franssen2019", "default")
     precision_seeds: tuple[int, ...] = tuple(range(1, 9))
     precision_steps: int | None = None
     #: section 8: replicates of the default scenario shortened to this many hours (half a default run)
@@ -413,9 +415,13 @@ def run_scenario(console: Console, plan: Plan) -> bc.ScenarioResult:
     return r
 
 
-def run_precision(console: Console, plan: Plan) -> bc.PrecisionResult:
-    """Section 7d: the cascade scenario over seeds with float32 and float64 fields."""
-    name = plan.cascade_scenario
+def run_precision(console: Console, plan: Plan) -> list[bc.PrecisionResult]:
+    """Section 7d: each of ``plan.precision_scenarios`` over seeds with float32 and float64 fields."""
+    return [run_precision_of(console, plan, name) for name in plan.precision_scenarios]
+
+
+def run_precision_of(console: Console, plan: Plan, name: str) -> bc.PrecisionResult:
+    """Section 7d for the scenario ``name``: a table of its outcomes in both precisions."""
     what = "full runs" if plan.precision_steps is None else f"{plan.precision_steps:,} steps"
     seeds = len(plan.precision_seeds)
     with console.status(f"precision: {name} ({what}), {seeds} seeds x float64 and float32"):
@@ -779,7 +785,7 @@ def summary_table(console: Console, plan: Plan, cells: dict[tuple[int, int], bc.
                   ratios: list[dict], scenario: bc.ScenarioResult | None,
                   threads: dict[int, bc.CellResult], cascade: dict | None = None,
                   site_fields: list[bc.SiteFieldResult] = (),
-                  precision: bc.PrecisionResult | None = None) -> None:
+                  precision: list[bc.PrecisionResult] | None = None) -> None:
     """The targets at a glance (medians)."""
     t = Table(title="Summary against targets (medians)")
     for col in ("figure", "measured", "target", ""):
@@ -819,15 +825,15 @@ def summary_table(console: Console, plan: Plan, cells: dict[tuple[int, int], bc.
                   f"≥ {TARGET_THREAD_SPEEDUP:g}x", mark(sp >= TARGET_THREAD_SPEEDUP))
     if cascade is not None:
         summary_cascade_rows(t, cascade, scenario is None)
-    if precision is not None:
-        comparisons = precision.comparisons()
+    for r in precision or []:
+        comparisons = r.comparisons()
         low = min((c.p for c in comparisons if math.isfinite(c.p)), default=math.nan)
-        t.add_row(f"{precision.name}: float64 / float32 fields, wall time (same seed back to back)",
-                  f"{precision.speedup.median:.2f}x", "-", "")
-        t.add_row(f"{precision.name} with float32 fields, wall s over {len(precision.seeds)} seeds "
-                  "(one process)", stat_text(precision.wall("float32"), fixed), "-", "")
-        t.add_row(f"{precision.name}: float32 against float64 outcomes, lowest Welch p of "
-                  f"{len(comparisons)} over {len(precision.seeds)} seeds", f"{low:.2f}", "-", "")
+        t.add_row(f"{r.name}: float64 / float32 fields, wall time (same seed back to back)",
+                  f"{r.speedup.median:.2f}x", "-", "")
+        t.add_row(f"{r.name} with float32 fields, wall s over {len(r.seeds)} seeds "
+                  "(one process)", stat_text(r.wall("float32"), fixed), "-", "")
+        t.add_row(f"{r.name}: float32 against float64 outcomes, lowest Welch p of "
+                  f"{len(comparisons)} over {len(r.seeds)} seeds", f"{low:.2f}", "-", "")
     console.print(t)
 
 
@@ -940,7 +946,7 @@ def main(argv: list[str] | None = None) -> int:
     if "precision" in sections:
         with Section(console, "7d. precision", load):
             precision = run_precision(console, plan)
-        out["precision"] = precision.to_dict()
+        out["precision"] = {r.name: r.to_dict() for r in precision}
     if "experiments" in sections:
         with Section(console, "8. experiments", load):
             out["experiments"] = run_experiments(console, plan).to_dict()

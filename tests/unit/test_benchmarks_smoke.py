@@ -182,24 +182,30 @@ def test_cascade_tables_print(run):
 def test_precision_benchmark_runs_each_seed_in_both_precisions_and_prints(run):
     bc = run.bc
     plan = run.Plan(precision_seeds=(1, 2, 3), precision_steps=20)
+    assert plan.precision_scenarios == ("franssen2019", "default")  # (both presets run float32 fields)
     buf = io.StringIO()
     console = Console(file=buf, width=200)
-    r = run.run_precision(console, plan)
-    assert r.n_steps == 20 and r.shortened and r.seeds == [1, 2, 3]
-    for p in bc.PRECISIONS:
-        assert len(r.wall_s[p]) == 3 and len(r.outcomes[p]) == 3
-        assert all(o["epithelial cells"] + o["mesenchymal cells"] >= 388 for o in r.outcomes[p])
-    assert _ok(r.speedup) and r.speedup.n == 3
+    results = run.run_precision(console, plan)
+    assert [r.name for r in results] == ["franssen2019", "default"]
+    for r in results:
+        assert r.n_steps == 20 and r.shortened and r.seeds == [1, 2, 3]
+        for p in bc.PRECISIONS:
+            assert len(r.wall_s[p]) == 3 and len(r.outcomes[p]) == 3
+            assert all(o["epithelial cells"] + o["mesenchymal cells"] >= 388 for o in r.outcomes[p])
+        assert _ok(r.speedup) and r.speedup.n == 3
+    r = results[0]
     comps = {c.outcome: c for c in r.comparisons()}
     assert set(comps) == set(r.outcomes["float64"][0])
     ecm = comps["ECM mean"]
     assert ecm.mean["float32"] == pytest.approx(sum(o["ECM mean"] for o in r.outcomes["float32"]) / 3)
     assert 0 <= ecm.p <= 1 and ecm.sem["float64"] > 0  # seeds differ
     assert math.isnan(comps["metastases founded"].p)  # none in 20 steps: both samples constant
-    run.summary_table(console, plan, {}, [], None, {}, None, [], r)
+    run.summary_table(console, plan, {}, [], None, {}, None, [], results)
     text = buf.getvalue()
-    assert "7d. franssen2019 with float32 and float64 fields" in text and "Welch p" in text
-    assert "float64 / float32 fields" in text
+    for name in plan.precision_scenarios:
+        assert f"7d. {name} with float32 and float64 fields" in text
+        assert f"{name}: float64 / float32 fields" in text
+    assert "Welch p" in text
 
 
 def test_the_metacoop_side_of_the_growth_comparison_runs(run):
