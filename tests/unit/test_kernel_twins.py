@@ -27,6 +27,7 @@ from metacoop.kernels.cells import (
     divide,
     largest,
     list_due,
+    listed_near,
     lists_movers,
     mark_due,
     mark_room,
@@ -483,6 +484,25 @@ def test_largest_is_a_running_maximum_from_zero_bit_for_bit(m):
         assert np.float64(got).tobytes() == np.float64(running(x)).tobytes()
     if m:
         assert largest(cases[-1]) == 0.75 and largest(cases[1]) == 0.0
+
+
+def test_listed_near_lists_the_live_active_cells_not_leaving_on_marked_points_in_order():
+    n = 4000
+    c = _cells(n, 60, 21)
+    rng = np.random.default_rng(21)
+    near = np.where(rng.random(60) < 0.3, rng.integers(0, 60, 60), -1).astype(np.int64)
+    leaving = rng.random(n) < 0.2
+    out = np.full(n + 3, -7, np.int64)
+    k = listed_near(n - 1, c["pos"], c["state"], c["flags"], leaving, near, out)  # (the last cell not asked)
+    m = n - 1
+    expect = np.flatnonzero((near[c["pos"][:m]] >= 0) & ~leaving[:m] & (c["state"][:m] == 0)
+                            & ((c["flags"][:m] & DEAD) == 0))
+    np.testing.assert_array_equal(out[:k], expect)
+    assert (out[k:] == -7).all() and 0 < k < m
+    # Every condition turned some cell away.
+    on = near[c["pos"][:m]] >= 0
+    assert (on & leaving[:m]).any() and (on & (c["state"][:m] != 0)).any()
+    assert (on & (c["flags"][:m] != 0)).any()
 
 
 def test_advance_cycle_and_scatter_add_match_twins():

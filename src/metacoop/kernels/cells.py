@@ -984,6 +984,23 @@ def select_on_vessels(n, uid, pos, phen, state, flags, vessel, p_enter, key, str
 
 
 @njit(cache=True)
+def listed_near(n, pos, state, flags, leaving, near, out):
+    """List the live active cells not ``leaving`` whose point has ``near[point] >= 0``; return how many.
+
+    ``out`` (int64, at least ``n`` entries) receives their slots, ascending;
+    ``leaving`` is a boolean per cell. One pass over the cells for what took
+    NumPy a gather and four masks over all of them (the escorts of
+    :mod:`~metacoop.mechanisms.collective_migration`).
+    """
+    k = 0
+    for i in range(n):
+        if near[pos[i]] >= 0 and not leaving[i] and state[i] == ACTIVE and (flags[i] & DEAD) == 0:
+            out[k] = i
+            k += 1
+    return k
+
+
+@njit(cache=True)
 def fresh_cycles(slots, uid, clone, phen, cycle_h, shape, scale, key, stream, step):
     """Start a new cell cycle for the cells in ``slots`` (Gamma durations, draws from index 2)."""
     for j in range(slots.shape[0]):

@@ -29,9 +29,8 @@ from pydantic import Field
 from metacoop.config.base import MechanismParams, NonNegative, Positive, Probability, RatePerHour
 from metacoop.core.modifiers import Cue, saturating_cue
 from metacoop.core.schedule import Phase
-from metacoop.core.state import ACTIVE
 from metacoop.errors import Problem
-from metacoop.kernels.cells import DEAD
+from metacoop.kernels.cells import listed_near
 from metacoop.kernels.fields import clipped_complement, relax_toward
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext, field_problems
@@ -102,6 +101,8 @@ class CollectiveMigration(Mechanism):
         self.sites = [sim.primary] if sim.primary is not None else []
         self.initial_ecm = {}
         self.cues = []
+        #: per site, the group each lattice point joins in :meth:`escort` (-1 between calls)
+        self._near: dict[str, np.ndarray] = {}
         for site in self.sites:
             ecm = site.fields[p.ecm_field]
             signal = site.fields[p.leader_field]
@@ -143,21 +144,27 @@ class CollectiveMigration(Mechanism):
         entry = np.unique(group_point[leaving])
         if entry.size == 0 or self.params.escort_probability == 0.0:
             return
-        near = np.full(site.lattice.n_points, -1, np.int64)
+        # The group each point next to an entry point joins (-1: none), in an array kept at -1 between
+        # calls: only these few points are written, and put back below.
+        near = self._near.get(site.name)
+        if near is None:
+            near = self._near[site.name] = np.full(site.lattice.n_points, -1, np.int64)
         nb = site.lattice.neighbours(entry)
         for d in range(nb.shape[1] - 1, -1, -1):  # the first neighbour direction wins ties
             ok = nb[:, d] >= 0
             near[nb[ok, d]] = entry[ok]
         near[entry] = -1  # cells on the vessel point itself decided already
-        pos = c.pos[: c.n]
-        cand = np.flatnonzero((near[pos] >= 0) & ~leaving & (c.state[: c.n] == ACTIVE)
-                              & ((c.flags[: c.n] & DEAD) == 0))
+        cand = np.empty(c.n, np.int64)
+        cand = cand[: listed_near(c.n, c.pos, c.state, c.flags, leaving, near, cand)]
+        joins = near[c.pos[cand]]
+        near[nb[nb >= 0]] = -1
         if cand.size == 0:
             return
         u = uniforms(site.streams.key, self.stream, ctx.step, c.uid[cand], 0, np.empty(cand.size))
-        go = cand[u < self.params.escort_probability * self.cohesion[c.clone[cand]]]
+        going = u < self.params.escort_probability * self.cohesion[c.clone[cand]]
+        go = cand[going]
         leaving[go] = True
-        group_point[go] = near[pos[go]]
+        group_point[go] = joins[going]
 
     @classmethod
     def check(cls, params: CollectiveParams, config) -> list[Problem]:
