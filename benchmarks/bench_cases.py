@@ -580,6 +580,8 @@ class SiteFieldResult:
     shape: list[int]
     fields: list[str]
     substeps: dict[str, int]
+    #: the fields' type (the scenario's ``field_precision``: float32 in the default preset)
+    dtype: str = "float64"
     seconds: list[float] = field(default_factory=list)
     calls: int = 0
 
@@ -640,7 +642,8 @@ def site_fields_benchmark(shape: Sequence[int] = (2048, 2048), reps: int = 5, mi
 
     phase()  # warm-up
     result = SiteFieldResult([int(x) for x in shape], list(site.fields),
-                             {k: v.substeps for k, v in site.solvers.items()})
+                             {k: v.substeps for k, v in site.solvers.items()},
+                             str(next(iter(site.fields.values())).values.dtype))
     result.calls = _calls_for(phase, min_rep_s)
     for _ in range(reps):
         result.seconds.append(_time_calls(phase, result.calls))

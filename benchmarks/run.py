@@ -342,17 +342,19 @@ def run_site_fields(console: Console, plan: Plan) -> list[bc.SiteFieldResult]:
     for shape in plan.site_field_grids:
         with console.status(f"fields of a site: {'x'.join(map(str, shape))}"):
             results.append(bc.site_fields_benchmark(shape, plan.field_reps, plan.field_min_rep_s))
-    t = Table(title="3b. All fields of a site together: the default scenario's FIELDS phase",
+    t = Table(title="3b. All fields of a site together: the default scenario's FIELDS phase, in its preset's "
+                    "precision",
               caption="Every field solver (deltas, diffusion sub-steps, decay) and the ECM degradation, "
                       "on the primary site with every field filled with random positive values. "
                       "voxel-updates = points x the sub-steps of every field (1 for the ECM, which only "
                       "degrades), as in section 3; points/s counts all fields of a point once.",
               caption_justify="left")
-    for col in ("grid", "fields (sub-steps)", "voxel-updates/s", "points/s", "ms/step"):
-        t.add_column(col, justify="left" if col in ("grid", "fields (sub-steps)") else "right")
+    for col in ("grid", "dtype", "fields (sub-steps)", "voxel-updates/s", "points/s", "ms/step"):
+        t.add_column(col, justify="left" if col in ("grid", "dtype", "fields (sub-steps)") else "right")
     for r in results:
         per_step = r.point_rate.inverse(r.points)
-        t.add_row("x".join(map(str, r.shape)), ", ".join(f"{k} ({v})" for k, v in r.substeps.items()),
+        t.add_row("x".join(map(str, r.shape)), r.dtype,
+                  ", ".join(f"{k} ({v})" for k, v in r.substeps.items()),
                   stat_text(r.rate), stat_text(r.point_rate), stat_text(per_step, fixed, 1e3))
     console.print(t)
     return results

@@ -69,6 +69,7 @@ def test_field_benchmark_tiny(run, dims, dtype):
 def test_site_fields_benchmark_tiny(run):
     r = run.bc.site_fields_benchmark((24, 24), reps=2, min_rep_s=0.001)
     assert r.calls >= 1 and set(r.substeps) == set(r.fields) and "ecm" in r.fields
+    assert r.dtype == "float32"  # (the default preset's fields)
     assert r.updates_per_step == 24 * 24 * sum(r.substeps.values())
     assert _ok(r.rate) and _ok(r.point_rate)
     assert r.rate.median == pytest.approx(r.point_rate.median * sum(r.substeps.values()))
