@@ -65,6 +65,18 @@ def test_a_checkpoint_restores_a_fresh_simulation_to_the_same_future():
             assert (sa.cells.live(key) == sb.cells.live(key)).all(), (sa.name, key)
 
 
+def _checkpointed_step(run: Path) -> int:
+    """The step of the run directory's current checkpoint, or -1 while there is none.
+
+    A new checkpoint replaces the last one by renames (``atomic_write_dir``), so for a moment there is no
+    ``checkpoint/state.json``: a poll that finds it may not find it when it reads it.
+    """
+    try:
+        return json.loads((run / "checkpoint" / "state.json").read_text())["step_index"]
+    except FileNotFoundError:
+        return -1
+
+
 def test_a_run_killed_with_sigkill_resumes_to_bit_identical_files(tmp_path):
     whole = cli("run", "classaction", "--seed", "3", "--out", tmp_path / "whole", "--quiet", *sets(SMALL))
     out, err = whole.communicate(timeout=300)
@@ -75,8 +87,7 @@ def test_a_run_killed_with_sigkill_resumes_to_bit_identical_files(tmp_path):
     proc = cli("run", "classaction", "--seed", "3", "--out", run, "--quiet", *sets(SMALL))
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        state = run / "checkpoint" / "state.json"
-        if state.is_file() and json.loads(state.read_text())["step_index"] >= 4 * 2 / 0.05:
+        if _checkpointed_step(run) >= 4 * 2 / 0.05:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
