@@ -642,8 +642,7 @@ def site_fields_benchmark(shape: Sequence[int] = (2048, 2048), reps: int = 5, mi
 
     phase()  # warm-up
     result = SiteFieldResult([int(x) for x in shape], list(site.fields),
-                             {k: v.substeps for k, v in site.solvers.items()},
-                             str(next(iter(site.fields.values())).values.dtype))
+                             {k: v.substeps for k, v in site.solvers.items()}, sim.config.field_precision)
     result.calls = _calls_for(phase, min_rep_s)
     for _ in range(reps):
         result.seconds.append(_time_calls(phase, result.calls))

@@ -160,7 +160,7 @@ def test_default_fields_in_float32_stay_within_the_round_off_bounds_of_float64()
             d = np.abs(b - a).max()
             spec = cfg.sites()[site].fields[name]
             if spec.decay_per_h > 0:
-                s = sim64.sites[[x.name for x in sim64.sites].index(site)].solvers[name].substeps
+                s = sim64.site(site).solvers[name].substeps
                 memory = n if name in CASCADE_STAGE else min(n, 1.0 / (spec.decay_per_h * dt))
                 bound = CASCADE_STAGE.get(name, 1) * 2 * (eps / 2) * s * memory * top
             else:  # the ECM
