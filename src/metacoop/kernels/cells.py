@@ -216,15 +216,31 @@ def switch_phenotype(n, uid, clone, phen, state, flags, p_emt, p_met, key, strea
 
 
 @njit(cache=True, inline="always")
+def factor_at(factor, p):
+    """``factor[p]``, or 1 where ``factor`` is empty (no modifier acts this step)."""
+    if factor.shape[0] > 0:
+        return factor[p]
+    return 1.0
+
+
+@njit(cache=True, inline="always")
 def _move_numbers(c, ph, p, p_diff, p_hapt, boost, cues, cue_sens):
     """``(p_diff, p_hapt, cued)`` of a cell of clone ``c`` and phenotype ``ph`` at point ``p``.
 
     ``p_diff`` times the point's motility factor (``boost``, or none), and
     whether any cue has a non-zero sensitivity for the cell.
+
+    The test of whether ``boost`` is empty lives in :func:`factor_at`. Written
+    here, as ``if boost.shape[0] > 0: pd *= boost[p]``, it made numba's
+    serial builds of the callers keep reference counting of ``boost`` in their
+    loops: on arguments captured from the default scenario (31,757 cells, with
+    a motility factor and cues) the serial build of :func:`decide_moves` took
+    2.0 ms against 0.99 ms for its parallel build on one thread, and the same
+    loop without the test (or with the test in a helper) 0.47 ms on both.
     """
     pd = p_diff[c, ph]
-    if boost is not None and boost.shape[0] > 0:
-        pd *= boost[p]
+    if boost is not None:
+        pd *= factor_at(boost, p)
     cued = False
     if cues is not None:
         for k in range(cues.shape[0]):

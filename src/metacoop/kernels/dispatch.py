@@ -162,17 +162,20 @@ def _renamed(fn: Callable, suffix: str) -> Callable:
     return copy
 
 
-def sized_kernel(size: Callable[..., int], min_items: int | None = None) -> Callable[[Callable], Callable]:
+def sized_kernel(size: Callable[..., int], min_items: int | None = None,
+                 **options) -> Callable[[Callable], Callable]:
     """Decorator: compile serial and parallel versions; ``size(*args)`` picks one per call.
 
     The parallel version runs from :data:`PARALLEL_MIN_ITEMS` items on (also
     on one thread: some loops vectorise only in that build), and from
     ``min_items`` on while the lower thresholds apply (see the module).
+    ``options`` go to ``njit`` for both builds (``error_model="numpy"`` for a
+    loop whose divisions must not test for 0: the test keeps it from vectorising).
     """
 
     def wrap(fn: Callable) -> Callable:
-        serial = njit(cache=True)(_renamed(fn, "_serial"))
-        parallel = njit(cache=True, parallel=True)(_renamed(fn, "_parallel"))
+        serial = njit(cache=True, **options)(_renamed(fn, "_serial"))
+        parallel = njit(cache=True, parallel=True, **options)(_renamed(fn, "_parallel"))
         own = PARALLEL_MIN_ITEMS if min_items is None else min_items
 
         # The common work sizes are read inline: the wrapper runs before every kernel call.

@@ -360,7 +360,7 @@ def clear_points(n, pos, out):
         out[pos[i]] = 0.0
 
 
-@sized_kernel(first_array, FIELD_MIN_POINTS)
+@sized_kernel(first_array, FIELD_MIN_POINTS, error_model="numpy")
 def saturation(x, half, a, b, out):
     """``out = a + b * (x / (half + x))`` at every point: a factor that saturates with a level (flat arrays).
 
@@ -371,10 +371,19 @@ def saturation(x, half, a, b, out):
     ``a = 0, b = 1`` for the plain saturation (a zero keeps NumPy's value
     but not the sign of a -0). One pass without temporaries: NumPy made
     three arrays in four passes. ``out`` has ``x``'s type; returns it.
+
+    A loop compiled with NumPy's error model (a division by 0 gives an
+    infinity or a NaN, as in NumPy): with Python's, each division tested its
+    divisor, which kept the loop from vectorising, and written as an array
+    expression instead, the serial build made a temporary. On 201 x 201
+    float64 the serial build took 21.5 µs a call as an array expression
+    (the default scenario on one thread, three calls a step), against
+    10.8 µs for the parallel build on one thread.
     """
     T = x.dtype.type
     h, aa, bb = T(half), T(a), T(b)
-    out[:] = aa + bb * (x / (h + x))  # (as one array expression: the loop written out did not vectorise)
+    for i in prange(x.shape[0]):
+        out[i] = aa + bb * (x[i] / (h + x[i]))
     return out
 
 
