@@ -15,6 +15,9 @@ Sections (see benchmarks/README.md for what each one times):
 7b. (cascade) share of the franssen2019 run's wall time by compartment and lattice site
 7c. (cascade) share of the franssen2019 run's wall time by phase and slot
 7d. precision franssen2019 and default over seeds with float32 and float64 fields: outcomes and speed
+8.  experiments replicates per hour on 1 and 2 Dask workers, and the experiment layer's overhead
+9.  peers     MetaSpread and a Mesa growth model side by side with metacoop
+10. builds    default and franssen2019 on one thread: each kernel's serial against its parallel build
 
 then a summary against the targets; ``--profile`` adds a cProfile of the 1e6 2-D case.
 Each section notes how much CPU other processes took while it ran.
@@ -67,7 +70,7 @@ TARGET_FIELD_RATE = 2e9  # voxel-updates/s of every field of a site together (se
 NOISY_SHARE = 0.05
 
 SECTIONS = ("cells", "fields", "memory", "scenario", "threads", "cascade", "precision", "experiments",
-            "peers")
+            "peers", "builds")
 
 
 @dataclass(frozen=True)
@@ -107,13 +110,18 @@ class Plan:
     #: start-up from stepping), and the cells the growth model grows to
     peer_steps: tuple[int, int] = (10, 300)
     growth_target: int = 100_000
+    #: section 10: scenarios run on one thread with both builds of each kernel timed on every
+    #: ``builds_every``-th call, and their base steps (None: each scenario's whole run)
+    builds_scenarios: tuple[str, ...] = ("default", "franssen2019")
+    builds_steps: int | None = None
+    builds_every: int = 50
 
 
 FULL = Plan()
 QUICK = Plan(cell_steps=(20, 10, 5), reps=3, warmup=2, field_reps=3, field_min_rep_s=0.1, scenario_reps=3,
              cascade_steps=2_760, precision_seeds=(1, 2, 3), precision_steps=2_760,
              experiment_replicates=4, experiment_duration_h=6.0, peer_steps=(10, 60),
-             growth_target=10_000)
+             growth_target=10_000, builds_steps=2_760, builds_every=20)
 
 
 def steps_for(plan: Plan, n: int) -> int:
@@ -475,6 +483,40 @@ def run_experiments(console: Console, plan: Plan):
     console.print(f"experiment-layer overhead on 1 worker: {r.overhead:+.1%} {mark_}; "
                   f"2 workers / 1 worker speed-up: {r.workers_s[1] / r.workers_s[2]:.2f}x")
     return r
+
+
+def run_builds(console: Console, plan: Plan) -> list:
+    """Section 10: each sized kernel's serial build against its parallel build, both on one thread."""
+    from bench_builds import GAP_FLAG, GAP_MIN_US, builds_benchmark
+
+    results = []
+    for name in plan.builds_scenarios:
+        what = "whole run" if plan.builds_steps is None else f"{plan.builds_steps:,} steps"
+        with console.status(f"builds: {name} ({what}) on one thread, both builds timed"):
+            r = builds_benchmark(name, plan.builds_steps, plan.builds_every)
+        t = Table(title=f"10. {name} on one thread: each kernel's serial build against its parallel build "
+                        f"({r.n_steps:,} steps)",
+                  caption=f"Every {r.every}th call of each kernel is timed 3 times in each build on copies "
+                          "of its arguments (median; then medians over the timed calls). On one thread the "
+                          "serial build runs below PARALLEL_MIN_ITEMS items; a serial build more than "
+                          f"{GAP_FLAG:g}x slower than the parallel one (and at least {GAP_MIN_US:g} µs) is "
+                          "flagged: a code-generation problem worth a look (see bench_builds.py). items = "
+                          "the kernel's first argument or first array's length, median.",
+                  caption_justify="left")
+        for col in ("kernel", "calls", "timed", "items", "serial µs", "parallel µs (1 thread)",
+                    "serial / parallel", ""):
+            t.add_column(col, justify="left" if col == "kernel" else "right")
+        for k in r.kernels:
+            d = k.to_dict()
+            t.add_row(k.name, f"{k.calls:,}", f"{d['timed']:,}", f"{d['median_items']:,.0f}",
+                      f"{k.serial_us:.1f}", f"{k.parallel_us:.1f}", f"{k.ratio:.2f}",
+                      "[bold red]look[/]" if k.flagged else "")
+        console.print(t)
+        flagged = [k.name for k in r.kernels if k.flagged]
+        console.print(f"{name}: {len(flagged)} of {len(r.kernels)} kernels flagged"
+                      + (f" ({', '.join(flagged)})" if flagged else ""))
+        results.append(r)
+    return results
 
 
 #: metacoop's per-step figure against MetaSpread is taken over this many times MetaSpread's steps.
@@ -955,6 +997,9 @@ def main(argv: list[str] | None = None) -> int:
     if "peers" in sections:
         with Section(console, "9. peers", load):
             out["peers"] = run_peers(console, plan, cascade)
+    if "builds" in sections:
+        with Section(console, "10. builds", load):
+            out["builds"] = [r.to_dict() for r in run_builds(console, plan)]
     summary_table(console, plan, cells, out.get("ratios", []), scenario, threads, cascade,
                   site_fields if "fields" in sections else [], precision)
     if args.profile:
