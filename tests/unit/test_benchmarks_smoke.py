@@ -233,24 +233,24 @@ def test_startup_benchmark_takes_a_first_step_in_a_new_process(run):
 def test_builds_benchmark_times_both_builds_and_leaves_the_run_and_the_kernels_as_they_were(run):
     import bench_builds
     import metacoop
-    from metacoop.kernels import cells, dispatch
+    from metacoop.kernels import dispatch, fields
 
-    threads, kernel = dispatch.threads(), cells.decide_moves
-    plan = run.Plan(builds_scenarios=("default",), builds_steps=30, builds_every=7)
+    threads, kernel = dispatch.threads(), fields.diffuse_decay_steps
+    plan = run.Plan(builds_scenarios=("franssen2019",), builds_steps=30, builds_every=7)
     buf = io.StringIO()
     (r,) = run.run_builds(Console(file=buf, width=200), plan)
-    assert dispatch.threads() == threads and cells.decide_moves is kernel  # put back
+    assert dispatch.threads() == threads and fields.diffuse_decay_steps is kernel  # put back
     assert r.n_steps == 30 and r.every == 7
     by_name = {k.name: k for k in r.kernels}
-    assert {"decide_moves", "diffuse_decay_steps", "saturation"} <= set(by_name)
-    assert by_name["decide_moves"].calls > 7  # (not in every step: not when no cell can move)
+    assert {"diffuse_decay_steps", "degrade_exponential", "advance_cycle"} <= set(by_name)
+    assert by_name["advance_cycle"].calls == 30
     for k in r.kernels:
         # calls 1, 8, 15, ... timed
         assert len(k.serial_s) == len(k.parallel_s) == -(-k.calls // 7) and min(k.serial_s + k.parallel_s) > 0
         assert k.flagged == (k.ratio > bench_builds.GAP_FLAG and k.serial_us >= bench_builds.GAP_MIN_US)
-    assert "10. default on one thread" in buf.getvalue() and "kernels flagged" in buf.getvalue()
+    assert "10. franssen2019 on one thread" in buf.getvalue() and "kernels flagged" in buf.getvalue()
     # The timed calls work on copies: the run ends where a plain run of the same steps ends.
-    cfg, _ = run.bc.scenario_config("default", 30)
+    cfg, _ = run.bc.scenario_config("franssen2019", 30)
     sim = metacoop.Simulation(cfg)
     while sim.step_index < 30:
         sim.step()
