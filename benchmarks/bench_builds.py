@@ -6,9 +6,10 @@ below ``PARALLEL_MIN_ITEMS`` items. The two builds compile the same source, but
 numba lowers them differently: a ``prange`` loop becomes a separate function
 in the parallel build, with its own optimisations. A serial build much slower
 than the parallel one on one thread is therefore a code-generation problem
-worth a look. Two were found that way: ``decide_moves``' serial build kept
-reference counting of an array in its loop (2.0 against 0.97 ms on the default
-scenario's arguments), and ``saturation``'s serial build made a temporary.
+worth a look. Two were found that way: ``decide_moves``' serial build took
+2.0 against 0.97 ms on the default scenario's arguments (a test of an empty
+array written in an inlined helper; see ``_move_numbers``), and
+``saturation``'s serial build made a temporary.
 
 The scenario runs on one thread with every sized kernel wrapped: every
 ``every``-th call of a kernel (from its first) is timed ``reps`` times in each

@@ -232,11 +232,12 @@ def _move_numbers(c, ph, p, p_diff, p_hapt, boost, cues, cue_sens):
 
     The test of whether ``boost`` is empty lives in :func:`factor_at`. Written
     here, as ``if boost.shape[0] > 0: pd *= boost[p]``, it made numba's
-    serial builds of the callers keep reference counting of ``boost`` in their
-    loops: on arguments captured from the default scenario (31,757 cells, with
-    a motility factor and cues) the serial build of :func:`decide_moves` took
-    2.0 ms against 0.99 ms for its parallel build on one thread, and the same
-    loop without the test (or with the test in a helper) 0.47 ms on both.
+    serial builds of the callers slow (their optimised code held more calls
+    to numba's reference counting; the parallel builds' loops, compiled as
+    functions of their own, did not): on arguments captured from the default
+    scenario (31,757 cells, with a motility factor and cues) the serial build
+    of :func:`decide_moves` took 2.0 ms against 0.99 ms for its parallel
+    build on one thread; with the helper, 0.97 ms on both.
     """
     pd = p_diff[c, ph]
     if boost is not None:
