@@ -487,7 +487,7 @@ def run_experiments(console: Console, plan: Plan):
 
 def run_builds(console: Console, plan: Plan) -> list:
     """Section 10: each sized kernel's serial build against its parallel build, both on one thread."""
-    from bench_builds import GAP_FLAG, GAP_MIN_US, builds_benchmark
+    from bench_builds import GAP_FLAG, GAP_MIN_TIMED, GAP_MIN_US, builds_benchmark
 
     results = []
     for name in plan.builds_scenarios:
@@ -499,9 +499,10 @@ def run_builds(console: Console, plan: Plan) -> list:
                   caption=f"Every {r.every}th call of each kernel is timed 3 times in each build on copies "
                           "of its arguments (median; then medians over the timed calls). On one thread the "
                           "serial build runs below PARALLEL_MIN_ITEMS items; a serial build more than "
-                          f"{GAP_FLAG:g}x slower than the parallel one (and at least {GAP_MIN_US:g} µs) is "
-                          "flagged: a code-generation problem worth a look (see bench_builds.py). items = "
-                          "the kernel's first argument or first array's length, median.",
+                          f"{GAP_FLAG:g}x slower than the parallel one (at least {GAP_MIN_US:g} µs, over "
+                          f"{GAP_MIN_TIMED} or more timed calls) is flagged: a code-generation problem worth "
+                          "a look (see bench_builds.py). items = the kernel's first argument or first "
+                          "array's length, median.",
                   caption_justify="left")
         for col in ("kernel", "calls", "timed", "items", "serial µs", "parallel µs (1 thread)",
                     "serial / parallel", ""):

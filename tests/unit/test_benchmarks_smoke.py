@@ -247,7 +247,8 @@ def test_builds_benchmark_times_both_builds_and_leaves_the_run_and_the_kernels_a
     for k in r.kernels:
         # calls 1, 8, 15, ... timed
         assert len(k.serial_s) == len(k.parallel_s) == -(-k.calls // 7) and min(k.serial_s + k.parallel_s) > 0
-        assert k.flagged == (k.ratio > bench_builds.GAP_FLAG and k.serial_us >= bench_builds.GAP_MIN_US)
+        assert k.flagged == (k.ratio > bench_builds.GAP_FLAG and k.serial_us >= bench_builds.GAP_MIN_US
+                             and len(k.serial_s) >= bench_builds.GAP_MIN_TIMED)
     assert "10. franssen2019 on one thread" in buf.getvalue() and "kernels flagged" in buf.getvalue()
     # The timed calls work on copies: the run ends where a plain run of the same steps ends.
     cfg, _ = run.bc.scenario_config("franssen2019", 30)
