@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from statistics import median
 
@@ -133,13 +132,14 @@ def builds_benchmark(name: str = "default", steps: int | None = None, every: int
     cfg, _ = scenario_config(name, steps)
     threads = dispatch.threads()
     dispatch.set_threads(1)
-    kernels: dict[str, KernelBuilds] = defaultdict(lambda: KernelBuilds(""))
+    kernels: dict[str, KernelBuilds] = {}
     patched = _sized_kernels()
 
     def wrapped(kernel, label):
         def call(*args):
-            k = kernels[label]
-            k.name = label
+            k = kernels.get(label)
+            if k is None:
+                k = kernels[label] = KernelBuilds(label)
             k.calls += 1
             if (k.calls - 1) % every == 0:
                 s, p = [], []
