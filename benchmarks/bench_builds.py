@@ -40,6 +40,8 @@ GAP_MIN_US = 5.0
 #: Kernels timed on fewer calls than this are not flagged: a first call pays for cold memory (the default
 #: scenario's ECM survey, called 5 times in 2,760 steps, read 1.6x on its one timed call).
 GAP_MIN_TIMED = 5
+#: What :func:`~metacoop.kernels.dispatch.sized_kernel` sets on the wrappers it makes.
+SIZED_ATTRIBUTES = ("serial", "parallel", "min_items", "size")
 
 
 @dataclass
@@ -86,13 +88,15 @@ class BuildsResult:
     scenario: str
     n_steps: int
     every: int
+    #: times each build of a sampled call is timed (its median is kept)
+    reps: int
     kernels: list[KernelBuilds]
     #: :func:`state_digest` of the run at its end (the same as without the timed calls)
     digest: str = ""
 
     def to_dict(self) -> dict:
         """The figures as plain values (for ``--json``)."""
-        return {"scenario": self.scenario, "n_steps": self.n_steps, "every": self.every,
+        return {"scenario": self.scenario, "n_steps": self.n_steps, "every": self.every, "reps": self.reps,
                 "digest": self.digest, "kernels": [k.to_dict() for k in self.kernels]}
 
 
@@ -119,7 +123,7 @@ def _sized_kernels() -> list[tuple[object, str, object]]:
         if not name.startswith("metacoop.") or module is None:
             continue
         for attr, value in list(vars(module).items()):
-            if callable(value) and all(hasattr(value, a) for a in ("serial", "parallel", "min_items")):
+            if callable(value) and all(hasattr(value, a) for a in SIZED_ATTRIBUTES):
                 found.append((module, attr, value))
     return found
 
@@ -151,10 +155,11 @@ def builds_benchmark(name: str = "default", steps: int | None = None, every: int
                         times.append(time.perf_counter() - t)
                 k.serial_s.append(median(s))
                 k.parallel_s.append(median(p))
-                k.items.append(dispatch_size(args))
+                k.items.append(kernel.size(*args))
             return kernel(*args)
 
-        call.serial, call.parallel, call.min_items = kernel.serial, kernel.parallel, kernel.min_items
+        for a in SIZED_ATTRIBUTES:  # (callers pick builds and read thresholds through them)
+            setattr(call, a, getattr(kernel, a))
         return call
 
     try:
@@ -168,10 +173,5 @@ def builds_benchmark(name: str = "default", steps: int | None = None, every: int
             setattr(module, attr, kernel)
         dispatch.set_threads(threads)
     timed = sorted((k for k in kernels.values() if k.serial_s), key=lambda k: -k.serial_us * k.calls)
-    return BuildsResult(name, cfg.n_steps, every, timed, state_digest(sim))
+    return BuildsResult(name, cfg.n_steps, every, reps, timed, state_digest(sim))
 
-
-def dispatch_size(args: tuple) -> int:
-    """The work size most sized kernels read: the first argument, or the first array's length."""
-    first = args[0]
-    return int(first.size) if isinstance(first, np.ndarray) else int(first)

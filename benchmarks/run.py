@@ -496,13 +496,13 @@ def run_builds(console: Console, plan: Plan) -> list:
             r = builds_benchmark(name, plan.builds_steps, plan.builds_every)
         t = Table(title=f"10. {name} on one thread: each kernel's serial build against its parallel build "
                         f"({r.n_steps:,} steps)",
-                  caption=f"Every {r.every}th call of each kernel is timed 3 times in each build on copies "
-                          "of its arguments (median; then medians over the timed calls). On one thread the "
-                          "serial build runs below PARALLEL_MIN_ITEMS items; a serial build more than "
-                          f"{GAP_FLAG:g}x slower than the parallel one (at least {GAP_MIN_US:g} µs, over "
-                          f"{GAP_MIN_TIMED} or more timed calls) is flagged: a code-generation problem worth "
-                          "a look (see bench_builds.py). items = the kernel's first argument or first "
-                          "array's length, median.",
+                  caption=(f"Every {r.every}th call of each kernel is timed {r.reps} times in each build on "
+                           "copies of its arguments (median; then medians over the timed calls). On one "
+                           "thread the serial build runs below PARALLEL_MIN_ITEMS items; a serial build "
+                           f"more than {GAP_FLAG:g}x slower than the parallel one (at least {GAP_MIN_US:g} "
+                           f"µs, over {GAP_MIN_TIMED} or more timed calls) is flagged: a code-generation "
+                           "problem worth a look (see bench_builds.py). items = the work size the kernel's "
+                           "dispatch reads (cells or points), median."),
                   caption_justify="left")
         for col in ("kernel", "calls", "timed", "items", "serial µs", "parallel µs (1 thread)",
                     "serial / parallel", ""):

@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from metacoop.kernels.dispatch import first_arg, sized_kernel
+from metacoop.kernels.fields import factor_or_one
 from metacoop.kernels.random import uniform
 
 
@@ -355,7 +356,7 @@ def ctc_death_candidates(n_ctcs, member, clone, resistance, size, shear, immune,
     per_ctc_mean(n_ctcs, member, clone, resistance, size, x)  # (x holds the mean until it is replaced)
     candidates = 0
     for s in range(n_ctcs):
-        f = factor[s] if factor.shape[0] > 0 else 1.0
+        f = factor_or_one(factor, s)
         h0 = shear * f
         h1 = immune * f
         h2 = anoikis * (1.0 - x[s]) * f

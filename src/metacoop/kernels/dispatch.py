@@ -201,6 +201,7 @@ def sized_kernel(size: Callable[..., int], min_items: int | None = None,
         call.serial = serial
         call.parallel = parallel
         call.min_items = own
+        call.size = size
         return call
 
     return wrap
