@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from metacoop.config.loader import as_config
 from metacoop.config.schema import SimulationConfig
 from metacoop.core.simulation import Progress, Simulation
 from metacoop.errors import OutputError, Problem, RunDirectoryError
@@ -20,7 +22,7 @@ from metacoop.observers.funnel import funnel
 
 
 def simulate(
-    config: SimulationConfig,
+    config: SimulationConfig | str | os.PathLike | Mapping[str, Any] | None,
     out_dir: str | os.PathLike | None = None,
     progress: Callable[[Progress], None] | None = None,
     check: bool = False,
@@ -30,7 +32,8 @@ def simulate(
     """Run one simulation of ``config``.
 
     Args:
-        config: a configuration from :func:`metacoop.load_scenario`.
+        config: a configuration from :func:`metacoop.load_scenario`, or what it
+            loads (a built-in scenario name, a TOML file path, a scenario table).
         out_dir: if given, a new or empty directory the run is written to
             (manifest, Parquet tables, Zarr snapshots), atomically.
         progress: called with a :class:`~metacoop.core.simulation.Progress`
@@ -49,6 +52,7 @@ def simulate(
             raise RunDirectoryError([Problem("--resume", None, "give the run directory to resume")])
         manifest, config = _resumable(rundir)
     else:
+        config = as_config(config)
         manifest = {
             "format": FORMAT,
             "status": "running",

@@ -119,6 +119,26 @@ def test_overrides_do_not_touch_the_source_mapping():
     assert repr(raw) == before
 
 
+def test_no_overrides_and_one_override_string():
+    """BUG: ``overrides=None`` raised TypeError ('NoneType' object is not iterable), and one string
+    was read character by character ("must look like dotted.key=value" for 'd')."""
+    assert metacoop.load_scenario("invasion2d", None).model_dump() == \
+        metacoop.load_scenario("invasion2d").model_dump()
+    assert metacoop.load_scenario("invasion2d", "duration_h=2").duration_h == 2.0
+
+
+@pytest.mark.parametrize("overrides, value, allowed", [
+    (5, 5, "a mapping of dotted keys"),
+    (["duration_h=2", 3], 3, "'dotted.key=value' string"),
+    ({("duration_h",): 2}, ("duration_h",), "dotted key string"),
+])
+def test_overrides_of_the_wrong_form_are_input_errors(overrides, value, allowed):
+    with pytest.raises(InputError) as ei:
+        metacoop.load_scenario("invasion2d", overrides)
+    (problem,) = problems_of(ei)
+    assert problem.path == "overrides" and problem.value == value and allowed in problem.allowed
+
+
 def test_override_of_one_phenotype_keeps_the_other_default():
     """BUG: a sub-table absent from the file is created empty, so its sibling defaults are lost.
 

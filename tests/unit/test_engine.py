@@ -326,3 +326,25 @@ def test_large_sites_are_sorted_by_lattice_point_every_so_many_steps(monkeypatch
     uid = c.live("uid").copy()
     site.sort_cells()  # sorted cells stay as they are
     np.testing.assert_array_equal(c.live("uid"), uid)
+
+
+def test_simulate_loads_a_scenario_given_by_file_or_table_as_load_scenario_does(tmp_path):
+    """BUG: ``metacoop.simulate("invasion2d")`` raised AttributeError ('str' object has no attribute 'name')."""
+    loaded = small(duration_h=1.0)
+    path = tmp_path / "small.toml"
+    path.write_text(metacoop.to_toml(loaded))
+    by_config = metacoop.simulate(loaded)
+    for given in (loaded.model_dump(), path, str(path)):
+        again = metacoop.simulate(given)
+        assert again.manifest["cells_final"] == by_config.manifest["cells_final"]
+        assert again.timeseries.equals(by_config.timeseries)
+
+
+@pytest.mark.parametrize("bad", [None, 3, ["invasion2d"]])
+def test_a_config_that_is_not_one_is_an_input_error(bad):
+    with pytest.raises(metacoop.InputError) as ei:
+        metacoop.simulate(bad)
+    (problem,) = ei.value.problems
+    assert problem.path == "config" and problem.value == bad and "load_scenario" in problem.allowed
+    with pytest.raises(metacoop.InputError, match="SimulationConfig"):
+        metacoop.Simulation(bad)

@@ -9,6 +9,7 @@ value and what is allowed.
 
 from __future__ import annotations
 
+import os
 import tomllib
 import types
 import typing
@@ -117,10 +118,14 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, parsed
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Iterable[str] | Mapping[str, Any]) -> dict[str, Any]:
-    """Set dotted keys in the raw table (lists are indexed by position or by ``name``)."""
-    items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
-    for key, value in items:
+def apply_overrides(raw: dict[str, Any],
+                    overrides: Iterable[str] | Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """Set dotted keys in the raw table (lists are indexed by position or by ``name``).
+
+    ``overrides`` is a mapping of dotted keys to values, ``"dotted.key=value"``
+    strings (one string is one override), or ``None`` for none.
+    """
+    for key, value in _override_items(overrides):
         parts = key.split(".")
         node: Any = raw
         for depth, part in enumerate(parts[:-1]):
@@ -192,6 +197,47 @@ def _list_index(node: list, part: str, key: str) -> int:
     raise InputError([Problem(key, part, f"no entry with that index or name; entries: {', '.join(names)}")])
 
 
+def _override_items(overrides: Iterable[str] | Mapping[str, Any] | str | None) -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` pairs of overrides given in any of the forms :func:`apply_overrides` takes."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        bad = [k for k in overrides if not isinstance(k, str)]
+        if bad:
+            raise InputError([Problem("overrides", bad[0], "a key must be a dotted key string, "
+                                      "such as 'primary.lattice.shape'")])
+        return list(overrides.items())
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    elif not isinstance(overrides, Iterable):
+        raise InputError([Problem("overrides", overrides, "must be a mapping of dotted keys to values or "
+                                  "a list of 'dotted.key=value' strings")])
+    items = []
+    for text in overrides:
+        if not isinstance(text, str):
+            raise InputError([Problem("overrides", text, "each override in a list must be a "
+                                      "'dotted.key=value' string")])
+        items.append(parse_override(text))
+    return items
+
+
+def as_config(config: SimulationConfig | str | os.PathLike | Mapping[str, Any]) -> SimulationConfig:
+    """``config`` itself if it is a :class:`SimulationConfig`, else the scenario it names, loaded.
+
+    A built-in scenario name, a TOML file path or a raw scenario table is
+    loaded with :func:`load_scenario` (validated and checked). Anything else
+    is an :class:`~metacoop.errors.InputError` saying what is accepted.
+    """
+    if isinstance(config, SimulationConfig):
+        return config
+    if isinstance(config, os.PathLike):
+        return load_scenario(Path(config))
+    if isinstance(config, str | Mapping):
+        return load_scenario(config)
+    raise InputError([Problem("config", config, "a SimulationConfig from metacoop.load_scenario, a "
+                              "built-in scenario name, a TOML file path or a scenario table")])
+
+
 def validate_table(raw: dict[str, Any]) -> SimulationConfig:
     """Validate a raw scenario table with the schema (types and ranges only)."""
     try:
@@ -202,7 +248,7 @@ def validate_table(raw: dict[str, Any]) -> SimulationConfig:
 
 def load_scenario(
     source: str | Path | Mapping[str, Any] | None = None,
-    overrides: Iterable[str] | Mapping[str, Any] = (),
+    overrides: Iterable[str] | Mapping[str, Any] | str | None = (),
     seed: int | None = None,
     check: bool = True,
 ) -> SimulationConfig:
@@ -211,7 +257,8 @@ def load_scenario(
     Args:
         source: a built-in scenario name, a TOML file path, or a raw table;
             ``None`` is the default scenario.
-        overrides: ``"dotted.key=value"`` strings or a mapping of dotted keys.
+        overrides: ``"dotted.key=value"`` strings (or one such string), a mapping
+            of dotted keys to values, or ``None``.
         seed: replaces the scenario's seed when given.
         check: run the cross-key checks (stability, geometry, memory).
 

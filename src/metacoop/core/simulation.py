@@ -38,7 +38,7 @@ from metacoop.core.clones import PHENOTYPES, TRAIT_COLUMNS
 from metacoop.core.rng import compartment_streams
 from metacoop.core.schedule import Phase, Slot, build_plan, describe
 from metacoop.core.state import uid_base
-from metacoop.errors import SimulationError
+from metacoop.errors import InputError, Problem, SimulationError
 from metacoop.kernels.dispatch import SmallWorkTrials, small_work_parallel
 from metacoop.mechanisms import REGISTRY, Mechanism, StepContext
 from metacoop.observers.recorder import Recorder
@@ -92,6 +92,8 @@ class Simulation:
     """
 
     def __init__(self, config: SimulationConfig, check: bool = False):
+        if not isinstance(config, SimulationConfig):
+            raise InputError([Problem("config", config, "a SimulationConfig from metacoop.load_scenario")])
         self.config = config
         self.check_every_step = check
         self.dt_h = config.dt_h
