@@ -14,7 +14,7 @@ import pandas as pd
 from metacoop.config.loader import as_config
 from metacoop.config.schema import SimulationConfig
 from metacoop.core.simulation import Progress, Simulation
-from metacoop.errors import OutputError, Problem, RunDirectoryError
+from metacoop.errors import InputError, OutputError, Problem, RunDirectoryError
 from metacoop.io import checkpoint
 from metacoop.io.results import DATA_FILES, Result, events_table, metastases_table, write_results
 from metacoop.io.rundir import FORMAT, RunDirectory, environment, now_iso
@@ -46,6 +46,8 @@ def simulate(
     Returns:
         The run's tables and field snapshots.
     """
+    if progress is not None and not callable(progress):
+        raise InputError([Problem("progress", progress, "a function taking a Progress, or None")])
     rundir = RunDirectory(out_dir) if out_dir is not None else None
     if resume:
         if rundir is None:

@@ -329,7 +329,7 @@ def test_large_sites_are_sorted_by_lattice_point_every_so_many_steps(monkeypatch
 
 
 def test_simulate_loads_a_scenario_given_by_file_or_table_as_load_scenario_does(tmp_path):
-    """BUG: ``metacoop.simulate("invasion2d")`` raised AttributeError ('str' object has no attribute 'name')."""
+    """BUG: ``metacoop.simulate("invasion2d")`` raised AttributeError ('str' has no attribute 'name')."""
     loaded = small(duration_h=1.0)
     path = tmp_path / "small.toml"
     path.write_text(metacoop.to_toml(loaded))
@@ -348,3 +348,24 @@ def test_a_config_that_is_not_one_is_an_input_error(bad):
     assert problem.path == "config" and problem.value == bad and "load_scenario" in problem.allowed
     with pytest.raises(metacoop.InputError, match="SimulationConfig"):
         metacoop.Simulation(bad)
+
+
+def test_arguments_of_the_wrong_kind_are_input_errors_naming_the_argument(tmp_path):
+    """BUG: each raised TypeError or AttributeError, or (cells) gave an empty table for a misspelt name."""
+    cfg = small(duration_h=1.0)
+    res = metacoop.simulate(cfg)
+    cases = [
+        (lambda: metacoop.simulate(cfg, out_dir=3), "run directory", 3),
+        (lambda: metacoop.open_run(3), "run directory", 3),
+        (lambda: metacoop.simulate(cfg, progress=5), "progress", 5),
+        (lambda: metacoop.to_toml("invasion2d"), "config", "invasion2d"),
+        (lambda: res.cells("primry"), "compartment", "primry"),
+    ]
+    for call, path, value in cases:
+        with pytest.raises(metacoop.InputError) as ei:
+            call()
+        (problem,) = ei.value.problems
+        assert (problem.path, problem.value) == (path, value)
+    with pytest.raises(metacoop.InputError, match="primary, circulation"):
+        res.total_cells("lung")
+    assert res.total_cells("circulation").index.equals(res.total_cells().index)

@@ -131,6 +131,16 @@ def test_replicate_seeds_zero_replicates():
     assert replicate_seeds(5, 0) == []
 
 
+@pytest.mark.parametrize("root, n, path", [(1, -3, "replicates"), (-1, 2, "seed"), (1.5, 2, "seed"),
+                                           (1, "2", "replicates"), (True, 2, "seed")])
+def test_replicate_seeds_refuse_what_is_not_a_whole_number_at_least_0(root, n, path):
+    """BUG: ``replicate_seeds(1, -3)`` raised OverflowError from NumPy's SeedSequence."""
+    with pytest.raises(InputError) as ei:
+        replicate_seeds(root, n)
+    (problem,) = ei.value.problems
+    assert problem.path == path and "at least 0" in problem.allowed
+
+
 @SETTINGS
 @given(st.integers(0, 2**64), st.integers(0, 40), st.integers(0, 40))
 def test_replicate_seeds_prefix_stable(root, k, extra):

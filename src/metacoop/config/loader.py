@@ -280,6 +280,8 @@ def load_scenario(
 
 def to_toml(config: SimulationConfig) -> str:
     """The fully resolved configuration as TOML text (every default written out)."""
+    if not isinstance(config, SimulationConfig):
+        raise InputError([Problem("config", config, "a SimulationConfig from metacoop.load_scenario")])
     return tomli_w.dumps(_string_keys(config.model_dump(mode="python", exclude_none=True)))
 
 

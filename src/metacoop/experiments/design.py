@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from metacoop.errors import InputError, Problem
+
 #: Characters allowed in a condition name (it becomes a directory and a hive partition value,
 #: so ``=`` and ``/`` are not allowed).
 _SAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
@@ -91,7 +93,14 @@ class Design:
 
 
 def replicate_seeds(root: int, n: int) -> list[int]:
-    """``n`` replicate seeds spawned from ``root`` (``SeedSequence(root).spawn(n)``), as 63-bit ints."""
+    """``n`` replicate seeds spawned from ``root`` (``SeedSequence(root).spawn(n)``), as 63-bit ints.
+
+    ``root`` and ``n`` are whole numbers, at least 0; anything else is an
+    :class:`~metacoop.errors.InputError`.
+    """
+    for name, value in (("seed", root), ("replicates", n)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise InputError([Problem(name, value, "a whole number, at least 0")])
     children = np.random.SeedSequence(int(root)).spawn(int(n))
     return [int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)) for c in children]
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import xarray as xr
 
 from metacoop.config.schema import SimulationConfig
-from metacoop.errors import Problem, RunDirectoryError
+from metacoop.errors import InputError, Problem, RunDirectoryError
 from metacoop.io.atomic import atomic_write, atomic_write_dir
 from metacoop.io.rundir import RunDirectory
 
@@ -104,8 +104,15 @@ class Result:
     path: Path | None = None
 
     def cells(self, compartment: str = "primary") -> pd.DataFrame:
-        """Live cells over time in one compartment: rows time_h, columns (clone, phenotype)."""
+        """Live cells over time in one compartment: rows time_h, columns (clone, phenotype).
+
+        ``compartment`` is a site's name (``primary``, an organ's) or ``circulation``;
+        another name is an :class:`~metacoop.errors.InputError` that lists the run's.
+        """
         ts = self.timeseries
+        names = list(dict.fromkeys(ts["compartment"]))
+        if compartment not in names:
+            raise InputError([Problem("compartment", compartment, f"one of this run's: {', '.join(names)}")])
         sel = ts[(ts["compartment"] == compartment) & (ts["quantity"] == "cells")]
         return sel.pivot_table(index="time_h", columns=["clone", "phenotype"], values="value",
                                aggfunc="sum", observed=True)

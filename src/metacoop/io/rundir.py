@@ -64,6 +64,9 @@ class RunDirectory:
     """
 
     def __init__(self, path: str | os.PathLike):
+        if not isinstance(path, str | os.PathLike):
+            raise RunDirectoryError([Problem("run directory", path,
+                                             "a directory path (str or pathlib.Path)")])
         self.path = Path(path)
         self.manifest_path = self.path / MANIFEST
 
