@@ -299,3 +299,26 @@ def test_replicates_share_the_host_cpus_among_the_task_slots_of_its_workers(tmp_
         # a worker missing from the count (it joined later) counts its own slot: every CPU
         assert client.submit(fitted, {}, workers=workers[:1], pure=False).result() == min(cpus, top)
     assert task_threads(slots) is None  # outside a worker nothing is set
+
+
+@pytest.mark.parametrize("change, path", [
+    ({"design": "ablation"}, "design"),
+    ({"out_dir": 3}, "--out"),
+    ({"workers": 0}, "--workers"),
+    ({"workers": -2}, "--workers"),
+    ({"workers": 1.5}, "--workers"),
+    ({"workers": 2, "scheduler": "tcp://127.0.0.1:8786"}, "--workers"),
+    ({"scheduler": 8786}, "--scheduler"),
+    ({"progress": 5}, "progress"),
+])
+def test_run_experiment_refuses_arguments_of_the_wrong_kind_before_starting(tmp_path, change, path):
+    """BUG: ``workers=-2`` started a LocalCluster of no workers and waited for ever; a design given by
+    name or an ``out_dir`` of 3 raised AttributeError or TypeError."""
+    args = {"design": sweep(replicates=1), "out_dir": tmp_path / "e", **change}
+    with pytest.raises(metacoop.InputError) as ei:
+        run_experiment(**args)
+    (problem,) = ei.value.problems
+    assert problem.path == path
+    assert not (tmp_path / "e").exists(), "nothing written"
+    with pytest.raises(metacoop.InputError, match="directory path"):
+        open_experiment(3)

@@ -187,6 +187,7 @@ def run_experiment(design: Design, out_dir: str | Path, workers: int | None = No
         client: an existing ``distributed.Client`` to use.
         progress: called after each replicate finishes.
     """
+    _check_arguments(design, out_dir, workers, scheduler, client, progress)
     root = Path(out_dir)
     _check_design(root, design)
     _validate(design)
@@ -204,6 +205,25 @@ def run_experiment(design: Design, out_dir: str | Path, workers: int | None = No
     result.failures = failures
     result.computed = len(todo) - len(failures)
     return result
+
+
+def _check_arguments(design, out_dir, workers, scheduler, client, progress) -> None:
+    """Refuse arguments of :func:`run_experiment` of the wrong kind, naming them (as the CLI's options)."""
+    if not isinstance(design, Design):
+        raise InputError([Problem("design", design, "a Design, from metacoop.experiments.build_design")])
+    if not isinstance(out_dir, str | os.PathLike):
+        raise InputError([Problem("--out", out_dir, "a directory path (str or pathlib.Path)")])
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InputError([Problem("--workers", workers,
+                                      "a whole number, at least 1, or None (one per CPU)")])
+        if scheduler is not None or client is not None:
+            raise InputError([Problem("--workers", workers,
+                                      "give workers, or a scheduler or client, not both")])
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise InputError([Problem("--scheduler", scheduler, "a scheduler address such as tcp://host:8786")])
+    if progress is not None and not callable(progress):
+        raise InputError([Problem("progress", progress, "a function taking an ExperimentProgress, or None")])
 
 
 @contextmanager
@@ -301,6 +321,8 @@ def read_dataset(root: Path) -> pd.DataFrame:
 
 def open_experiment(path: str | Path) -> ExperimentResult:
     """Open an experiment directory: its design, observables and statistics (recomputed and saved)."""
+    if not isinstance(path, str | os.PathLike):
+        raise InputError([Problem("experiment", path, "a directory path (str or pathlib.Path)")])
     root = Path(path)
     try:
         design = Design.from_json(json.loads((root / "experiment.json").read_text(encoding="utf-8")))
