@@ -8,8 +8,10 @@ them. Each problem names the key path, the value given and what is allowed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,14 @@ class SimulationError(MetacoopError):
 
 class OutputError(MetacoopError):
     """Results or a checkpoint could not be written (full disk, directory no longer writable)."""
+
+
+def path_argument(value: object, name: str, error: type[InputError] = InputError) -> Path:
+    """``value`` as a :class:`~pathlib.Path` if it is a ``str`` or path-like, else ``error`` naming ``name``.
+
+    For the path arguments of the Python API (given something else, :class:`~pathlib.Path` raises a
+    bare ``TypeError``).
+    """
+    if isinstance(value, str | os.PathLike):
+        return Path(value)
+    raise error([Problem(name, value, "a path (str or pathlib.Path)")])

@@ -320,5 +320,5 @@ def test_run_experiment_refuses_arguments_of_the_wrong_kind_before_starting(tmp_
     (problem,) = ei.value.problems
     assert problem.path == path
     assert not (tmp_path / "e").exists(), "nothing written"
-    with pytest.raises(metacoop.InputError, match="directory path"):
+    with pytest.raises(metacoop.InputError, match=r"experiment = 3: a path \(str or pathlib.Path\)"):
         open_experiment(3)

@@ -171,6 +171,17 @@ def test_report_and_export_refuse_bad_directories_with_a_message(run_dir, tmp_pa
         assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("arg", ["path", "out", "figures_dir"])
+def test_write_report_refuses_a_path_argument_that_is_not_a_path(run_dir, arg):
+    """BUG: ``write_report(3)`` raised TypeError from pathlib."""
+    from metacoop.report import write_report
+
+    with pytest.raises(metacoop.InputError) as ei:
+        write_report(**{"path": run_dir, arg: 3})
+    (problem,) = ei.value.problems
+    assert problem.value == 3 and "path" in problem.allowed
+
+
 def test_an_experiment_report_draws_its_statistics(tmp_path):
     from metacoop.experiments import build_design, run_experiment
 

@@ -40,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from metacoop.errors import InputError, Problem, RunDirectoryError, SimulationError
+from metacoop.errors import InputError, Problem, RunDirectoryError, SimulationError, path_argument
 from metacoop.experiments.design import Condition, Design
 from metacoop.experiments.stats import summarize
 from metacoop.experiments.threads import host_slots
@@ -211,8 +211,7 @@ def _check_arguments(design, out_dir, workers, scheduler, client, progress) -> N
     """Refuse arguments of :func:`run_experiment` of the wrong kind, naming them (as the CLI's options)."""
     if not isinstance(design, Design):
         raise InputError([Problem("design", design, "a Design, from metacoop.experiments.build_design")])
-    if not isinstance(out_dir, str | os.PathLike):
-        raise InputError([Problem("--out", out_dir, "a directory path (str or pathlib.Path)")])
+    path_argument(out_dir, "--out")
     if workers is not None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError([Problem("--workers", workers,
@@ -321,9 +320,7 @@ def read_dataset(root: Path) -> pd.DataFrame:
 
 def open_experiment(path: str | Path) -> ExperimentResult:
     """Open an experiment directory: its design, observables and statistics (recomputed and saved)."""
-    if not isinstance(path, str | os.PathLike):
-        raise InputError([Problem("experiment", path, "a directory path (str or pathlib.Path)")])
-    root = Path(path)
+    root = path_argument(path, "experiment")
     try:
         design = Design.from_json(json.loads((root / "experiment.json").read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError) as exc:

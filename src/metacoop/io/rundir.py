@@ -25,10 +25,9 @@ import shutil
 import sys
 import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from metacoop.errors import Problem, RunDirectoryError
+from metacoop.errors import Problem, RunDirectoryError, path_argument
 from metacoop.io.atomic import atomic_write_json, sha256_path
 
 MANIFEST = "manifest.json"
@@ -64,10 +63,7 @@ class RunDirectory:
     """
 
     def __init__(self, path: str | os.PathLike):
-        if not isinstance(path, str | os.PathLike):
-            raise RunDirectoryError([Problem("run directory", path,
-                                             "a directory path (str or pathlib.Path)")])
-        self.path = Path(path)
+        self.path = path_argument(path, "run directory", RunDirectoryError)
         self.manifest_path = self.path / MANIFEST
 
     def prepare(self, force: bool = False) -> None:

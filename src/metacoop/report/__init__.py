@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metacoop.errors import InputError, OutputError, Problem
+from metacoop.errors import InputError, OutputError, Problem, path_argument
 from metacoop.io.atomic import atomic_write
 
 
@@ -29,8 +29,9 @@ def write_report(
         figures_dir: also write every figure there as PNG and SVG.
         animation: embed the animation of the primary site (runs only).
     """
-    root = Path(path)
-    figures = Path(figures_dir) if figures_dir is not None else None
+    root = path_argument(path, "report")
+    figures = path_argument(figures_dir, "figures_dir") if figures_dir is not None else None
+    target = path_argument(out, "out") if out is not None else root / "report.html"
     if (root / "manifest.json").exists():
         from metacoop.io.results import open_run
         from metacoop.report.run_report import run_report
@@ -54,7 +55,6 @@ def write_report(
                 )
             ]
         )
-    target = Path(out) if out is not None else root / "report.html"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
