@@ -322,3 +322,7 @@ def test_run_experiment_refuses_arguments_of_the_wrong_kind_before_starting(tmp_
     assert not (tmp_path / "e").exists(), "nothing written"
     with pytest.raises(metacoop.InputError, match=r"experiment = 3: a path \(str or pathlib.Path\)"):
         open_experiment(3)
+    with pytest.raises(metacoop.InputError, match=r"experiment = 3: a path"):
+        query(3, "SELECT 1")
+    with pytest.raises(metacoop.InputError, match="sql = 5: an SQL query"):
+        query(tmp_path, 5)

@@ -197,3 +197,17 @@ def test_calibration_reads_the_shipped_targets_and_their_observables():
     out = _model({"p0": 24.0}, "koop1995", {"injections.0.cells": 400}, {"p0": "duration_h"},
                  {"duration_h": False}, ["extravasated_alive_d1", "metastases"])
     assert 0.5 < out["extravasated_alive_d1"] <= 1.0 and out["metastases"] >= 0
+
+
+@pytest.mark.parametrize("kwargs, path", [({"workers": -2}, "--workers"), ({"workers": 0}, "--workers"),
+                                          ({"workers": 2, "scheduler": "tcp://127.0.0.1:8786"}, "--workers"),
+                                          ({"out_dir": 3}, "--out")])
+def test_validate_refuses_a_bad_cluster_or_directory_before_running(tmp_path, kwargs, path):
+    """BUG: ``validate(..., workers=-2)`` started a LocalCluster of no workers and waited for ever."""
+    from metacoop.validation.runner import validate
+
+    with pytest.raises(InputError) as ei:
+        validate(load_targets()[:1], **{"out_dir": tmp_path / "v", **kwargs})
+    (problem,) = ei.value.problems
+    assert problem.path == path
+    assert not (tmp_path / "v").exists()

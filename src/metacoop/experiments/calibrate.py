@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metacoop.errors import InputError, Problem
+from metacoop.errors import InputError, Problem, path_argument
 from metacoop.experiments.sensitivity import problem_of
 from metacoop.experiments.threads import host_slots
 from metacoop.io.atomic import atomic_write, atomic_write_bytes, atomic_write_json
@@ -182,7 +182,7 @@ def calibrate(scenario: str, base: Mapping[str, Any], ranges: Mapping[str, Seque
                                   "is not installed; pip install 'metacoop[calibrate]'")]) from None
     from metacoop.config.loader import load_scenario, to_toml
 
-    root = Path(out_dir)
+    root = path_argument(out_dir, "--out")
     if root.exists() and any(root.iterdir()):
         raise InputError([Problem("--out", str(root), "is not empty; a calibration needs a new directory")])
     if population < 2 or generations < 1:

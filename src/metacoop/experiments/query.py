@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from metacoop.errors import InputError, Problem
+from metacoop.errors import InputError, Problem, path_argument
 
 
 def query(exp_dir: str | Path, sql: str) -> pd.DataFrame:
     """Run ``sql`` over the experiment in ``exp_dir``; return the result as a DataFrame."""
     import duckdb
 
-    root = Path(exp_dir)
+    root = path_argument(exp_dir, "experiment")
+    if not isinstance(sql, str):
+        raise InputError([Problem("sql", sql, "an SQL query (str) over the views replicates and stats")])
     parts = root / "dataset"
     if not (root / "experiment.json").is_file() or not parts.is_dir():
         raise InputError([Problem("experiment", str(root), "is not an experiment directory "

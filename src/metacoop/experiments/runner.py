@@ -212,17 +212,26 @@ def _check_arguments(design, out_dir, workers, scheduler, client, progress) -> N
     if not isinstance(design, Design):
         raise InputError([Problem("design", design, "a Design, from metacoop.experiments.build_design")])
     path_argument(out_dir, "--out")
+    check_cluster(workers, scheduler)
+    if workers is not None and client is not None:
+        raise InputError([Problem("--workers", workers, "give workers, or a scheduler or client, not both")])
+    if progress is not None and not callable(progress):
+        raise InputError([Problem("progress", progress, "a function taking an ExperimentProgress, or None")])
+
+
+def check_cluster(workers: int | None, scheduler: str | None) -> None:
+    """Refuse a worker count that is not a whole number at least 1, or given with a scheduler.
+
+    (A LocalCluster of ``n_workers <= 0`` starts with no worker, and a run on it waits for ever.)
+    """
     if workers is not None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError([Problem("--workers", workers,
                                       "a whole number, at least 1, or None (one per CPU)")])
-        if scheduler is not None or client is not None:
-            raise InputError([Problem("--workers", workers,
-                                      "give workers, or a scheduler or client, not both")])
+        if scheduler is not None:
+            raise InputError([Problem("--workers", workers, "give workers or a scheduler, not both")])
     if scheduler is not None and not isinstance(scheduler, str):
         raise InputError([Problem("--scheduler", scheduler, "a scheduler address such as tcp://host:8786")])
-    if progress is not None and not callable(progress):
-        raise InputError([Problem("progress", progress, "a function taking an ExperimentProgress, or None")])
 
 
 @contextmanager
@@ -234,6 +243,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, in_pro
     import dask
     from distributed import Client, LocalCluster
 
+    check_cluster(workers, scheduler)
     if scheduler:
         with Client(scheduler) as client:
             yield client

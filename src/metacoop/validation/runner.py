@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metacoop.errors import InputError, OutputError, Problem
+from metacoop.errors import InputError, OutputError, Problem, path_argument
 from metacoop.experiments.design import Condition, Design, condition_name, safe_name
-from metacoop.experiments.runner import ExperimentProgress, dask_client, run_experiment
+from metacoop.experiments.runner import ExperimentProgress, check_cluster, dask_client, run_experiment
 from metacoop.io.atomic import atomic_write
 from metacoop.validation.observables import OBSERVABLES
 from metacoop.validation.targets import Target
@@ -142,7 +142,8 @@ def validate(targets: Sequence[Target], out_dir: str | Path, replicates: int = D
 
     if replicates < 1:
         raise InputError([Problem("--replicates", replicates, "must be at least 1")])
-    out = Path(out_dir)
+    out = path_argument(out_dir, "--out")
+    check_cluster(workers, scheduler)
     designs = plan(targets, replicates)
     reps: dict[str, pd.DataFrame] = {}
     failures: list[tuple[str, str, int, str]] = []
