@@ -80,8 +80,28 @@ def test_expand_grid_docstring_example_and_empty_grid():
 
 @pytest.mark.parametrize("bad", ["abc", b"abc", [], (), 3, None, {"x": 1}, {1, 2}])
 def test_expand_grid_rejects_non_lists_naming_the_key(bad):
-    with pytest.raises(ValueError, match=r"^the_key: "):
+    with pytest.raises(InputError, match=r"^--vary the_key = .*: a non-empty list of values"):
         expand_grid({"ok": [1, 2], "the_key": bad})
+
+
+@pytest.mark.parametrize("change, path", [
+    ({"replicates": "3"}, "--replicates"), ({"replicates": 2.5}, "--replicates"),
+    ({"replicates": 0}, "--replicates"),
+    ({"seed": -1}, "--seed"), ({"seed": "x"}, "--seed"),
+    ({"vary": ["duration_h=1"]}, "--vary"), ({"vary": {"duration_h": "12"}}, "--vary duration_h"),
+    ({"base_overrides": ["duration_h=1"]}, "--set"), ({"config": 3}, "config"),
+])
+def test_build_design_refuses_arguments_of_the_wrong_kind(change, path):
+    """BUG: a replicate count of '3' raised TypeError, 2.5 or a seed of -1 or 'x' made a Design that
+    failed later, a vary or base_overrides given as a list raised ValueError, a config given as a string
+    raised AttributeError."""
+    from metacoop.experiments import build_design
+
+    args = {"kind": "sweep", "scenario": "invasion2d", "config": "invasion2d", "replicates": 2, "seed": 1,
+            "vary": {"duration_h": [1.0, 2.0]}, "base_overrides": None, **change}
+    with pytest.raises(InputError) as ei:
+        build_design(**args)
+    assert [p.path for p in ei.value.problems] == [path]
 
 
 _values = st.one_of(st.integers(-1000, 1000), st.text(max_size=4), st.booleans(),

@@ -98,11 +98,17 @@ def replicate_seeds(root: int, n: int) -> list[int]:
     ``root`` and ``n`` are whole numbers, at least 0; anything else is an
     :class:`~metacoop.errors.InputError`.
     """
-    for name, value in (("seed", root), ("replicates", n)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-            raise InputError([Problem(name, value, "a whole number, at least 0")])
+    whole_number(root, "seed", 0)
+    whole_number(n, "replicates", 0)
     children = np.random.SeedSequence(int(root)).spawn(int(n))
     return [int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)) for c in children]
+
+
+def whole_number(value: object, name: str, least: int) -> int:
+    """``value`` as an int if it is an integer (not a bool) of at least ``least``; else an InputError."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+        raise InputError([Problem(name, value, f"a whole number, at least {least}")])
+    return int(value)
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -114,7 +120,7 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     keys = list(grid)
     for k in keys:
         if isinstance(grid[k], (str, bytes)) or not isinstance(grid[k], Sequence) or not len(grid[k]):
-            raise ValueError(f"{k}: give a non-empty list of values")
+            raise InputError([Problem(f"--vary {k}", grid[k], "a non-empty list of values")])
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 

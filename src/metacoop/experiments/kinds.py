@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from metacoop.config.loader import as_config
 from metacoop.config.schema import SimulationConfig
 from metacoop.errors import InputError, Problem
-from metacoop.experiments.design import Condition, Design, condition_name, expand_grid
+from metacoop.experiments.design import Condition, Design, condition_name, expand_grid, whole_number
 from metacoop.experiments.sensitivity import sample_conditions
 from metacoop.mechanisms import COOPERATION
 
@@ -113,6 +114,12 @@ def build_design(kind: str, scenario: str, config: SimulationConfig, replicates:
     kinds = [*KINDS, "sensitivity"]
     if kind not in kinds:
         raise InputError([Problem("kind", kind, f"unknown experiment kind; kinds: {', '.join(kinds)}")])
+    config = as_config(config)
+    replicates = whole_number(replicates, "--replicates", 1)
+    seed = whole_number(seed, "--seed", 0)
+    for name, table in (("--vary", vary), ("--set", base_overrides)):
+        if table is not None and not isinstance(table, Mapping):
+            raise InputError([Problem(name, table, "a mapping of dotted keys to values, or None")])
     allowed = VARY_KEYS.get(kind)
     if allowed is not None:
         for key in vary or {}:
@@ -121,8 +128,6 @@ def build_design(kind: str, scenario: str, config: SimulationConfig, replicates:
                                           f"a {kind} experiment varies "
                                           + (", ".join(allowed) if allowed else "nothing")
                                           + "; use a sweep for other keys")])
-    if replicates < 1:
-        raise InputError([Problem("--replicates", replicates, "must be at least 1")])
     extra: dict[str, Any] = {}
     if kind == "sensitivity":
         conditions, extra = sample_conditions(dict(vary or {}), method, samples)
