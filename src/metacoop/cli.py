@@ -183,12 +183,10 @@ def experiment(
     """Run an ensemble experiment on Dask and print per-condition statistics."""
     from metacoop.config.loader import DEFAULT_SCENARIO, load_scenario, parse_override
     from metacoop.experiments import build_design, run_experiment
+    from metacoop.experiments.runner import check_cluster
 
     with friendly_errors():
-        if workers is not None and scheduler is not None:
-            raise InputError([Problem("--workers", workers, "give --workers or --scheduler, not both")])
-        if workers is not None and workers < 1:
-            raise InputError([Problem("--workers", workers, "must be at least 1")])
+        check_cluster(workers, scheduler)
         name = scenario or DEFAULT_SCENARIO
         cfg = load_scenario(name, set_ or [], seed=seed)
         base = dict(parse_override(item) for item in (set_ or []))

@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from metacoop.errors import InputError, Problem, RunDirectoryError, SimulationError, path_argument
-from metacoop.experiments.design import Condition, Design
+from metacoop.experiments.design import Condition, Design, whole_number
 from metacoop.experiments.stats import summarize
 from metacoop.experiments.threads import host_slots
 from metacoop.io.atomic import atomic_write, atomic_write_json
@@ -225,9 +225,7 @@ def check_cluster(workers: int | None, scheduler: str | None) -> None:
     (A LocalCluster of ``n_workers <= 0`` starts with no worker, and a run on it waits for ever.)
     """
     if workers is not None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise InputError([Problem("--workers", workers,
-                                      "a whole number, at least 1, or None (one per CPU)")])
+        whole_number(workers, "--workers", 1)
         if scheduler is not None:
             raise InputError([Problem("--workers", workers, "give workers or a scheduler, not both")])
     if scheduler is not None and not isinstance(scheduler, str):
