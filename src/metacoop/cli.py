@@ -204,9 +204,6 @@ def experiment(
         out_dir = out if out is not None else Path("metacoop-experiments") / (
             f"{kind}-{cfg.name}-seed{cfg.seed}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
         total = len(design.conditions) * replicates
-        if not quiet:
-            err_console.print(f"{kind} of [bold]{escape(cfg.name)}[/]: {len(design.conditions)} conditions x "
-                              f"{replicates} replicates -> {escape(str(out_dir))}", highlight=False)
         if quiet:
             result = run_experiment(design, out_dir, workers=workers, scheduler=scheduler)
         else:
@@ -214,13 +211,21 @@ def experiment(
                            TextColumn("{task.completed}/{task.total}"),
                            TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(), TextColumn("ETA"),
                            TimeRemainingColumn(), console=err_console)
-            with bar:
-                task = bar.add_task("exp", total=total, failed=0)
+            task = bar.add_task("exp", total=total, failed=0)
 
-                def report(p):
-                    bar.update(task, completed=p.done + p.failed, failed=p.failed)
+            def report(p):
+                if not bar.live.is_started:  # (first called once the design's conditions are checked)
+                    err_console.print(f"{kind} of [bold]{escape(cfg.name)}[/]: {len(design.conditions)} "
+                                      f"conditions x {replicates} replicates -> {escape(str(out_dir))}",
+                                      highlight=False)
+                    bar.start()
+                bar.update(task, completed=p.done + p.failed, failed=p.failed)
+            try:
                 result = run_experiment(design, out_dir, workers=workers, scheduler=scheduler,
                                         progress=report)
+            finally:
+                if bar.live.is_started:
+                    bar.stop()
         if not quiet:
             if result.sensitivity is not None:
                 _sensitivity_table(result)

@@ -226,6 +226,12 @@ def _case_describe_unknown_mechanism(tmp):
             ["mechanisms.paracrin = ", "unknown key", "paracrine"])
 
 
+def _case_experiment_condition_with_unknown_key(tmp):
+    """BUG: the experiment's heading and an empty progress bar were printed before the error."""
+    return (["experiment", "sweep", "invasion2d", "--vary", "nokey=1,2", "--replicates", "1",
+             "--out", tmp / "out"], ["condition nokey-1", "nokey = 1", "unknown key"])
+
+
 CASES = {name[len("_case_"):]: fn for name, fn in sorted(globals().items()) if name.startswith("_case_")}
 
 

@@ -185,7 +185,8 @@ def run_experiment(design: Design, out_dir: str | Path, workers: int | None = No
             ``client`` is given (default: the number of CPUs).
         scheduler: address of an existing Dask scheduler (``tcp://host:8786``).
         client: an existing ``distributed.Client`` to use.
-        progress: called after each replicate finishes.
+        progress: called once every condition's configuration has been checked (nothing run yet),
+            then after each replicate finishes.
     """
     _check_arguments(design, out_dir, workers, scheduler, client, progress)
     root = Path(out_dir)
@@ -197,10 +198,10 @@ def run_experiment(design: Design, out_dir: str | Path, workers: int | None = No
     todo = [(c, i, s) for c, i, s in tasks if not part_path(root, c.name, i).exists()]
     skipped = len(tasks) - len(todo)
     failures: list[tuple[str, int, str]] = []
+    if progress is not None:  # (the design is valid: a progress display may start)
+        progress(ExperimentProgress(skipped, 0, len(tasks), skipped))
     if todo:
         failures = _compute(design, root, todo, skipped, len(tasks), workers, scheduler, client, progress)
-    elif progress is not None:
-        progress(ExperimentProgress(len(tasks), 0, len(tasks), skipped))
     result = open_experiment(root)
     result.failures = failures
     result.computed = len(todo) - len(failures)
