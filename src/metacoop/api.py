@@ -154,12 +154,7 @@ def _resumable(rundir: RunDirectory) -> tuple[dict, SimulationConfig]:
     """The manifest and configuration of an interrupted run in ``rundir``; raise if there is none."""
     from metacoop.config.loader import validate_table
 
-    if not rundir.manifest_path.exists():
-        raise RunDirectoryError([Problem("--resume", str(rundir.path), "holds no run to resume")])
-    manifest = rundir.read_manifest(require_complete=False)
-    if manifest.get("status") == "completed":
-        raise RunDirectoryError([Problem("--resume", str(rundir.path),
-                                         "holds a completed run; nothing to resume")])
+    manifest = rundir.resumable()
     config = validate_table(manifest["config"])
     manifest.update({"status": "running", "resumed": [*manifest.get("resumed", []), now_iso()]})
     for key in ("reason", "traceback", "ended"):

@@ -529,6 +529,7 @@ def run(
     """Run a scenario and write its results to a directory."""
     from metacoop.api import simulate
     from metacoop.config.loader import load_scenario
+    from metacoop.io.rundir import RunDirectory
 
     with friendly_errors():
         if resume is not None:
@@ -542,6 +543,7 @@ def run(
             _dry_run(cfg)
             return
         out_dir = out if out is not None else default_out_dir(cfg.name, cfg.seed)
+        RunDirectory(out_dir).check_new(force)  # (before the heading: an unusable --out is the only output)
         if not quiet:
             err_console.print(f"Running [bold]{escape(cfg.name)}[/] (seed {cfg.seed}, "
                               f"{cfg.duration_h:g} h, {cfg.n_steps} steps) -> {escape(str(out_dir))}",
@@ -565,15 +567,15 @@ def _resume(run_dir: Path, quiet: bool, check: bool) -> None:
     from metacoop.io.checkpoint import latest
     from metacoop.io.rundir import RunDirectory
 
-    rd = RunDirectory(run_dir)
+    manifest = RunDirectory(run_dir).resumable()  # (before the heading: nothing to resume is the only output)
     last = latest(run_dir)
     if not quiet:
         where = "its last checkpoint" if last is not None else "the start (no checkpoint was written)"
         err_console.print(f"Resuming {escape(str(run_dir))} from {where}", highlight=False)
-    if quiet or not rd.manifest_path.exists():
+    if quiet:
         result = simulate(None, run_dir, check=check, resume=True)
     else:
-        raw = rd.read_manifest(require_complete=False).get("config", {})
+        raw = manifest.get("config", {})
         total = max(1, round(raw.get("duration_h", 1) / raw.get("dt_h", 1)))
         with _progress_bar(total) as (bar, task), _showing_compiles(bar, task):
             def report(p):

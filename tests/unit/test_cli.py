@@ -376,6 +376,16 @@ def test_run_writes_a_complete_run_directory(cli_run):
     assert leftovers == [], f"temporary files left behind: {leftovers}"
 
 
+@pytest.mark.parametrize("args", [["run", *SMALL_SET, "--out", "{out}"], ["run", "--resume", "{out}"]])
+def test_a_directory_that_cannot_take_the_run_is_the_only_output(cli_run, args):
+    """BUG: the heading ("Running ... -> DIR", or "Resuming DIR from the start (no checkpoint was
+    written)" for a completed run) and an empty progress bar were printed before the error."""
+    out, _ = cli_run
+    proc = cli(*[str(a).format(out=out) for a in args])
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == error_lines(proc.stderr) and len(error_lines(proc.stderr)) == 1
+
+
 def test_run_manifest_describes_the_run(cli_run):
     out, _ = cli_run
     manifest = json.loads((out / "manifest.json").read_text())

@@ -423,3 +423,24 @@ def test_force_replaces_a_completed_run_and_verify_checks_it(tmp_path):
     assert any(p.startswith("events.parquet") for p in RunDirectory(out).verify())
     (out / "timeseries.parquet").unlink()
     assert "timeseries.parquet: missing" in RunDirectory(out).verify()
+
+
+def test_force_replaces_a_run_and_its_report_and_refuses_other_files_before_deleting_anything(tmp_path):
+    """BUG: ``metacoop report DIR`` then ``metacoop run --out DIR --force`` deleted the run's files, then
+    refused the directory as not empty (its report.html was left): the old run was lost and no new one
+    was written."""
+    from metacoop.report import write_report
+
+    cfg = metacoop.load_scenario("invasion2d", overrides=SMALL)
+    out = tmp_path / "run"
+    metacoop.simulate(cfg, out)
+    write_report(out, animation=False)
+    again = metacoop.simulate(cfg.model_copy(update={"seed": cfg.seed + 1}), out, force=True)
+    assert again.manifest["seed"] == cfg.seed + 1
+    assert not (out / "report.html").exists(), "the old run's report goes with it"
+    (out / "notes.txt").write_text("mine")
+    before = sha256_path(out)
+    with pytest.raises(RunDirectoryError, match=r"holds files besides its completed run \(notes.txt\)"):
+        metacoop.simulate(cfg, out, force=True)
+    assert sha256_path(out) == before, "nothing deleted"
+    assert metacoop.open_run(out).manifest["seed"] == cfg.seed + 1

@@ -31,6 +31,9 @@ from metacoop.errors import Problem, RunDirectoryError, path_argument
 from metacoop.io.atomic import atomic_write_json, sha256_path
 
 MANIFEST = "manifest.json"
+#: What metacoop writes into a completed run's directory after the run (``metacoop report``'s default
+#: page): ``--force`` replaces it with the run, as it is the old run's.
+DERIVED_FILES = ("report.html",)
 FORMAT = "metacoop-run/1"
 
 
@@ -66,26 +69,20 @@ class RunDirectory:
         self.path = path_argument(path, "run directory", RunDirectoryError)
         self.manifest_path = self.path / MANIFEST
 
-    def prepare(self, force: bool = False) -> None:
-        """Create the directory and make sure it can hold a new run; raise otherwise.
+    def check_new(self, force: bool = False) -> None:
+        """Raise what :meth:`prepare` would for what the directory holds now, changing nothing.
 
-        A directory holding a completed run is refused unless ``force``, which
-        deletes that run's files (those its manifest lists, and the manifest)
-        first; a directory holding an incomplete run is always refused.
+        For a caller that reports the run before it starts (the CLI's heading):
+        a file in the way, an incomplete run, a completed one without
+        ``force``, or other files.
         """
         where = "--out"
-        if self.path.exists() and not self.path.is_dir():
-            raise RunDirectoryError([Problem(where, str(self.path), "exists and is not a directory")])
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunDirectoryError([Problem(where, str(self.path),
-                                             f"cannot be created: {exc.strerror or exc}")]) from None
+        if not self.path.exists():
+            return
         if not self.path.is_dir():
             raise RunDirectoryError([Problem(where, str(self.path), "exists and is not a directory")])
         if self.manifest_path.exists():
-            manifest = self.read_manifest(require_complete=False)
-            status = manifest.get("status", "unknown")
+            status = self.read_manifest(require_complete=False).get("status", "unknown")
             if status != "completed":
                 raise RunDirectoryError([Problem(where, str(self.path),
                                                  f"holds an incomplete run (status {status}); continue "
@@ -95,7 +92,36 @@ class RunDirectory:
                 raise RunDirectoryError([Problem(where, str(self.path),
                                                  "already holds a completed run; use --force to "
                                                  "replace it, or choose another output directory")])
-            self._delete_run(manifest)
+            others = sorted(p.name for p in self.path.iterdir() if p.name not in self._run_files())
+            if others:  # (refused before anything is deleted: --force must not lose a run and then fail)
+                raise RunDirectoryError([Problem(where, str(self.path),
+                                                 f"holds files besides its completed run "
+                                                 f"({', '.join(others)}); --force replaces only a run and "
+                                                 "its report: move them, or choose another output "
+                                                 "directory")])
+        elif any(self.path.iterdir()):
+            raise RunDirectoryError([Problem(where, str(self.path),
+                                             "is not empty; choose a new or empty directory")])
+
+    def prepare(self, force: bool = False) -> None:
+        """Create the directory and make sure it can hold a new run; raise otherwise.
+
+        A directory holding a completed run is refused unless ``force``, which
+        deletes that run's files (those its manifest lists, and the manifest)
+        first; a directory holding an incomplete run is always refused (see
+        :meth:`check_new`).
+        """
+        where = "--out"
+        self.check_new(force)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirectoryError([Problem(where, str(self.path),
+                                             f"cannot be created: {exc.strerror or exc}")]) from None
+        if not self.path.is_dir():
+            raise RunDirectoryError([Problem(where, str(self.path), "exists and is not a directory")])
+        if self.manifest_path.exists():  # (a completed run and force: check_new refused anything else)
+            self._delete_run(self.read_manifest(require_complete=False))
         if any(self.path.iterdir()):
             raise RunDirectoryError([Problem(where, str(self.path),
                                              "is not empty; choose a new or empty directory")])
@@ -106,8 +132,22 @@ class RunDirectory:
             raise RunDirectoryError([Problem(where, str(self.path),
                                              f"is not writable: {exc.strerror or exc}")]) from None
 
+    def resumable(self) -> dict[str, Any]:
+        """The manifest of the interrupted run the directory holds; raise if it holds none."""
+        if not self.manifest_path.exists():
+            raise RunDirectoryError([Problem("--resume", str(self.path), "holds no run to resume")])
+        manifest = self.read_manifest(require_complete=False)
+        if manifest.get("status") == "completed":
+            raise RunDirectoryError([Problem("--resume", str(self.path),
+                                             "holds a completed run; nothing to resume")])
+        return manifest
+
+    def _run_files(self) -> set[str]:
+        """Names of the completed run's entries: its manifest, the files it lists and its report."""
+        return {MANIFEST, *DERIVED_FILES, *self.read_manifest(require_complete=False).get("files", {})}
+
     def _delete_run(self, manifest: dict[str, Any]) -> None:
-        for name in manifest.get("files", {}):
+        for name in [*manifest.get("files", {}), *DERIVED_FILES]:
             p = self.path / name
             if p.is_dir():
                 shutil.rmtree(p)
