@@ -182,6 +182,19 @@ def test_write_report_refuses_a_path_argument_that_is_not_a_path(run_dir, arg):
     assert problem.value == 3 and "path" in problem.allowed
 
 
+def test_report_outputs_that_cannot_be_written_are_refused_before_drawing(run_dir, tmp_path):
+    """BUG: ``metacoop report RUN --figures FILE`` ended in a FileExistsError traceback, after drawing
+    every figure; ``--out DIR`` failed only at the end ("Is a directory")."""
+    (tmp_path / "a_file").write_text("x")
+    for args, where in (([run_dir, "--figures", tmp_path / "a_file"], "--figures = "),
+                        ([run_dir, "--out", tmp_path], "--out = "),
+                        ([run_dir, "--out", tmp_path / "a_file" / "r.html"], "--out = ")):
+        proc = cli("report", *args)
+        assert proc.returncode == 2 and where in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    proc = cli("report", tmp_path / "missing")
+    assert proc.returncode == 2 and not (tmp_path / "missing").exists(), "nothing created for a missing run"
+
+
 def test_an_experiment_report_draws_its_statistics(tmp_path):
     from metacoop.experiments import build_design, run_experiment
 

@@ -32,32 +32,40 @@ def write_report(
     root = path_argument(path, "report")
     figures = path_argument(figures_dir, "figures_dir") if figures_dir is not None else None
     target = path_argument(out, "out") if out is not None else root / "report.html"
-    if (root / "manifest.json").exists():
+    run = (root / "manifest.json").exists()
+    if not run and not (root / "experiment.json").exists():
+        reason = ("does not exist" if not root.exists() else "is neither a run directory (manifest.json) "
+                  "nor an experiment directory (experiment.json)")
+        raise InputError([Problem("report", str(root), reason)])
+    _make_room(target, figures)
+    if run:
         from metacoop.io.results import open_run
         from metacoop.report.run_report import run_report
 
         text = run_report(open_run(root), figures, animation)
-    elif (root / "experiment.json").exists():
+    else:
         from metacoop.experiments.runner import open_experiment
         from metacoop.report.experiment_report import experiment_report
 
         text = experiment_report(open_experiment(root), figures)
-    elif not root.exists():
-        raise InputError([Problem("report", str(root), "does not exist")])
-    else:
-        raise InputError(
-            [
-                Problem(
-                    "report",
-                    str(root),
-                    "is neither a run directory (manifest.json) nor an "
-                    "experiment directory (experiment.json)",
-                )
-            ]
-        )
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     except OSError as exc:
         raise OutputError(f"{target}: {exc.strerror or exc}") from None
     return target
+
+
+def _make_room(target: Path, figures: Path | None) -> None:
+    """Create the report's folder and the figures' directory, or refuse them, before any figure is drawn."""
+    if target.is_dir():
+        raise InputError([Problem("--out", str(target), "is a directory; give the HTML file's path, "
+                                  f"such as {target / 'report.html'}")])
+    for where, folder in (("--out", target.parent), ("--figures", figures)):
+        if folder is None:
+            continue
+        if folder.exists() and not folder.is_dir():
+            raise InputError([Problem(where, str(folder), "is a file, not a directory")])
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{folder}: cannot be created: {exc.strerror or exc}") from None
