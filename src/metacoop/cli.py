@@ -384,15 +384,13 @@ def validate(
     published value, simulated value with 95% CI and pass/fail; writes validation.csv
     and validation.html.
     """
+    from metacoop.experiments.runner import check_cluster
     from metacoop.validation.runner import MIN_COMPARISON_REPLICATES, replicates_for
     from metacoop.validation.runner import validate as run_validation
     from metacoop.validation.targets import load_targets
 
     with friendly_errors():
-        if workers is not None and scheduler is not None:
-            raise InputError([Problem("--workers", workers, "give --workers or --scheduler, not both")])
-        if workers is not None and workers < 1:
-            raise InputError([Problem("--workers", workers, "must be at least 1")])
+        check_cluster(workers, scheduler)
         chosen = load_targets(targets)
         if only:
             ids = [i.strip() for item in only for i in item.split(",") if i.strip()]

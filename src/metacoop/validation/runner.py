@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from metacoop.errors import InputError, OutputError, Problem, path_argument
-from metacoop.experiments.design import Condition, Design, condition_name, safe_name
+from metacoop.experiments.design import Condition, Design, condition_name, safe_name, whole_number
 from metacoop.experiments.runner import ExperimentProgress, check_cluster, dask_client, run_experiment
 from metacoop.io.atomic import atomic_write
 from metacoop.validation.observables import OBSERVABLES
@@ -140,8 +140,7 @@ def validate(targets: Sequence[Target], out_dir: str | Path, replicates: int = D
     """Run every scenario the ``targets`` need and judge each target; write CSV and HTML into ``out_dir``."""
     from metacoop.validation.report import write_report
 
-    if replicates < 1:
-        raise InputError([Problem("--replicates", replicates, "must be at least 1")])
+    replicates = whole_number(replicates, "--replicates", 1)
     out = path_argument(out_dir, "--out")
     check_cluster(workers, scheduler)
     designs = plan(targets, replicates)
