@@ -82,7 +82,8 @@ class RunDirectory:
         if not self.path.is_dir():
             raise RunDirectoryError([Problem(where, str(self.path), "exists and is not a directory")])
         if self.manifest_path.exists():
-            status = self.read_manifest(require_complete=False).get("status", "unknown")
+            manifest = self.read_manifest(require_complete=False)
+            status = manifest.get("status", "unknown")
             if status != "completed":
                 raise RunDirectoryError([Problem(where, str(self.path),
                                                  f"holds an incomplete run (status {status}); continue "
@@ -92,7 +93,8 @@ class RunDirectory:
                 raise RunDirectoryError([Problem(where, str(self.path),
                                                  "already holds a completed run; use --force to "
                                                  "replace it, or choose another output directory")])
-            others = sorted(p.name for p in self.path.iterdir() if p.name not in self._run_files())
+            run_files = {MANIFEST, *DERIVED_FILES, *manifest.get("files", {})}
+            others = sorted(p.name for p in self.path.iterdir() if p.name not in run_files)
             if others:  # (refused before anything is deleted: --force must not lose a run and then fail)
                 raise RunDirectoryError([Problem(where, str(self.path),
                                                  f"holds files besides its completed run "
@@ -107,8 +109,9 @@ class RunDirectory:
         """Create the directory and make sure it can hold a new run; raise otherwise.
 
         A directory holding a completed run is refused unless ``force``, which
-        deletes that run's files (those its manifest lists, and the manifest)
-        first; a directory holding an incomplete run is always refused (see
+        deletes that run's files (those its manifest lists, the manifest and
+        :data:`DERIVED_FILES`) first, if the directory holds nothing else; a
+        directory holding an incomplete run is always refused (see
         :meth:`check_new`).
         """
         where = "--out"
@@ -141,10 +144,6 @@ class RunDirectory:
             raise RunDirectoryError([Problem("--resume", str(self.path),
                                              "holds a completed run; nothing to resume")])
         return manifest
-
-    def _run_files(self) -> set[str]:
-        """Names of the completed run's entries: its manifest, the files it lists and its report."""
-        return {MANIFEST, *DERIVED_FILES, *self.read_manifest(require_complete=False).get("files", {})}
 
     def _delete_run(self, manifest: dict[str, Any]) -> None:
         for name in [*manifest.get("files", {}), *DERIVED_FILES]:
