@@ -6,7 +6,6 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,6 +15,7 @@ from metacoop.config.schema import SimulationConfig
 from metacoop.core.simulation import Progress, Simulation
 from metacoop.errors import InputError, OutputError, Problem, RunDirectoryError
 from metacoop.io import checkpoint
+from metacoop.io.atomic import remove_temporaries
 from metacoop.io.results import DATA_FILES, Result, events_table, metastases_table, write_results
 from metacoop.io.rundir import FORMAT, RunDirectory, environment, now_iso
 from metacoop.observers.funnel import funnel
@@ -45,10 +45,23 @@ def simulate(
 
     Returns:
         The run's tables and field snapshots.
+
+    While it writes ``out_dir`` the run holds it locked (:meth:`RunDirectory.lock`): a second
+    process asked to write there (a resume started while the run goes on) is refused.
     """
     if progress is not None and not callable(progress):
         raise InputError([Problem("progress", progress, "a function taking a Progress, or None")])
     rundir = RunDirectory(out_dir) if out_dir is not None else None
+    try:
+        return _simulate(config, rundir, progress, check, force, resume)
+    finally:
+        if rundir is not None:
+            rundir.unlock()
+
+
+def _simulate(config, rundir: RunDirectory | None, progress, check: bool, force: bool,
+              resume: bool) -> Result:
+    """:func:`simulate` once its arguments are checked (``rundir`` is unlocked by the caller)."""
     if resume:
         if rundir is None:
             raise RunDirectoryError([Problem("--resume", None, "give the run directory to resume")])
@@ -138,7 +151,7 @@ def simulate(
         raise
     frames = {k: (v.to_pandas() if not isinstance(v, pd.DataFrame) else v) for k, v in tables.items()}
     return Result(config, fields=fields, manifest=manifest,
-                  path=Path(out_dir) if out_dir is not None else None, **frames)
+                  path=rundir.path if rundir is not None else None, **frames)
 
 
 def _output_error(rundir: RunDirectory, exc: OSError, time_h: float) -> OutputError:
@@ -154,7 +167,9 @@ def _resumable(rundir: RunDirectory) -> tuple[dict, SimulationConfig]:
     """The manifest and configuration of an interrupted run in ``rundir``; raise if there is none."""
     from metacoop.config.loader import validate_table
 
+    rundir.lock()
     manifest = rundir.resumable()
+    remove_temporaries(rundir.path)  # (left by the interrupted process, if it was killed mid-write)
     config = validate_table(manifest["config"])
     manifest.update({"status": "running", "resumed": [*manifest.get("resumed", []), now_iso()]})
     for key in ("reason", "traceback", "ended"):

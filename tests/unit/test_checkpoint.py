@@ -91,6 +91,10 @@ def test_a_run_killed_with_sigkill_resumes_to_bit_identical_files(tmp_path):
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGSTOP)  # (held where it is while a second process tries to resume it)
+    twice = cli("run", "--resume", run, "--quiet")
+    _, err = twice.communicate(timeout=120)
+    assert twice.returncode == 2 and "being written by another metacoop process" in err, err
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     manifest = json.loads((run / "manifest.json").read_text())
@@ -106,6 +110,7 @@ def test_a_run_killed_with_sigkill_resumes_to_bit_identical_files(tmp_path):
     assert manifest["status"] == "completed" and len(manifest["resumed"]) == 1
     assert data_checksums(run) == data_checksums(tmp_path / "whole")
     assert not (run / "checkpoint").exists()
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [], "lock and temporaries gone"
     verify = cli("verify", run)
     verify.communicate(timeout=60)
     assert verify.returncode == 0
@@ -142,6 +147,28 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path):
     proc = cli("run", "--resume", done)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "cannot be read" in err and "Traceback" not in err, err
+
+
+def test_a_resume_removes_what_a_writer_killed_mid_write_left_and_nothing_else(tmp_path):
+    """BUG: a run killed while it wrote its results left ``.fields.zarr.tmp-PID`` (a whole Zarr tree)
+    in the run directory, and the resumed, completed run kept it for good."""
+    cfg = metacoop.load_scenario("invasion2d", {"duration_h": 4.0, "primary.lattice.shape": [41, 41],
+                                                "output.checkpoint_every_h": 1.0})
+    run = tmp_path / "run"
+
+    def stop(p):
+        if p.time_h >= 2.0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        metacoop.simulate(cfg, run, progress=stop)
+    (run / ".fields.zarr.tmp-999999").mkdir()
+    (run / ".fields.zarr.tmp-999999" / "zarr.json").write_text("{}")
+    (run / ".events.parquet.tmp-999999").write_bytes(b"half")
+    resumed = metacoop.simulate(None, run, resume=True)
+    assert resumed.manifest["status"] == "completed"
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
+    assert metacoop.open_run(run).manifest["files"] == resumed.manifest["files"]
 
 
 @pytest.fixture

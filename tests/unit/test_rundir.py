@@ -21,7 +21,7 @@ from metacoop.io.atomic import (
     sha256_path,
 )
 from metacoop.io.results import DATA_FILES
-from metacoop.io.rundir import FORMAT, MANIFEST, RunDirectory
+from metacoop.io.rundir import FORMAT, LOCK, MANIFEST, RunDirectory
 
 SMALL = SHEDDING_2D
 
@@ -214,11 +214,30 @@ def test_sha256_of_a_directory_depends_on_names_and_contents(tmp_path):
 def test_prepare_creates_missing_parents(tmp_path):
     rd = RunDirectory(tmp_path / "a" / "b" / "run")
     rd.prepare()
-    assert rd.path.is_dir() and list(rd.path.iterdir()) == []
+    assert rd.path.is_dir() and [p.name for p in rd.path.iterdir()] == [LOCK], "held for the run"
+    rd.unlock()
+    assert list(rd.path.iterdir()) == []
 
 
 def test_prepare_accepts_an_empty_directory(tmp_path):
-    RunDirectory(tmp_path).prepare()
+    rd = RunDirectory(tmp_path)
+    rd.prepare()
+    rd.unlock()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_locked_by_one_writer_is_refused_to_another_until_it_is_released(tmp_path):
+    """Two processes resuming one run overwrote each other's checkpoints and results. (An ``flock``
+    taken through another open file conflicts within one process too, so one process shows it.)"""
+    first, second = RunDirectory(tmp_path), RunDirectory(tmp_path)
+    first.prepare()
+    with pytest.raises(RunDirectoryError, match="being written by another metacoop process"):
+        second.lock()
+    with pytest.raises(RunDirectoryError, match="being written by another metacoop process"):
+        second.prepare()
+    first.unlock()
+    second.lock()
+    second.unlock()
     assert list(tmp_path.iterdir()) == []
 
 

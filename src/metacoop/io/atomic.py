@@ -10,14 +10,35 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+#: Names of the temporaries below (``.NAME.tmp-PID``, ``.NAME.old-PID``): what a writer killed
+#: mid-write leaves behind.
+TEMPORARY = re.compile(r"\..+\.(tmp|old)-\d+")
+
 
 def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def remove_temporaries(folder: Path) -> list[str]:
+    """Delete the temporaries that killed writers left in ``folder``; return their names.
+
+    Only for a folder no live process writes to (a run directory its lock holds).
+    """
+    removed = []
+    for entry in sorted(Path(folder).iterdir()):
+        if TEMPORARY.fullmatch(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
 
 
 def _fsync_dir(path: Path) -> None:

@@ -28,12 +28,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from metacoop.errors import Problem, RunDirectoryError, path_argument
+
+try:
+    import fcntl
+except ImportError:  # (not on Windows: runs there are not locked)
+    fcntl = None  # type: ignore[assignment]
 from metacoop.io.atomic import atomic_write_json, sha256_path
 
 MANIFEST = "manifest.json"
 #: What metacoop writes into a completed run's directory after the run (``metacoop report``'s default
 #: page): ``--force`` replaces it with the run, as it is the old run's.
 DERIVED_FILES = ("report.html",)
+#: The file a process writing the run holds locked (``flock``) while it writes (see RunDirectory.lock).
+LOCK = ".metacoop-lock"
 FORMAT = "metacoop-run/1"
 
 
@@ -68,6 +75,48 @@ class RunDirectory:
     def __init__(self, path: str | os.PathLike):
         self.path = path_argument(path, "run directory", RunDirectoryError)
         self.manifest_path = self.path / MANIFEST
+        self._lock: int | None = None
+
+    def lock(self) -> None:
+        """Hold the directory for this process until :meth:`unlock`; raise if another process holds it.
+
+        Two processes writing one run (a resume started while the run still
+        goes on, a job retried by a scheduler) would overwrite each other's
+        checkpoints and results. The lock is an ``flock`` on :data:`LOCK`,
+        which the system releases when the process ends, however it ends, so
+        a killed run can be resumed at once. A directory that does not exist
+        is not locked (the caller's own checks refuse it).
+        """
+        if fcntl is None or self._lock is not None or not self.path.is_dir():
+            return
+        path = self.path / LOCK
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise RunDirectoryError([Problem("run directory", str(self.path),
+                                                 "is being written by another metacoop process; wait "
+                                                 "for it to end, or stop it and resume")]) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._lock = fd
+                return
+            os.close(fd)  # (its holder removed the file as we opened it: lock the one there now)
+
+    def unlock(self) -> None:
+        """Release :meth:`lock` and remove its file (nothing if not held)."""
+        if self._lock is None:
+            return
+        try:
+            (self.path / LOCK).unlink(missing_ok=True)
+        finally:
+            os.close(self._lock)
+            self._lock = None
 
     def check_new(self, force: bool = False) -> None:
         """Raise what :meth:`prepare` would for what the directory holds now, changing nothing.
@@ -93,7 +142,7 @@ class RunDirectory:
                 raise RunDirectoryError([Problem(where, str(self.path),
                                                  "already holds a completed run; use --force to "
                                                  "replace it, or choose another output directory")])
-            run_files = {MANIFEST, *DERIVED_FILES, *manifest.get("files", {})}
+            run_files = {MANIFEST, LOCK, *DERIVED_FILES, *manifest.get("files", {})}
             others = sorted(p.name for p in self.path.iterdir() if p.name not in run_files)
             if others:  # (refused before anything is deleted: --force must not lose a run and then fail)
                 raise RunDirectoryError([Problem(where, str(self.path),
@@ -101,7 +150,7 @@ class RunDirectory:
                                                  f"({', '.join(others)}); --force replaces only a run and "
                                                  "its report: move them, or choose another output "
                                                  "directory")])
-        elif any(self.path.iterdir()):
+        elif self._others():
             raise RunDirectoryError([Problem(where, str(self.path),
                                              "is not empty; choose a new or empty directory")])
 
@@ -123,9 +172,11 @@ class RunDirectory:
                                              f"cannot be created: {exc.strerror or exc}")]) from None
         if not self.path.is_dir():
             raise RunDirectoryError([Problem(where, str(self.path), "exists and is not a directory")])
+        self.lock()
+        self.check_new(force)  # (again, now that no other process can start a run here)
         if self.manifest_path.exists():  # (a completed run and force: check_new refused anything else)
             self._delete_run(self.read_manifest(require_complete=False))
-        if any(self.path.iterdir()):
+        if self._others():
             raise RunDirectoryError([Problem(where, str(self.path),
                                              "is not empty; choose a new or empty directory")])
         try:
@@ -134,6 +185,10 @@ class RunDirectory:
         except OSError as exc:
             raise RunDirectoryError([Problem(where, str(self.path),
                                              f"is not writable: {exc.strerror or exc}")]) from None
+
+    def _others(self) -> list[str]:
+        """Names of the directory's entries, but for the lock file."""
+        return [p.name for p in self.path.iterdir() if p.name != LOCK]
 
     def resumable(self) -> dict[str, Any]:
         """The manifest of the interrupted run the directory holds; raise if it holds none."""
