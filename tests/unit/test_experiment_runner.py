@@ -326,3 +326,19 @@ def test_run_experiment_refuses_arguments_of_the_wrong_kind_before_starting(tmp_
         query(3, "SELECT 1")
     with pytest.raises(metacoop.InputError, match="sql = 5: an SQL query"):
         query(tmp_path, 5)
+
+
+def test_a_second_experiment_into_a_directory_being_written_is_refused(tmp_path):
+    """Two commands computing one experiment directory at once each ran every replicate; a replicate's
+    incomplete run directory was deleted under the process writing it."""
+    from metacoop.io.rundir import DirectoryLock
+
+    design = sweep(replicates=1)
+    out = tmp_path / "e"
+    out.mkdir()
+    with DirectoryLock(out, "--out"), pytest.raises(metacoop.InputError, match="another metacoop process"):
+        run_experiment(design, out, workers=1)
+    assert sorted(p.name for p in out.iterdir()) == [], "nothing written, the lock file removed"
+    res = run_experiment(design, out, workers=1)
+    assert res.computed == len(design.tasks()) and not res.failures
+    assert not any(p.name.startswith(".") for p in out.iterdir())

@@ -45,6 +45,7 @@ from metacoop.experiments.design import Condition, Design, whole_number
 from metacoop.experiments.stats import summarize
 from metacoop.experiments.threads import host_slots
 from metacoop.io.atomic import atomic_write, atomic_write_json
+from metacoop.io.rundir import LOCK, DirectoryLock
 
 #: Environment of the workers of a LocalCluster started here (no MALLOC_TRIM_THRESHOLD_; see
 #: :func:`dask_client`). Numba threads are set per replicate instead of OMP_NUM_THREADS
@@ -125,8 +126,9 @@ def run_replicate(scenario: str, overrides: dict[str, Any], seed: int, run_dir: 
     if path.exists():
         try:
             result = open_run(path)  # completed before the experiment was interrupted
-        except RunDirectoryError:
-            shutil.rmtree(path)  # an incomplete run of ours: start it again
+        except RunDirectoryError:  # an incomplete run of ours: start it again (unless a live process has it)
+            with DirectoryLock(path, "replicate"):
+                shutil.rmtree(path)
     if result is None:
         result = simulate(load_scenario(scenario, overrides, seed=seed), path)
     values = replicate_observables(result)
@@ -157,7 +159,7 @@ def _check_design(root: Path, design: Design) -> None:
             raise InputError([Problem("--out", str(root), "holds a different experiment (kind, scenario, "
                                                           "conditions, replicates or seed differ); "
                                                           "use a new directory")])
-    elif root.exists() and any(root.iterdir()):
+    elif root.exists() and any(p.name != LOCK for p in root.iterdir()):
         raise InputError([Problem("--out", str(root), "is not empty and holds no experiment")])
 
 
@@ -193,6 +195,13 @@ def run_experiment(design: Design, out_dir: str | Path, workers: int | None = No
     _check_design(root, design)
     _validate(design)
     root.mkdir(parents=True, exist_ok=True)
+    with DirectoryLock(root, "--out"):  # (a second command into the same directory is refused)
+        return _run_locked(design, root, workers, scheduler, client, progress)
+
+
+def _run_locked(design: Design, root: Path, workers, scheduler, client, progress) -> ExperimentResult:
+    """:func:`run_experiment` in its checked, locked directory."""
+    _check_design(root, design)  # (again: another command may have started here before the lock)
     atomic_write_json(root / "experiment.json", design.to_json())
     tasks = design.tasks()
     todo = [(c, i, s) for c, i, s in tasks if not part_path(root, c.name, i).exists()]

@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from metacoop.errors import Problem, RunDirectoryError, path_argument
@@ -65,6 +66,60 @@ def environment() -> dict[str, str]:
     }
 
 
+class DirectoryLock:
+    """An ``flock`` on ``folder/LOCK``: one process at a time writes the folder (a run or an experiment).
+
+    The system releases the lock when its process ends, however it ends, so
+    the work of a killed process can be taken up at once. A folder that does
+    not exist is not locked (the caller's own checks refuse it). ``where``
+    names the folder in the error (the option that gave it).
+    """
+
+    def __init__(self, folder: Path, where: str):
+        self.path = folder / LOCK
+        self.where = where
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Hold the folder until :meth:`release`; raise a RunDirectoryError if another process holds it."""
+        if fcntl is None or self._fd is not None or not self.path.parent.is_dir():
+            return
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise RunDirectoryError([Problem(self.where, str(self.path.parent),
+                                                 "is being written by another metacoop process; wait "
+                                                 "for it to end, or stop it and resume")]) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return
+            os.close(fd)  # (its holder removed the file as we opened it: lock the one there now)
+
+    def release(self) -> None:
+        """Release the lock and remove its file (nothing if not held)."""
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> DirectoryLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class RunDirectory:
     """The directory one run writes into.
 
@@ -75,48 +130,20 @@ class RunDirectory:
     def __init__(self, path: str | os.PathLike):
         self.path = path_argument(path, "run directory", RunDirectoryError)
         self.manifest_path = self.path / MANIFEST
-        self._lock: int | None = None
+        self._lock = DirectoryLock(self.path, "run directory")
 
     def lock(self) -> None:
         """Hold the directory for this process until :meth:`unlock`; raise if another process holds it.
 
         Two processes writing one run (a resume started while the run still
         goes on, a job retried by a scheduler) would overwrite each other's
-        checkpoints and results. The lock is an ``flock`` on :data:`LOCK`,
-        which the system releases when the process ends, however it ends, so
-        a killed run can be resumed at once. A directory that does not exist
-        is not locked (the caller's own checks refuse it).
+        checkpoints and results (see :class:`DirectoryLock`).
         """
-        if fcntl is None or self._lock is not None or not self.path.is_dir():
-            return
-        path = self.path / LOCK
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                raise RunDirectoryError([Problem("run directory", str(self.path),
-                                                 "is being written by another metacoop process; wait "
-                                                 "for it to end, or stop it and resume")]) from None
-            try:
-                same = os.fstat(fd).st_ino == os.stat(path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                self._lock = fd
-                return
-            os.close(fd)  # (its holder removed the file as we opened it: lock the one there now)
+        self._lock.acquire()
 
     def unlock(self) -> None:
         """Release :meth:`lock` and remove its file (nothing if not held)."""
-        if self._lock is None:
-            return
-        try:
-            (self.path / LOCK).unlink(missing_ok=True)
-        finally:
-            os.close(self._lock)
-            self._lock = None
+        self._lock.release()
 
     def check_new(self, force: bool = False) -> None:
         """Raise what :meth:`prepare` would for what the directory holds now, changing nothing.
