@@ -134,7 +134,8 @@ def _simulate(config, rundir: RunDirectory | None, progress, check: bool, force:
             except OSError as exc:
                 raise _output_error(rundir, exc, sim.time_h) from None
             checkpoint.remove(rundir.path)  # the run is complete: nothing to resume
-    except BaseException as exc:
+    except BaseException as raised:
+        exc = interrupt_of(raised)
         if writer is not None:  # a checkpoint being written is finished, so that the run can resume from it
             try:
                 writer.close()
@@ -148,10 +149,24 @@ def _simulate(config, rundir: RunDirectory | None, progress, check: bool, force:
                 rundir.write_manifest(manifest)
             except OSError:
                 pass
+        if exc is not raised:
+            raise exc from None
         raise
     frames = {k: (v.to_pandas() if not isinstance(v, pd.DataFrame) else v) for k, v in tables.items()}
     return Result(config, fields=fields, manifest=manifest,
                   path=rundir.path if rundir is not None else None, **frames)
+
+
+def interrupt_of(exc: BaseException) -> BaseException:
+    """The KeyboardInterrupt behind ``exc`` if numba wrapped one, else ``exc``.
+
+    Ctrl-C that lands while numba runs Python code inside a kernel call (it
+    unpickles constants there) comes out of the call as ``SystemError: ...
+    returned a result with an exception set``, caused by the interrupt.
+    """
+    if isinstance(exc, SystemError) and isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+        return exc.__cause__ or exc.__context__
+    return exc
 
 
 def _output_error(rundir: RunDirectory, exc: OSError, time_h: float) -> OutputError:

@@ -546,17 +546,36 @@ def run(
             err_console.print(f"Running [bold]{escape(cfg.name)}[/] (seed {cfg.seed}, "
                               f"{cfg.duration_h:g} h, {cfg.n_steps} steps) -> {escape(str(out_dir))}",
                               highlight=False)
-        if quiet:
-            result = simulate(cfg, out_dir, check=check, force=force)
-        else:
-            with _progress_bar(cfg.n_steps) as (bar, task), _showing_compiles(bar, task):
-                def report(p):
-                    bar.update(task, completed=p.step, sim=f"{p.time_h:8.1f} / {cfg.duration_h:g} h",
-                               cells=f"{p.cells:,}")
-                result = simulate(cfg, out_dir, progress=report, check=check, force=force)
+        with _resumable_when_interrupted(out_dir):
+            if quiet:
+                result = simulate(cfg, out_dir, check=check, force=force)
+            else:
+                with _progress_bar(cfg.n_steps) as (bar, task), _showing_compiles(bar, task):
+                    def report(p):
+                        bar.update(task, completed=p.step, sim=f"{p.time_h:8.1f} / {cfg.duration_h:g} h",
+                                   cells=f"{p.cells:,}")
+                    result = simulate(cfg, out_dir, progress=report, check=check, force=force)
         if not quiet:
             _summary(result)
         out_console.print(f"Results written to {out_dir}", highlight=False, soft_wrap=True, markup=False)
+
+
+#: Exit status of a run stopped by Ctrl-C (SIGINT), as a shell reports a process it interrupted.
+INTERRUPTED_EXIT = 130
+
+
+@contextmanager
+def _resumable_when_interrupted(run_dir: Path):
+    """On Ctrl-C, say how to continue the run in ``run_dir`` and exit with :data:`INTERRUPTED_EXIT`."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if (Path(run_dir) / "manifest.json").exists():
+            err_console.print(f"[bold]interrupted.[/] Continue the run with: metacoop run --resume "
+                              f"{escape(str(run_dir))}", highlight=False, soft_wrap=True)
+        else:
+            err_console.print("[bold]interrupted[/] before the run started.", highlight=False)
+        raise typer.Exit(INTERRUPTED_EXIT) from None
 
 
 def _resume(run_dir: Path, quiet: bool, check: bool) -> None:
@@ -570,15 +589,16 @@ def _resume(run_dir: Path, quiet: bool, check: bool) -> None:
     if not quiet:
         where = "its last checkpoint" if last is not None else "the start (no checkpoint was written)"
         err_console.print(f"Resuming {escape(str(run_dir))} from {where}", highlight=False)
-    if quiet:
-        result = simulate(None, run_dir, check=check, resume=True)
-    else:
-        raw = manifest.get("config", {})
-        total = max(1, round(raw.get("duration_h", 1) / raw.get("dt_h", 1)))
-        with _progress_bar(total) as (bar, task), _showing_compiles(bar, task):
-            def report(p):
-                bar.update(task, completed=p.step, sim=f"{p.time_h:8.1f} h", cells=f"{p.cells:,}")
-            result = simulate(None, run_dir, progress=report, check=check, resume=True)
+    with _resumable_when_interrupted(run_dir):
+        if quiet:
+            result = simulate(None, run_dir, check=check, resume=True)
+        else:
+            raw = manifest.get("config", {})
+            total = max(1, round(raw.get("duration_h", 1) / raw.get("dt_h", 1)))
+            with _progress_bar(total) as (bar, task), _showing_compiles(bar, task):
+                def report(p):
+                    bar.update(task, completed=p.step, sim=f"{p.time_h:8.1f} h", cells=f"{p.cells:,}")
+                result = simulate(None, run_dir, progress=report, check=check, resume=True)
     if not quiet:
         _summary(result)
     out_console.print(f"Results written to {run_dir}", highlight=False, soft_wrap=True, markup=False)

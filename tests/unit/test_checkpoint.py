@@ -116,6 +116,42 @@ def test_a_run_killed_with_sigkill_resumes_to_bit_identical_files(tmp_path):
     assert verify.returncode == 0
 
 
+def test_ctrl_c_ends_a_run_with_a_hint_to_resume_and_no_traceback(tmp_path):
+    run = tmp_path / "run"
+    proc = cli("run", "classaction", "--set", "duration_h=3000", "--set", "output.checkpoint_every_h=24",
+               "--out", run)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and _checkpointed_step(run) < 0:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"metacoop run --resume {run}" in err and "Traceback" not in err, err
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["reason"].startswith("KeyboardInterrupt")
+    assert not any(p.name.startswith(".") for p in run.iterdir()), "the lock file is removed"
+
+
+def test_an_interrupt_numba_wrapped_in_a_system_error_is_recorded_and_raised_as_one(tmp_path):
+    """BUG: Ctrl-C while numba ran Python code inside a kernel call (unpickling a constant) ended the run
+    with "SystemError: CPUDispatcher(...) returned a result with an exception set" and its traceback, and
+    the manifest gave that as the reason."""
+    def wrapped_interrupt(p):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise SystemError("CPUDispatcher(...) returned a result with an exception set") from exc
+
+    cfg = metacoop.load_scenario("invasion2d", {"duration_h": 2.0, "primary.lattice.shape": [41, 41]})
+    with pytest.raises(KeyboardInterrupt):
+        metacoop.simulate(cfg, tmp_path / "run", progress=wrapped_interrupt)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["reason"].startswith("KeyboardInterrupt")
+    with pytest.raises(SystemError):  # (any other SystemError is left as it is)
+        metacoop.simulate(cfg, tmp_path / "other", progress=lambda p: (_ for _ in ()).throw(SystemError("x")))
+
+
 def test_resume_refuses_what_cannot_be_resumed(tmp_path):
     for args, text in ((["run", "--resume", tmp_path / "nothing"], "holds no run to resume"),
                        (["run", "classaction", "--resume", tmp_path], "give no other argument")):
