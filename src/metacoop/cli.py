@@ -567,10 +567,12 @@ INTERRUPTED_EXIT = 130
 @contextmanager
 def _resumable_when_interrupted(run_dir: Path):
     """On Ctrl-C, say how to continue the run in ``run_dir`` and exit with :data:`INTERRUPTED_EXIT`."""
+    from metacoop.io.rundir import RunDirectory
+
     try:
         yield
     except KeyboardInterrupt:
-        if (Path(run_dir) / "manifest.json").exists():
+        if RunDirectory(run_dir).manifest_path.exists():
             err_console.print(f"[bold]interrupted.[/] Continue the run with: metacoop run --resume "
                               f"{escape(str(run_dir))}", highlight=False, soft_wrap=True)
         else:

@@ -102,13 +102,16 @@ KINDS: dict[str, KindBuilder] = {
 }
 
 
-def build_design(kind: str, scenario: str, config: SimulationConfig, replicates: int, seed: int,
+def build_design(kind: str, scenario: str, config: SimulationConfig | str | Mapping[str, Any],
+                 replicates: int, seed: int,
                  vary: Mapping[str, Sequence[Any]] | None = None,
                  base_overrides: Mapping[str, Any] | None = None, method: str = "morris",
                  samples: int = 10) -> Design:
-    """The design of a ``kind`` experiment on ``scenario`` (``config`` is its resolved configuration).
+    """The design of a ``kind`` experiment on ``scenario``.
 
-    ``method`` and ``samples`` are the sensitivity analysis' method (``morris`` or
+    ``config`` is its resolved configuration, or what
+    :func:`~metacoop.config.loader.load_scenario` loads into it. ``method``
+    and ``samples`` are the sensitivity analysis' method (``morris`` or
     ``sobol``) and number of trajectories or base samples.
     """
     kinds = [*KINDS, "sensitivity"]

@@ -190,8 +190,8 @@ def run_experiment(design: Design, out_dir: str | Path, workers: int | None = No
         progress: called once every condition's configuration has been checked (nothing run yet),
             then after each replicate finishes.
     """
-    _check_arguments(design, out_dir, workers, scheduler, client, progress)
-    root = Path(out_dir)
+    root = path_argument(out_dir, "--out")
+    _check_arguments(design, workers, scheduler, client, progress)
     _check_design(root, design)
     _validate(design)
     root.mkdir(parents=True, exist_ok=True)
@@ -217,11 +217,10 @@ def _run_locked(design: Design, root: Path, workers, scheduler, client, progress
     return result
 
 
-def _check_arguments(design, out_dir, workers, scheduler, client, progress) -> None:
+def _check_arguments(design, workers, scheduler, client, progress) -> None:
     """Refuse arguments of :func:`run_experiment` of the wrong kind, naming them (as the CLI's options)."""
     if not isinstance(design, Design):
         raise InputError([Problem("design", design, "a Design, from metacoop.experiments.build_design")])
-    path_argument(out_dir, "--out")
     check_cluster(workers, scheduler)
     if workers is not None and client is not None:
         raise InputError([Problem("--workers", workers, "give workers, or a scheduler or client, not both")])

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-#: Names of the temporaries below (``.NAME.tmp-PID``, ``.NAME.old-PID``): what a writer killed
+#: Names of the temporaries below (:func:`_tmp_name`, :func:`_old_name`): what a writer killed
 #: mid-write leaves behind.
 TEMPORARY = re.compile(r"\..+\.(tmp|old)-\d+")
 
@@ -25,20 +25,21 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def remove_temporaries(folder: Path) -> list[str]:
-    """Delete the temporaries that killed writers left in ``folder``; return their names.
+def _old_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old-{os.getpid()}")
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Delete the temporaries that killed writers left in ``folder``.
 
     Only for a folder no live process writes to (a run directory its lock holds).
     """
-    removed = []
-    for entry in sorted(Path(folder).iterdir()):
+    for entry in Path(folder).iterdir():
         if TEMPORARY.fullmatch(entry.name):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
-            removed.append(entry.name)
-    return removed
 
 
 def _fsync_dir(path: Path) -> None:
@@ -110,7 +111,7 @@ def atomic_write_dir(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    old = _old_name(path)
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)

@@ -110,7 +110,7 @@ class Result:
         another name is an :class:`~metacoop.errors.InputError` that lists the run's.
         """
         ts = self.timeseries
-        names = list(dict.fromkeys(ts["compartment"]))
+        names = list(ts["compartment"].unique())
         if compartment not in names:
             raise InputError([Problem("compartment", compartment, f"one of this run's: {', '.join(names)}")])
         sel = ts[(ts["compartment"] == compartment) & (ts["quantity"] == "cells")]

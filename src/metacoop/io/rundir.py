@@ -29,17 +29,19 @@ from pathlib import Path
 from typing import Any
 
 from metacoop.errors import Problem, RunDirectoryError, path_argument
+from metacoop.io.atomic import atomic_write_json, sha256_path
 
 try:
     import fcntl
 except ImportError:  # (not on Windows: runs there are not locked)
     fcntl = None  # type: ignore[assignment]
-from metacoop.io.atomic import atomic_write_json, sha256_path
 
 MANIFEST = "manifest.json"
-#: What metacoop writes into a completed run's directory after the run (``metacoop report``'s default
-#: page): ``--force`` replaces it with the run, as it is the old run's.
-DERIVED_FILES = ("report.html",)
+#: The page ``metacoop report`` writes into the run or experiment directory unless told otherwise.
+REPORT_PAGE = "report.html"
+#: What metacoop writes into a completed run's directory after the run: ``--force`` replaces it with
+#: the run, as it is the old run's.
+DERIVED_FILES = (REPORT_PAGE,)
 #: The file a process writing the run holds locked (``flock``) while it writes (see RunDirectory.lock).
 LOCK = ".metacoop-lock"
 FORMAT = "metacoop-run/1"
@@ -64,6 +66,18 @@ def environment() -> dict[str, str]:
         "numba": numba.__version__,
         "platform": platform.platform(),
     }
+
+
+def entries(folder: Path, where: str) -> list[str]:
+    """Names of what ``folder`` holds but its lock file ([] if it does not exist).
+
+    A file in the folder's place is a RunDirectoryError naming ``where`` (the option that gave it).
+    """
+    if not folder.exists():
+        return []
+    if not folder.is_dir():
+        raise RunDirectoryError([Problem(where, str(folder), "exists and is not a directory")])
+    return [p.name for p in folder.iterdir() if p.name != LOCK]
 
 
 class DirectoryLock:
@@ -153,11 +167,8 @@ class RunDirectory:
         ``force``, or other files.
         """
         where = "--out"
-        if not self.path.exists():
-            return
-        if not self.path.is_dir():
-            raise RunDirectoryError([Problem(where, str(self.path), "exists and is not a directory")])
-        if self.manifest_path.exists():
+        names = entries(self.path, where)
+        if MANIFEST in names:
             manifest = self.read_manifest(require_complete=False)
             status = manifest.get("status", "unknown")
             if status != "completed":
@@ -169,15 +180,15 @@ class RunDirectory:
                 raise RunDirectoryError([Problem(where, str(self.path),
                                                  "already holds a completed run; use --force to "
                                                  "replace it, or choose another output directory")])
-            run_files = {MANIFEST, LOCK, *DERIVED_FILES, *manifest.get("files", {})}
-            others = sorted(p.name for p in self.path.iterdir() if p.name not in run_files)
+            run_files = {MANIFEST, *DERIVED_FILES, *manifest.get("files", {})}
+            others = sorted(n for n in names if n not in run_files)
             if others:  # (refused before anything is deleted: --force must not lose a run and then fail)
                 raise RunDirectoryError([Problem(where, str(self.path),
                                                  f"holds files besides its completed run "
                                                  f"({', '.join(others)}); --force replaces only a run and "
                                                  "its report: move them, or choose another output "
                                                  "directory")])
-        elif self._others():
+        elif names:
             raise RunDirectoryError([Problem(where, str(self.path),
                                              "is not empty; choose a new or empty directory")])
 
@@ -197,25 +208,16 @@ class RunDirectory:
         except OSError as exc:
             raise RunDirectoryError([Problem(where, str(self.path),
                                              f"cannot be created: {exc.strerror or exc}")]) from None
-        if not self.path.is_dir():
-            raise RunDirectoryError([Problem(where, str(self.path), "exists and is not a directory")])
         self.lock()
         self.check_new(force)  # (again, now that no other process can start a run here)
         if self.manifest_path.exists():  # (a completed run and force: check_new refused anything else)
             self._delete_run(self.read_manifest(require_complete=False))
-        if self._others():
-            raise RunDirectoryError([Problem(where, str(self.path),
-                                             "is not empty; choose a new or empty directory")])
         try:
             with tempfile.NamedTemporaryFile(dir=self.path, prefix=".probe-"):
                 pass
         except OSError as exc:
             raise RunDirectoryError([Problem(where, str(self.path),
                                              f"is not writable: {exc.strerror or exc}")]) from None
-
-    def _others(self) -> list[str]:
-        """Names of the directory's entries, but for the lock file."""
-        return [p.name for p in self.path.iterdir() if p.name != LOCK]
 
     def resumable(self) -> dict[str, Any]:
         """The manifest of the interrupted run the directory holds; raise if it holds none."""

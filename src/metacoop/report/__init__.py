@@ -13,6 +13,7 @@ from pathlib import Path
 
 from metacoop.errors import InputError, OutputError, Problem, path_argument
 from metacoop.io.atomic import atomic_write
+from metacoop.io.rundir import MANIFEST, REPORT_PAGE
 
 
 def write_report(
@@ -31,8 +32,8 @@ def write_report(
     """
     root = path_argument(path, "report")
     figures = path_argument(figures_dir, "figures_dir") if figures_dir is not None else None
-    target = path_argument(out, "out") if out is not None else root / "report.html"
-    run = (root / "manifest.json").exists()
+    target = path_argument(out, "out") if out is not None else root / REPORT_PAGE
+    run = (root / MANIFEST).exists()
     if not run and not (root / "experiment.json").exists():
         reason = ("does not exist" if not root.exists() else "is neither a run directory (manifest.json) "
                   "nor an experiment directory (experiment.json)")
@@ -59,7 +60,7 @@ def _make_room(target: Path, figures: Path | None) -> None:
     """Create the report's folder and the figures' directory, or refuse them, before any figure is drawn."""
     if target.is_dir():
         raise InputError([Problem("--out", str(target), "is a directory; give the HTML file's path, "
-                                  f"such as {target / 'report.html'}")])
+                                  f"such as {target / REPORT_PAGE}")])
     for where, folder in (("--out", target.parent), ("--figures", figures)):
         if folder is None:
             continue
