@@ -226,6 +226,13 @@ def _case_describe_unknown_mechanism(tmp):
             ["mechanisms.paracrin = ", "unknown key", "paracrine"])
 
 
+def _case_experiment_out_is_file(tmp):
+    """BUG: ended in a NotADirectoryError traceback (the emptiness check listed the file)."""
+    (tmp / "a_file").write_text("x")
+    return (["experiment", "sweep", "invasion2d", "--vary", "duration_h=1,2", "--out", tmp / "a_file"],
+            ["--out = ", "a_file", "exists and is not a directory"])
+
+
 def _case_experiment_condition_with_unknown_key(tmp):
     """BUG: the experiment's heading and an empty progress bar were printed before the error."""
     return (["experiment", "sweep", "invasion2d", "--vary", "nokey=1,2", "--replicates", "1",

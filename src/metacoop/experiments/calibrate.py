@@ -43,6 +43,7 @@ from metacoop.errors import InputError, Problem, path_argument
 from metacoop.experiments.sensitivity import problem_of
 from metacoop.experiments.threads import host_slots
 from metacoop.io.atomic import atomic_write, atomic_write_bytes, atomic_write_json
+from metacoop.io.rundir import entries
 
 TARGET_COLUMNS = ("id", "source", "quantity", "value", "low", "high", "unit", "condition", "verified", "url")
 
@@ -183,7 +184,7 @@ def calibrate(scenario: str, base: Mapping[str, Any], ranges: Mapping[str, Seque
     from metacoop.config.loader import load_scenario, to_toml
 
     root = path_argument(out_dir, "--out")
-    if root.exists() and any(root.iterdir()):
+    if entries(root, "--out"):
         raise InputError([Problem("--out", str(root), "is not empty; a calibration needs a new directory")])
     if population < 2 or generations < 1:
         raise InputError([Problem("--population", population, "needs at least 2 particles and 1 generation")])

@@ -45,7 +45,7 @@ from metacoop.experiments.design import Condition, Design, whole_number
 from metacoop.experiments.stats import summarize
 from metacoop.experiments.threads import host_slots
 from metacoop.io.atomic import atomic_write, atomic_write_json
-from metacoop.io.rundir import LOCK, DirectoryLock
+from metacoop.io.rundir import DirectoryLock, entries
 
 #: Environment of the workers of a LocalCluster started here (no MALLOC_TRIM_THRESHOLD_; see
 #: :func:`dask_client`). Numba threads are set per replicate instead of OMP_NUM_THREADS
@@ -159,7 +159,7 @@ def _check_design(root: Path, design: Design) -> None:
             raise InputError([Problem("--out", str(root), "holds a different experiment (kind, scenario, "
                                                           "conditions, replicates or seed differ); "
                                                           "use a new directory")])
-    elif root.exists() and any(p.name != LOCK for p in root.iterdir()):
+    elif entries(root, "--out"):
         raise InputError([Problem("--out", str(root), "is not empty and holds no experiment")])
 
 
