@@ -260,7 +260,7 @@ def memory_of(sim: metacoop.Simulation) -> dict[str, float]:
     c = site.cells
     n = max(c.n, 1)
     arrays = c.arrays()
-    lattice = site.occ.nbytes + site.vessel.nbytes
+    lattice = site.occ.nbytes + site.mes_occ.nbytes + site.vessel.nbytes
     for name, f in site.fields.items():
         lattice += f.values.nbytes + f.deltas.nbytes + site.solvers[name].scratch.nbytes
     for mech in sim.mechanisms:

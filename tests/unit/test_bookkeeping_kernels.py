@@ -38,17 +38,21 @@ def test_flagged_slots_match_flatnonzero(n):
 
 @pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 1000])
 @pytest.mark.parametrize("share", [0.0, 0.003, 0.5, 1.0])
-def test_tally_marked_counts_as_bincount_per_phenotype(n, share):
+def test_tally_switched_counts_as_bincount_per_phenotype_and_moves_the_point_counts(n, share):
     marked = (RNG.random(n + 70) < share).astype(np.uint8) * RNG.integers(1, 256, n + 70).astype(np.uint8)
     marked[n:] = 1  # slots past n are not counted
     clone = RNG.integers(0, 3, n + 70).astype(np.int16)
-    phen = RNG.integers(0, 2, n + 70).astype(np.int8)
+    phen = RNG.integers(0, 2, n + 70).astype(np.int8)  # (after the switch)
+    pos = RNG.integers(0, 40, n + 70).astype(np.int32)
+    before = np.where(marked[:n] != 0, 1 - phen[:n], phen[:n])
+    mes = np.bincount(pos[:n][before == 1], minlength=40).astype(np.uint8)
     counts = np.full((2, 3), 5, np.int64)  # added to
-    k.tally_marked(n, marked, clone, phen, counts)
+    k.tally_switched(n, marked, clone, phen, counts, pos, mes)
     idx = np.flatnonzero(marked[:n])
     for ph in (0, 1):
         want = 5 + np.bincount(clone[idx[phen[idx] == ph]], minlength=3)
         np.testing.assert_array_equal(counts[ph], want)
+    np.testing.assert_array_equal(mes, np.bincount(pos[:n][phen[:n] == 1], minlength=40))
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 1000])
@@ -260,10 +264,15 @@ def test_vacate_is_subtract_at():
     occ = np.bincount(pos, minlength=30).astype(np.uint8)
     again = 4 + np.flatnonzero(pos[4:] == pos[3])[0]  # a second cell at slot 3's point
     slots = np.array([0, 3, again, 150, 199], np.int64)
-    want = occ.copy()
+    phen = RNG.integers(0, 2, 200).astype(np.int8)
+    mes = np.bincount(pos[phen == 1], minlength=30).astype(np.uint8)
+    want, want_mes = occ.copy(), mes.copy()
     np.subtract.at(want, pos[slots], 1)
-    k.vacate(occ, pos, slots)
+    np.subtract.at(want_mes, pos[slots], phen[slots].astype(np.uint8))
+    assert (want_mes != mes).any()  # (some removed cell is mesenchymal)
+    k.vacate(occ, mes, pos, phen, slots)
     np.testing.assert_array_equal(occ, want)
+    np.testing.assert_array_equal(mes, want_mes)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -111,7 +111,7 @@ def _cluster_sim(phen: int, vessel: int):
     })
     sim = metacoop.Simulation(cfg)
     site = sim.primary
-    site.cells.phen[: site.cells.n] = phen
+    site.set_phenotype(np.arange(site.cells.n), phen)
     full = np.flatnonzero(site.occ == site.capacity)
     point = int(full[0])
     site.vessel[point] = vessel
@@ -153,6 +153,24 @@ def test_the_same_engine_runs_in_3d():
     assert sim.primary.lattice.ndim == 3
     z = sim.primary.lattice.coords(sim.primary.cells.live("pos"))[2]
     assert len(np.unique(z)) > 1
+
+
+def test_the_mesenchymal_counts_follow_a_switch_and_a_broken_count_stops_the_run():
+    sim = metacoop.Simulation(small(), check=True)
+    for _ in range(3):
+        sim.step()
+    site = sim.primary
+    c = site.cells
+    epithelial = np.flatnonzero(c.live("phen") == 0)[:5]
+    point = int(c.pos[epithelial[0]])
+    before = int(site.mes_occ[point])
+    site.set_phenotype(epithelial, 1)
+    assert site.mes_occ[point] > before
+    sim.check_accounting()  # (the counts followed the switch)
+    site.mes_occ[point] += 1
+    broken = rf"mesenchymal occupancy broken in primary at t = 0.3 h: point {point} records"
+    with pytest.raises(metacoop.SimulationError, match=broken):
+        sim.check_accounting()
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1e-3])

@@ -543,6 +543,71 @@ def test_scatter_add_with_one_clone_reads_the_table_row_by_phenotype():
     assert 0 < (live & (c["phen"] == 0)).sum() < live.sum()
 
 
+def _tallied(c, n_points):
+    """Cells and mesenchymal cells per point, as a site keeps them (``occ``, ``mes_occ``)."""
+    occ = np.bincount(c["pos"], minlength=n_points).astype(np.uint8)
+    return occ, np.bincount(c["pos"][c["phen"] == 1], minlength=n_points).astype(np.uint8)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scatter_add_from_the_counts_adds_what_the_cells_add(dtype):
+    # From one cell per TALLY_POINTS_PER_CELL points on, a one-clone table is added from the per-point counts.
+    # With entries exact in the output's type (dyadic, and sums of at most 255 of them) every sum is exact
+    # both ways, so the two ways must agree to the bit; the output already holds values, which both add to.
+    from metacoop.kernels.cells import TALLY_POINTS_PER_CELL, add_by_tally
+
+    n_points = 400
+    n = n_points // TALLY_POINTS_PER_CELL + 1
+    c = _cells(n, n_points, 4)
+    c["clone"][:], c["flags"][:], c["state"][:] = 0, 0, 0  # (none dead, none arrested)
+    occ, mes = _tallied(c, n_points)
+    assert occ.max() > 1 and 0 < mes.sum() < n
+    table = np.array([[0.375, 2.0**-9]])
+    start = np.random.default_rng(2).integers(0, 8, n_points).astype(dtype) / 4
+    cells, counts, direct = start.copy(), start.copy(), start.copy()
+    scatter_add(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, cells)
+    scatter_add(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, counts, occ, mes)
+    add_by_tally(occ, mes, table, direct)
+    np.testing.assert_array_equal(counts, cells)
+    np.testing.assert_array_equal(direct, cells)
+    # With generic entries the counts make one product where the cells make k sums: within rounding.
+    table = np.array([[0.0, 0.01755]])
+    cells, counts = np.zeros(n_points, dtype), np.zeros(n_points, dtype)
+    scatter_add(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, cells)
+    scatter_add(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, counts, occ, mes)
+    np.testing.assert_allclose(counts, cells, rtol=4 * np.finfo(dtype).eps, atol=0)
+    assert (counts[mes == 0] == 0).all() and (counts[mes > 0] > 0).all()
+
+
+@pytest.mark.parametrize("skip", ["dead", "arrested", "few", "clones"])
+def test_scatter_add_takes_the_cells_where_the_counts_would_be_wrong_or_slower(skip):
+    # The counts hold every cell at a point: with a dead or an arrested cell (which scatter_add skips), with
+    # several clones (the counts hold no clone) or with few cells (slower), the cells are added one by one.
+    # Counts made wrong on purpose show which way was taken.
+    from metacoop.kernels.cells import TALLY_POINTS_PER_CELL
+
+    n_points = 400
+    n = n_points // TALLY_POINTS_PER_CELL + (-1 if skip == "few" else 1)
+    c = _cells(n, n_points, 5)
+    c["clone"][:], c["flags"][:], c["state"][:] = 0, 0, 0
+    table = np.array([[0.5, 0.25]])
+    if skip == "dead":
+        c["flags"][7] = DEAD
+    elif skip == "arrested":
+        c["state"][7] = 1
+    elif skip == "clones":
+        c["clone"][7] = 1
+        table = np.array([[0.5, 0.25], [1.0, 2.0]])
+    live = ((c["flags"] & DEAD) == 0) & (c["state"] != 1)
+    expect = np.zeros(n_points)
+    np.add.at(expect, c["pos"][live], table[c["clone"][live], c["phen"][live]])
+    wrong = np.zeros(n_points, np.uint8), np.zeros(n_points, np.uint8)  # (no cell anywhere)
+    out = np.zeros(n_points)
+    scatter_add(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, out, *wrong)
+    np.testing.assert_array_equal(out, expect)
+    assert expect.any()
+
+
 def _scattered_cells(n: int, seed: int, rows: int, skipped: str | None) -> dict[str, np.ndarray]:
     """Cells on 50 points for the scatter tests: none dead or arrested (dormant ones instead) but, with
     ``skipped``, the last one; all of clone 0 for a one-row table."""
@@ -689,6 +754,8 @@ def test_apply_moves_matches_twin(moving, size):
     keep = pos >= 0
     pos = pos[keep]
     n = pos.size
+    phen = rng.integers(0, 2, n).astype(np.int8)
+    mes = np.bincount(pos[phen == 1], minlength=n_points).astype(np.uint8)
     target = np.where(rng.random(n) < moving, rng.integers(0, n_points, n), -1).astype(np.int64)
     flags = np.where(target >= 0, MOVING, 0).astype(np.uint8) | rng.integers(0, 2, n).astype(np.uint8)
     flags_after = flags & ~MOVING
@@ -702,6 +769,7 @@ def test_apply_moves_matches_twin(moving, size):
             occ_ref[t] += 1
             pos_ref[i] = t
             moved_ref += 1
+    mes_ref = np.bincount(pos_ref[phen == 1], minlength=n_points)  # (mesenchymal cells follow their moves)
     # The same moves listed block by block with their destinations beside them (as decide_moves lists them).
     slots, counts = mover_lists(n)
     dest = np.empty(n, np.int64)
@@ -709,16 +777,18 @@ def test_apply_moves_matches_twin(moving, size):
         movers = np.flatnonzero(flags[b * LIST_BLOCK : (b + 1) * LIST_BLOCK] & MOVING) + b * LIST_BLOCK
         at = slice(b * LIST_BLOCK, b * LIST_BLOCK + movers.size)
         slots[at], dest[at], counts[b] = movers, target[movers], movers.size
-    pos_to, occ_to = pos.copy(), occ.copy()
+    pos_to, occ_to, mes_to = pos.copy(), occ.copy(), mes.copy()
     flags_to = flags.copy()
-    assert apply_listed(pos_to, dest, flags_to, occ_to, cap, slots, counts, True) == moved_ref
+    assert apply_listed(pos_to, phen, dest, flags_to, occ_to, mes_to, cap, slots, counts, True) == moved_ref
     np.testing.assert_array_equal(flags_to, flags)  # (no flag touched)
     np.testing.assert_array_equal(pos_to, pos_ref)
     np.testing.assert_array_equal(occ_to, occ_ref)
-    moved = apply_moves(n, pos, target, flags, occ, cap, np.empty(n, np.int64))
+    np.testing.assert_array_equal(mes_to, mes_ref)
+    moved = apply_moves(n, pos, phen, target, flags, occ, mes, cap, np.empty(n, np.int64))
     np.testing.assert_array_equal(flags, flags_after)
     np.testing.assert_array_equal(pos, pos_ref)
     np.testing.assert_array_equal(occ, occ_ref)
+    np.testing.assert_array_equal(mes, mes_ref)
     assert moved == moved_ref > 0
     assert occ.max() <= cap
 
@@ -858,10 +928,11 @@ def test_divide_carries_the_overshoot_of_a_clock_that_ran_out_this_step():
     flags = np.zeros(4, np.uint8)
     occ = np.zeros(9, np.uint8)
     occ[[0, 8]] = 1
+    mes = np.zeros(9, np.uint8)
     shape, scale = np.array([[16.0, 16.0]]), np.array([[0.7, 0.7]])
     due, counts = _due(n, cycle, pos, np.zeros(0, np.uint8))
     born = divide(n, uid, pos, clone, phen, lineage, parent, birth, cycle, state, met, flags,
-                  np.zeros(0, np.int64), occ, 4, np.array([1, 3, 3], np.int64), 2, shape, scale,
+                  np.zeros(0, np.int64), occ, mes, 4, np.array([1, 3, 3], np.int64), 2, shape, scale,
                   1.0, dt, 100, KEY, STREAM, STEP, due, counts)
     assert born == 2
     fresh = {u: gamma_variate(16.0, 0.7, KEY, STREAM, STEP, u, 1) for u in (10, 11, 100, 101)}
@@ -900,17 +971,24 @@ def test_mark_room_and_divide_with_the_room_map_change_nothing(ndim):
                       flags=np.zeros(size, np.uint8), met=np.full(size, -1, np.int32))
         arrays["uid"][:n] = np.arange(n)
         arrays["pos"][:n] = pos
+        arrays["phen"][:n] = rng_phen
         arrays["cycle"][:n] = rng_cycle
         o = occ.copy()
+        m = np.bincount(pos[rng_phen == 1], minlength=points).astype(np.uint8)
         due, counts = _due(n, arrays["cycle"], arrays["pos"], room_map)
         born = divide(n, arrays["uid"], arrays["pos"], arrays["clone"], arrays["phen"], arrays["lineage"],
                       arrays["parent"], arrays["birth"], arrays["cycle"], arrays["state"], arrays["met"],
-                      arrays["flags"], np.zeros(0, np.int64), o, capacity, dims, ndim,
+                      arrays["flags"], np.zeros(0, np.int64), o, m, capacity, dims, ndim,
                       np.array([[4.0, 4.0]]), np.array([[5.0, 5.0]]), 1.0, 0.1, 1000, KEY, STREAM, STEP,
                       due, counts)
-        return born, o, {k: v[: n + born].copy() for k, v in arrays.items()}
+        after = {k: v[: n + born].copy() for k, v in arrays.items()}
+        # The counts follow the daughters: every cell and every mesenchymal cell at its point.
+        assert np.array_equal(o, np.bincount(after["pos"], minlength=points))
+        assert np.array_equal(m, np.bincount(after["pos"][after["phen"] == 1], minlength=points))
+        return born, o, after
 
     rng_cycle = np.where(rng.random(n) < 0.8, -0.05, 3.0).astype(np.float32)  # most cells due
+    rng_phen = rng.integers(0, 2, n).astype(np.int8)
     born_a, occ_a, a = run(np.zeros(0, np.uint8))
     born_b, occ_b, b = run(room)
     assert born_a == born_b > 0 and np.array_equal(occ_a, occ_b)

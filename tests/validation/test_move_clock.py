@@ -91,7 +91,8 @@ class Cells:
                              self.wake, p_diff, p_hapt, ecm, self.dims, 2, True, KEY, STREAM, step,
                              self.target, None, None, None, None, ceiling, ceiling_low,
                              float(np.abs(p_hapt).max()), LOW_LEVELS, np.empty(self.n, np.uint8),
-                             np.empty(self.n, np.int64), np.zeros(0, np.uint8), 0, False)
+                             np.empty(self.n, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.uint8), 0,
+                             False)
         return self._direction(chosen_moves(self.flags, self.target))
 
     def stepwise(self, step, p_diff, p_hapt, ecm) -> np.ndarray:
@@ -270,20 +271,23 @@ def test_every_build_and_applying_as_decided_give_the_same_moves(capacity):
         p_diff, p_hapt = tables(0.004, 0.008, 0.03)
         ecm = np.random.default_rng(7).random(201 * 201)
         occ = np.bincount(cells.pos, minlength=201 * 201).astype(np.uint8)
+        mes = np.bincount(cells.pos[cells.phen == 1], minlength=201 * 201).astype(np.uint8)
         moved = 0
         for step in range(30):
             before = cells.pos.copy()
             left = build(cells.n, cells.uid, cells.pos, cells.clone, cells.phen, cells.state, cells.flags,
                          cells.wake, p_diff, p_hapt, ecm, cells.dims, 2, True, KEY, STREAM, step,
                          cells.target, None, None, None, None, 0.2, 0.05, 0.03, LOW_LEVELS,
-                         np.empty(cells.n, np.uint8), np.empty(cells.n, np.int64), occ, capacity, apply_now)
+                         np.empty(cells.n, np.uint8), np.empty(cells.n, np.int64), occ, mes, capacity,
+                         apply_now)
             ecm *= 0.999
             assert left == 0 if apply_now else left > 0  # (moves left to apply)
-            apply_moves(cells.n, cells.pos, cells.target, cells.flags, occ, capacity,
+            apply_moves(cells.n, cells.pos, cells.phen, cells.target, cells.flags, occ, mes, capacity,
                         np.empty(cells.n, np.int64))
             moved += int((cells.pos != before).sum())
         np.testing.assert_array_equal(occ, np.bincount(cells.pos, minlength=201 * 201))
-        results.append((cells.pos.copy(), cells.flags.copy(), cells.wake.copy(), occ.copy()))
+        np.testing.assert_array_equal(mes, np.bincount(cells.pos[cells.phen == 1], minlength=201 * 201))
+        results.append((cells.pos.copy(), cells.flags.copy(), cells.wake.copy(), occ.copy(), mes.copy()))
         assert moved > 10_000
     for other in results[1:]:
         for a, b in zip(results[0], other, strict=True):

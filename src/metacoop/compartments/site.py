@@ -25,7 +25,7 @@ from metacoop.core.state import ACTIVE, CellArrays, StromalArrays, uid_base
 from metacoop.core.vessels import LYMPHATIC_VESSEL, NORMAL_VESSEL, RUPTURED_VESSEL
 from metacoop.errors import SimulationError
 from metacoop.kernels.bookkeeping import add_counts, any_flag, flagged_slots, order_by_point, vacate
-from metacoop.kernels.cells import DEAD, scatter_add
+from metacoop.kernels.cells import DEAD, MESENCHYMAL, scatter_add
 
 #: Per-clone event counters kept by every site. ``arrived`` counts cells reaching
 #: an organ's capillary bed (including those that pass through), ``extravasated``
@@ -84,6 +84,9 @@ class Site:
             )
         n = self.lattice.n_points
         self.occ = np.zeros(n, np.uint8)
+        #: mesenchymal cells at each point (kept with :attr:`occ` by every rule that moves, adds, removes or
+        #: switches a cell; :func:`~metacoop.kernels.cells.scatter_add` adds secretions from the two)
+        self.mes_occ = np.zeros(n, np.uint8)
         self.vessel = np.zeros(n, np.int8)
         self.has_vessels = False
         self.blood_points = np.zeros(0, np.int64)
@@ -153,6 +156,7 @@ class Site:
             "state": np.full(k, ACTIVE), "flags": np.zeros(k),
         })
         np.add.at(self.occ, pos, 1)
+        np.add.at(self.mes_occ, pos, phen.astype(np.uint8))
         self.count("initial", clone)
         return k
 
@@ -223,7 +227,14 @@ class Site:
         f.zero = False
         few = c.n * SPARSE_SOURCES < self.lattice.n_points  # (then the solver adds them at these points only)
         deltas = f.sources_at_points(c.pos[: c.n].copy() if few else None)
-        scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, per_step, deltas)
+        scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, per_step, deltas, self.occ, self.mes_occ)
+
+    def set_phenotype(self, slots: np.ndarray, phen: int) -> None:
+        """Give the cells in ``slots`` (distinct) phenotype ``phen``, keeping :attr:`mes_occ`."""
+        c = self.cells
+        np.subtract.at(self.mes_occ, c.pos[slots], c.phen[slots].astype(np.uint8))
+        c.phen[slots] = phen
+        np.add.at(self.mes_occ, c.pos[slots], np.uint8(phen == MESENCHYMAL))
 
     def count(self, kind: str, clone: np.ndarray) -> None:
         """Add one to ``counters[kind]`` for each entry of ``clone``."""
@@ -236,7 +247,7 @@ class Site:
         if not len(slots):
             return
         self.count(kind, c.clone[slots])
-        vacate(self.occ, c.pos, slots)
+        vacate(self.occ, self.mes_occ, c.pos, c.phen, slots)
         c.remove_slots(slots)
 
     def resolve_deaths(self) -> None:
@@ -282,6 +293,7 @@ class Site:
         cells["pos"] = pos.astype(np.int32)
         slots = self.cells.append(cells)
         np.add.at(self.occ, pos, 1)
+        np.add.at(self.mes_occ, pos, self.cells.phen[slots].astype(np.uint8))
         self.count("immigrated", cells["clone"])
         self.arrivals_pos.append(pos)
         self.arrivals_clone.append(np.asarray(cells["clone"]))
@@ -331,6 +343,18 @@ class Site:
                 f"occupancy broken in {self.name} at t = {time_h:.4g} h: point {bad} "
                 f"records {int(self.occ[bad])} cells but holds {int(occ[bad])}"
             )
+        mes = self.count_mesenchymal()
+        if not np.array_equal(mes, self.mes_occ):
+            bad = int(np.flatnonzero(mes != self.mes_occ)[0])
+            raise SimulationError(
+                f"mesenchymal occupancy broken in {self.name} at t = {time_h:.4g} h: point {bad} "
+                f"records {int(self.mes_occ[bad])} mesenchymal cells but holds {int(mes[bad])}"
+            )
+
+    def count_mesenchymal(self) -> np.ndarray:
+        """Mesenchymal cells at each lattice point, counted from the cells (what :attr:`mes_occ` keeps)."""
+        c = self.cells
+        return np.bincount(c.live("pos")[c.live("phen") == MESENCHYMAL], minlength=self.lattice.n_points)
 
 
 def fractions_of(fractions: dict[str, float], clones: CloneTable) -> np.ndarray:

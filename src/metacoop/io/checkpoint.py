@@ -305,6 +305,7 @@ def load(sim, path: Path) -> None:
             f.deltas[...] = arrays[f"{p}/field/{k}/deltas"]
             f.zero = bool(s["zero"][k])
         site.occ[...] = arrays[f"{p}/occ"]
+        site.mes_occ[...] = site.count_mesenchymal()  # (kept with the cells, so derived, not stored)
         site.vessel[...] = arrays[f"{p}/vessel"]
         site.refresh_vessels()
         site.met_room = arrays[f"{p}/met_room"].copy()

@@ -50,14 +50,18 @@ def add_counts(clone, counts):
 
 
 @njit(cache=True)
-def vacate(occ, pos, slots):
-    """Take one off ``occ`` at the point of each cell in ``slots``: ``np.subtract.at(occ, pos[slots], 1)``.
+def vacate(occ, mes, pos, phen, slots):
+    """Take the cells in ``slots`` off the per-point counts: ``occ`` (cells) and ``mes`` (mesenchymal cells).
+
+    ``np.subtract.at(occ, pos[slots], 1)`` and ``np.subtract.at(mes, pos[slots], phen[slots])``.
 
     NumPy's ``ufunc.at`` cost 40 µs for the one or two cells of a death or an
     intravasation late in franssen2019, its code cold between such events.
     """
     for j in range(slots.shape[0]):
-        occ[pos[slots[j]]] -= 1
+        i = slots[j]
+        occ[pos[i]] -= 1
+        mes[pos[i]] -= np.uint8(phen[i])
 
 
 @njit(cache=True)
@@ -202,8 +206,13 @@ def flagged_slots(n: int, flags: np.ndarray, bit, out: np.ndarray) -> int:
 
 
 @njit(cache=True)
-def tally_marked(n, marked, clone, phen, counts):
-    """Add one to ``counts[phen[i], clone[i]]`` for every ``i < n`` whose ``marked[i]`` is not 0.
+def tally_switched(n, marked, clone, phen, counts, pos, mes):
+    """Count the cells marked as having switched phenotype, and move them between the per-point counts.
+
+    For every ``i < n`` whose ``marked[i]`` is not 0, add one to
+    ``counts[phen[i], clone[i]]`` and to ``mes[pos[i]]`` (mesenchymal cells per
+    point) if ``phen[i]`` (the phenotype after the switch) is mesenchymal,
+    otherwise take one off it.
 
     What ``np.flatnonzero`` and ``np.bincount`` per phenotype would give, in
     one pass: the marks are read eight at a time (one uint64) and only a word
@@ -219,6 +228,10 @@ def tally_marked(n, marked, clone, phen, counts):
         for i in range(8 * w, min(8 * w + 8, n)):
             if marked[i]:
                 counts[phen[i], clone[i]] += 1
+                if phen[i] == 1:
+                    mes[pos[i]] += np.uint8(1)
+                else:
+                    mes[pos[i]] -= np.uint8(1)
 
 
 @njit(cache=True)

@@ -170,7 +170,7 @@ def _level(around, levels):
 def decide_moves_clocked(
     n, uid, pos, clone, phen, state, flags, wake, p_diff, p_hapt, ecm, dims, ndim, upwind,
     key, stream, step, target, boost, cues, cue_sens, cue_level, ceiling, ceiling_low, slope, levels, awake,
-    listed, occ, capacity, apply_now,
+    listed, occ, mes, capacity, apply_now,
 ):
     """Choose the move of each cell whose clock rings; other cells stay without a draw.
 
@@ -189,7 +189,8 @@ def decide_moves_clocked(
     With ``apply_now`` (only for the serial build, which visits the cells in
     order) each move is made as soon as it is decided, as
     :func:`~metacoop.kernels.cells.apply_moves` would make it (into a point
-    with room, ``occ`` below ``capacity``; otherwise cancelled): a decision
+    with room, ``occ`` below ``capacity``; otherwise cancelled; ``occ`` and
+    ``mes``, the cells and mesenchymal cells per point, follow): a decision
     reads no other cell's point and no occupancy, so the outcome is that of
     deciding every cell first and applying in cell order, bit for bit, and
     the moves need neither :data:`MOVING`, ``target`` nor a listing pass
@@ -319,6 +320,8 @@ def decide_moves_clocked(
                 if occ[nb] < capacity:
                     occ[p] -= 1
                     occ[nb] += 1
+                    mes[p] -= np.uint8(ph)
+                    mes[nb] += np.uint8(ph)
                     pos[i] = nb
             else:
                 target[i] = nb

@@ -66,7 +66,8 @@ class EcmDegradation(Mechanism):
             rate = self.rates[site.name]
             scattered = self.cells_active and c.n > 0
             if scattered:
-                scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, self.cell_table, rate)
+                scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, self.cell_table, rate, site.occ,
+                            site.mes_occ)
             few = 8 * c.n <= rate.shape[0]
             degrade_exponential(site.fields[p.ecm_field].flat, mmp2.flat, rate, p.mmp2_rate_per_h, ctx.dt_h,
                                 scattered and not few)

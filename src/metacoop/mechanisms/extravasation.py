@@ -17,7 +17,7 @@ import numpy as np
 
 from metacoop.core.schedule import Phase
 from metacoop.core.state import ACTIVE, ARRESTED, DORMANT
-from metacoop.kernels.cells import fresh_cycles
+from metacoop.kernels.cells import EPITHELIAL, fresh_cycles
 from metacoop.kernels.random import uniforms
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -81,7 +81,7 @@ class Extravasation(Mechanism):
             dormant = v < self.clones.dormancy_probability[c.clone[out]]
             c.state[out] = np.where(dormant, DORMANT, ACTIVE)
             if site.organ.met_on_extravasation:
-                c.phen[out] = 0
+                site.set_phenotype(out, EPITHELIAL)
             cycling = out[~dormant]
             fresh_cycles(cycling, c.uid, c.clone, c.phen, c.cycle_h, self.clones.cycle_shape,
                          self.clones.cycle_scale_h, site.streams.key, self.stream, ctx.step)

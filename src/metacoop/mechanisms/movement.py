@@ -165,10 +165,11 @@ class Movement(Mechanism):
                 slots, counts = site.scratch_slots(c.n), np.empty(list_blocks(c.n), np.int64)
                 if decide_moves(*cells, *rule, target, boost, cues, sens, level, slope, marks, slots, counts):
                     if lists_movers(c.n, lat.n_points, cues is not None):
-                        apply_listed(c.pos, target, c.flags, site.occ, site.capacity, slots, counts,
-                                     beside=True)
+                        apply_listed(c.pos, c.phen, target, c.flags, site.occ, site.mes_occ, site.capacity,
+                                     slots, counts, beside=True)
                     else:
-                        apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, slots)
+                        apply_moves(c.n, c.pos, c.phen, target, c.flags, site.occ, site.mes_occ,
+                                    site.capacity, slots)
             elif rates[0] > 0.0:  # (0: no cell can move)
                 # The serial build makes each move as it decides it; the parallel one leaves them to apply.
                 clock = decide_moves_clocked
@@ -176,8 +177,9 @@ class Movement(Mechanism):
                 if (clock.serial if serial else clock.parallel)(
                         *cells, c.wake, *rule, target, boost, cues, sens, level, *rates,
                         self.bounds[site.name].slope, LOW_LEVELS, site.scratch_mask(c.n),
-                        site.scratch_slots(c.n), site.occ, site.capacity, serial):
-                    apply_moves(c.n, c.pos, target, c.flags, site.occ, site.capacity, site.scratch_slots(c.n))
+                        site.scratch_slots(c.n), site.occ, site.mes_occ, site.capacity, serial):
+                    apply_moves(c.n, c.pos, c.phen, target, c.flags, site.occ, site.mes_occ, site.capacity,
+                                site.scratch_slots(c.n))
 
     def _clock_rates(self, site, ecm, boost, cues, sens) -> tuple[float, float] | None:
         """The ceilings of the site's event clock this step, ``(high, low)``, or None for the step clock.

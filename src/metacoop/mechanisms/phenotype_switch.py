@@ -6,7 +6,7 @@ import numpy as np
 
 from metacoop.core.clones import per_step_probability
 from metacoop.core.schedule import Phase
-from metacoop.kernels.bookkeeping import tally_marked
+from metacoop.kernels.bookkeeping import tally_switched
 from metacoop.kernels.cells import EPITHELIAL, MESENCHYMAL, switch_phenotype
 from metacoop.mechanisms.base import Mechanism, StepContext
 
@@ -39,6 +39,6 @@ class PhenotypeSwitch(Mechanism):
             if switch_phenotype(c.n, c.uid, c.clone, c.phen, c.state, c.flags, self.p_emt, self.p_met,
                                 site.streams.key, self.stream, ctx.step, switched):
                 counts = np.zeros((2, site.counters["emt"].size), np.int64)  # [phenotype now, clone]
-                tally_marked(c.n, switched, c.clone, c.phen, counts)
+                tally_switched(c.n, switched, c.clone, c.phen, counts, c.pos, site.mes_occ)
                 site.counters["emt"] += counts[MESENCHYMAL]
                 site.counters["met"] += counts[EPITHELIAL]

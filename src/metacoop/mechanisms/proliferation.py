@@ -71,7 +71,7 @@ class Proliferation(Mechanism):
                 c.reserve(k)
             born = divide(
                 c.n, c.uid, c.pos, c.clone, c.phen, c.lineage, c.parent, c.birth_h, c.cycle_h,
-                c.state, c.met, c.flags, site.met_room, site.occ, site.capacity,
+                c.state, c.met, c.flags, site.met_room, site.occ, site.mes_occ, site.capacity,
                 site.lattice.dims_array, site.lattice.ndim,
                 self.clones.cycle_shape, self.clones.cycle_scale_h, ctx.time_h + ctx.dt_h, ctx.dt_h,
                 site.next_uid, site.streams.key, self.stream, ctx.step, listed, counts,
