@@ -336,6 +336,15 @@ def test_degrade_exponential_equals_its_one_branch_reference_bit_for_bit(dtype, 
     x = (0.09 * m.astype(np.float64) + rate) * 0.1  # the three kinds of block are there
     assert (x[:DEGRADE_BLOCK] < SMALL_EXPONENT).all()
     assert (x[2 * DEGRADE_BLOCK : 3 * DEGRADE_BLOCK] >= SMALL_EXPONENT).all()
+    # Rates given as counts of cells (uint8) times one cell's rate read as those products in the ECM's type.
+    counts = np.round(np.abs(rate) * 3).astype(np.uint8)
+    assert counts.max() > 1
+    one = 0.09
+    got, want, products = w.copy(), w.copy(), (dtype(one) * counts.astype(dtype))
+    getattr(degrade_exponential, build)(got, m, counts, 0.09, 0.1, False, one)
+    degrade_exponential_reference(want, m, products, 0.09, 0.1)
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+    assert (got != w)[counts > 0].any()
 
 
 def _below_floor(u: np.ndarray) -> int:

@@ -860,8 +860,7 @@ def scatter_add(n, pos, clone, phen, state, flags, table, out, occ=None, mes=Non
     which may round differently (by an ulp of the sum, and not at all for one
     cell or for values exact in ``out``'s type).
     """
-    if (occ is not None and table.shape[0] == 1 and table.shape[1] == 2
-            and n * TALLY_POINTS_PER_CELL >= out.shape[0] and not skips_any(n, state, flags)):
+    if occ is not None and counts_serve(n, state, flags, table, out.shape[0]):
         add_by_tally(occ, mes, table, out)
         return
     parts = threads() if n >= PARALLEL_MIN_ITEMS else 1
@@ -905,6 +904,17 @@ def scatter_add_serial(n, pos, clone, phen, state, flags, table, out):
         if (flags[i] & DEAD) | (state[i] == ARRESTED):
             continue
         out[np.uintp(pos[i])] += flat[np.uintp(clone[i]) * n_phen + np.uintp(phen[i])]
+
+
+def counts_serve(n, state, flags, table, n_points) -> bool:
+    """Whether :func:`scatter_add` of ``table`` over ``n`` cells on ``n_points`` points takes the counts.
+
+    It does with one clone (its rows are clones, its columns the two
+    phenotypes), one cell per :data:`TALLY_POINTS_PER_CELL` points or more,
+    and no cell dead or arrested (the counts hold every cell at a point).
+    """
+    return (table.shape[0] == 1 and table.shape[1] == 2 and n * TALLY_POINTS_PER_CELL >= n_points
+            and not skips_any(n, state, flags))
 
 
 @njit(cache=True)

@@ -467,7 +467,7 @@ DEGRADE_BLOCK = 1024
 
 
 @sized_kernel(first_array, FIELD_MIN_POINTS)
-def degrade_exponential(w, m, cell_rate, gamma_m, dt, clear=False):
+def degrade_exponential(w, m, cell_rate, gamma_m, dt, clear=False, rate_scale=1.0):
     """Exact exponential ECM degradation over one step.
 
     Solves ``dw/dt = -(gamma_m * m + k_cells) * w`` with ``m`` and ``k_cells``
@@ -504,21 +504,25 @@ def degrade_exponential(w, m, cell_rate, gamma_m, dt, clear=False):
     Args:
         w: ECM density, flat array, normalised to [0, 1]; updated in place.
         m: MMP-2 concentration, flat array, same length (normalised).
-        cell_rate: summed MT1-MMP degradation rate of the cells at each point, 1/h.
+        cell_rate: summed MT1-MMP degradation rate of the cells at each point, 1/h, times
+            ``1 / rate_scale``: any numeric type, converted to the ECM's (a count of cells, uint8,
+            with ``rate_scale`` the rate of one cell, reads as their summed rate).
         gamma_m: degradation rate per unit MMP-2 concentration, 1/h.
         dt: step, h.
         clear: set ``cell_rate`` to 0 on the way, each block once it is used
             (while it is in cache: cheaper than a separate pass to clear it).
+        rate_scale: factor of ``cell_rate``, in the ECM's type (1 leaves the rates exact).
     """
     n = w.shape[0]
     if not (0.0 < dt < np.inf):
-        degrade_exponential_reference(w, m, cell_rate, gamma_m, dt)
+        degrade_exponential_reference(w, m, cell_rate, gamma_m, dt, rate_scale)
         if clear:
-            cell_rate[:] = 0.0
+            cell_rate[:] = 0
         return
     T = w.dtype.type
     g = T(gamma_m)
     h = T(dt)
+    scale = T(rate_scale)
     small = T(SMALL_EXPONENT)
     floor = T(FIELD_FLOOR)
     for block in prange((n + DEGRADE_BLOCK - 1) // DEGRADE_BLOCK):
@@ -529,7 +533,7 @@ def degrade_exponential(w, m, cell_rate, gamma_m, dt, clear=False):
         rb = cell_rate[lo:hi]
         large = False  # (an OR, not a count: see the docstring)
         for i in range(wb.shape[0]):
-            k = g * mb[i] + T(rb[i])
+            k = g * mb[i] + scale * T(rb[i])
             x = k * h
             poly = exp_minus_small(x, T)
             v = wb[i]
@@ -540,18 +544,18 @@ def degrade_exponential(w, m, cell_rate, gamma_m, dt, clear=False):
             count = 0
             for i in range(wb.shape[0]):
                 listed[count] = i
-                count += (g * mb[i] + T(rb[i])) * h >= small
+                count += (g * mb[i] + scale * T(rb[i])) * h >= small
             for j in range(count):
                 i = listed[j]
-                x = (g * mb[i] + T(rb[i])) * h
+                x = (g * mb[i] + scale * T(rb[i])) * h
                 wb[i] = flush_small(wb[i] * np.exp(-x), floor)
         if clear:
             for i in range(rb.shape[0]):
-                rb[i] = 0.0
+                rb[i] = 0
 
 
 @njit(cache=True)
-def degrade_exponential_reference(w, m, cell_rate, gamma_m, dt):
+def degrade_exponential_reference(w, m, cell_rate, gamma_m, dt, rate_scale=1.0):
     """:func:`degrade_exponential` with one branch per point: the rule as stated, for any ``dt``.
 
     Its reference for tests, and what it runs for a ``dt`` outside ``(0, inf)``.
@@ -561,8 +565,9 @@ def degrade_exponential_reference(w, m, cell_rate, gamma_m, dt):
     g = T(gamma_m)
     h = T(dt)
     floor = T(FIELD_FLOOR)
+    scale = T(rate_scale)
     for i in range(w.shape[0]):
-        k = g * m[i] + T(cell_rate[i])
+        k = g * m[i] + scale * T(cell_rate[i])
         if k > T(0.0):
             x = k * h
             if x < T(SMALL_EXPONENT):

@@ -8,7 +8,7 @@ from pydantic import Field
 from metacoop.config.base import MechanismParams, NonNegative
 from metacoop.core.schedule import Phase
 from metacoop.errors import Problem
-from metacoop.kernels.cells import scatter_add
+from metacoop.kernels.cells import EPITHELIAL, MESENCHYMAL, counts_serve, scatter_add
 from metacoop.kernels.fields import clear_points, degrade_exponential
 from metacoop.mechanisms.base import Mechanism, StepContext, field_problems
 
@@ -56,6 +56,13 @@ class EcmDegradation(Mechanism):
         the cells' points only while cells are few (at most one per 8 lattice
         points), which is cheaper than zeroing the whole lattice every step;
         otherwise by the degradation kernel, block by block as it uses them.
+
+        Where only mesenchymal cells degrade and the site's per-point counts
+        serve (:func:`~metacoop.kernels.cells.counts_serve`: one clone, many
+        cells, none dead or arrested), the kernel reads the count of
+        mesenchymal cells at each point times one cell's rate instead, and
+        nothing is scattered or cleared (at franssen2019's 40,000-84,000
+        cells, a scatter of 33-60 µs a step).
         """
         p = self.params
         for site in ctx.sim.sites:
@@ -63,14 +70,21 @@ class EcmDegradation(Mechanism):
             mmp2 = site.fields[p.mmp2_field]
             if c.n == 0 and mmp2.zero:
                 continue  # no cell and no protease: nothing degrades
+            ecm = site.fields[p.ecm_field].flat
+            table = self.cell_table
+            if (self.cells_active and table[0, EPITHELIAL] == 0.0
+                    and counts_serve(c.n, c.state, c.flags, table, ecm.shape[0])):
+                # Only mesenchymal cells degrade: their count at each point times one cell's rate.
+                degrade_exponential(ecm, mmp2.flat, site.mes_occ, p.mmp2_rate_per_h, ctx.dt_h, False,
+                                    table[0, MESENCHYMAL])
+                continue
             rate = self.rates[site.name]
             scattered = self.cells_active and c.n > 0
             if scattered:
-                scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, self.cell_table, rate, site.occ,
+                scatter_add(c.n, c.pos, c.clone, c.phen, c.state, c.flags, table, rate, site.occ,
                             site.mes_occ)
             few = 8 * c.n <= rate.shape[0]
-            degrade_exponential(site.fields[p.ecm_field].flat, mmp2.flat, rate, p.mmp2_rate_per_h, ctx.dt_h,
-                                scattered and not few)
+            degrade_exponential(ecm, mmp2.flat, rate, p.mmp2_rate_per_h, ctx.dt_h, scattered and not few)
             if scattered and few:
                 clear_points(c.n, c.pos, rate)
 
