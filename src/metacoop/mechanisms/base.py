@@ -6,6 +6,14 @@ its random stream), a ``phase`` and an ``order`` in the schedule, a pydantic
 state, a ``check`` run on the configuration before the run, and a
 plain-English ``describe()``. It never branches on other mechanisms: turning
 one off removes it from the plan and leaves the others' draws unchanged.
+
+A mechanism that moves, adds, removes or switches the phenotype of a site's
+cells keeps the site's per-point counts, ``occ`` (cells) and ``mes_occ``
+(mesenchymal cells), which capacity and the secretions read: through the
+site's methods (``immigrate``, ``emigrate``, ``resolve_deaths``,
+``set_phenotype``) or the kernels that take both counts (``apply_moves``,
+``divide``, ``vacate``). ``Simulation(check=True)`` compares both with the
+cells after every step.
 """
 
 from __future__ import annotations
