@@ -52,6 +52,9 @@ def test_a_checkpoint_restores_a_fresh_simulation_to_the_same_future():
         checkpoint.save(a, path)
         b = Simulation(cfg)
         checkpoint.load(b, path)
+        for sa, sb in zip(a.sites, b.sites, strict=True):  # (derived from the cells, not stored)
+            np.testing.assert_array_equal(sb.mes_occ, sa.mes_occ)
+            assert sa.mes_occ.any() or sa.is_organ
     finally:
         import shutil
         shutil.rmtree(path, ignore_errors=True)
