@@ -309,6 +309,8 @@ def test_replicates_share_the_host_cpus_among_the_task_slots_of_its_workers(tmp_
     ({"workers": 1.5}, "--workers"),
     ({"workers": 2, "scheduler": "tcp://127.0.0.1:8786"}, "--workers"),
     ({"scheduler": 8786}, "--scheduler"),
+    ({"workers": 2, "client": object()}, "--workers"),
+    ({"scheduler": "tcp://127.0.0.1:8786", "client": object()}, "--scheduler"),
     ({"progress": 5}, "progress"),
 ])
 def test_run_experiment_refuses_arguments_of_the_wrong_kind_before_starting(tmp_path, change, path):

@@ -199,11 +199,16 @@ def test_calibration_reads_the_shipped_targets_and_their_observables():
     assert 0.5 < out["extravasated_alive_d1"] <= 1.0 and out["metastases"] >= 0
 
 
-@pytest.mark.parametrize("kwargs, path", [({"workers": -2}, "--workers"), ({"workers": 0}, "--workers"),
-                                          ({"workers": 2, "scheduler": "tcp://127.0.0.1:8786"}, "--workers"),
-                                          ({"out_dir": 3}, "--out")])
+@pytest.mark.parametrize("kwargs, path", [
+    ({"workers": -2}, "--workers"), ({"workers": 0}, "--workers"),
+    ({"workers": 2, "scheduler": "tcp://127.0.0.1:8786"}, "--workers"),
+    ({"workers": 2, "client": object()}, "--workers"),
+    ({"scheduler": "tcp://127.0.0.1:8786", "client": object()}, "--scheduler"),
+    ({"out_dir": 3}, "--out"),
+])
 def test_validate_refuses_a_bad_cluster_or_directory_before_running(tmp_path, kwargs, path):
-    """BUG: ``validate(..., workers=-2)`` started a LocalCluster of no workers and waited for ever."""
+    """BUG: ``validate(..., workers=-2)`` started a LocalCluster of no workers and waited for ever; with a
+    client, ``workers`` and ``scheduler`` were ignored without a word."""
     from metacoop.validation.runner import validate
 
     with pytest.raises(InputError) as ei:

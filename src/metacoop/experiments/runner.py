@@ -221,24 +221,29 @@ def _check_arguments(design, workers, scheduler, client, progress) -> None:
     """Refuse arguments of :func:`run_experiment` of the wrong kind, naming them (as the CLI's options)."""
     if not isinstance(design, Design):
         raise InputError([Problem("design", design, "a Design, from metacoop.experiments.build_design")])
-    check_cluster(workers, scheduler)
-    if workers is not None and client is not None:
-        raise InputError([Problem("--workers", workers, "give workers, or a scheduler or client, not both")])
+    check_cluster(workers, scheduler, client)
     if progress is not None and not callable(progress):
         raise InputError([Problem("progress", progress, "a function taking an ExperimentProgress, or None")])
 
 
-def check_cluster(workers: int | None, scheduler: str | None) -> None:
-    """Refuse a worker count that is not a whole number at least 1, or given with a scheduler.
+def check_cluster(workers: int | None, scheduler: str | None, client=None) -> None:
+    """Refuse a worker count that is not a whole number at least 1, or given with a scheduler or client.
 
-    (A LocalCluster of ``n_workers <= 0`` starts with no worker, and a run on it waits for ever.)
+    A ``client`` (a ``distributed.Client`` of the caller's) is refused with
+    ``workers`` or ``scheduler``, which it would make meaningless. (A
+    LocalCluster of ``n_workers <= 0`` starts with no worker, and a run on it
+    waits for ever.)
     """
     if workers is not None:
         whole_number(workers, "--workers", 1)
         if scheduler is not None:
             raise InputError([Problem("--workers", workers, "give workers or a scheduler, not both")])
+        if client is not None:
+            raise InputError([Problem("--workers", workers, "give workers or a client, not both")])
     if scheduler is not None and not isinstance(scheduler, str):
         raise InputError([Problem("--scheduler", scheduler, "a scheduler address such as tcp://host:8786")])
+    if scheduler is not None and client is not None:
+        raise InputError([Problem("--scheduler", scheduler, "give a scheduler or a client, not both")])
 
 
 @contextmanager

@@ -142,7 +142,7 @@ def validate(targets: Sequence[Target], out_dir: str | Path, replicates: int = D
 
     replicates = whole_number(replicates, "--replicates", 1)
     out = path_argument(out_dir, "--out")
-    check_cluster(workers, scheduler)
+    check_cluster(workers, scheduler, client)
     designs = plan(targets, replicates)
     reps: dict[str, pd.DataFrame] = {}
     failures: list[tuple[str, str, int, str]] = []
