@@ -268,3 +268,26 @@ def test_a_kernel_is_flagged_only_past_every_threshold(run, serial_us, parallel_
     k = bench_builds.KernelBuilds("k", calls=timed, serial_s=[serial_us * 1e-6] * timed,
                                   parallel_s=[parallel_us * 1e-6] * timed)
     assert k.flagged is flagged
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["no-such-revision"], "OLD/NEW = 'no-such-revision': not a commit of"),
+    (["HEAD", "no-such-revision"], "OLD/NEW = 'no-such-revision': not a commit of"),
+    (["HEAD", "--rounds", "0"], "--rounds = 0: a whole number, at least 1"),
+    (["HEAD", "--threads", "0"], "--threads = 0: a whole number, at least 1"),
+    (["HEAD", "--scenario", "fransen2019"], "fransen2019"),
+])
+def test_the_alternating_runs_refuse_a_bad_revision_or_count_before_checking_anything_out(argv, says, capsys):
+    import subprocess
+
+    spec = importlib.util.spec_from_file_location("metacoop_benchmarks_ab", BENCH / "ab.py")
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    def worktrees() -> str:
+        return subprocess.run(["git", "-C", str(BENCH.parent), "worktree", "list"], capture_output=True,
+                              text=True).stdout
+
+    before = worktrees()
+    assert ab.main(argv) == 2
+    assert says in " ".join(capsys.readouterr().out.split())
+    assert worktrees() == before  # (no worktree made)
