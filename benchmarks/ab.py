@@ -100,11 +100,13 @@ def main(argv: list[str] | None = None) -> int:
                     srcs[key] = REPO / "src"
                     continue
                 where = Path(tmp) / key
-                subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(where),
-                                commit], check=True)
+                added = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet",
+                                        str(where), commit], capture_output=True, text=True)
+                if added.returncode != 0:
+                    raise RuntimeError(f"git could not check {commit[:8]} out:\n{added.stderr.strip()}")
                 made.append(where)
                 srcs[key] = where / "src"
-            console.print(f"{args.scenario}: warming up (numba compiles a new tree's kernels: a few minutes)")
+            console.print(f"{args.scenario}: warming up (numba compiles each new tree's kernels: a minute)")
             for key in srcs:
                 timed_run(srcs[key], args.scenario, args.threads)
             probe = MachineProbe.now()
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                     times[key].append(timed_run(srcs[key], args.scenario, args.threads))
                     wall, cpu = times[key][-1]
                     console.print(f"  round {r + 1}: {labels[key]} {wall:.3f} s wall, {cpu:.3f} s CPU")
-        except RuntimeError as e:  # (a run that failed: its own error output)
+        except RuntimeError as e:  # (a checkout or a run that failed: git's or the run's own error output)
             console.print(f"[red]error:[/] {e}")
             return 1
         finally:
