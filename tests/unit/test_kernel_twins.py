@@ -666,6 +666,12 @@ def test_scatter_add_by_points_adds_in_cell_order_whatever_the_parts(parts, skip
     scatter_add_serial(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, serial)
     scatter_add_by_points(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, split, parts)
     np.testing.assert_array_equal(split, serial)
+    # Told whether a cell is to be skipped (as scatter_add tells them once it has looked), both add the same.
+    known = int(skipped is not None)
+    for build, extra in ((scatter_add_serial, ()), (scatter_add_by_points, (parts,))):
+        told = np.full(50, 0.1)
+        build(n, c["pos"], c["clone"], c["phen"], c["state"], c["flags"], table, told, *extra, known)
+        np.testing.assert_array_equal(told, serial)
     shuffled = np.random.default_rng(7).permutation(n)
     other = np.full(50, 0.1)
     cols = [c[k][shuffled] for k in ("pos", "clone", "phen", "state", "flags")]

@@ -860,19 +860,25 @@ def scatter_add(n, pos, clone, phen, state, flags, table, out, occ=None, mes=Non
     which may round differently (by an ulp of the sum, and not at all for one
     cell or for values exact in ``out``'s type).
     """
-    if occ is not None and counts_serve(n, state, flags, table, out.shape[0]):
-        add_by_tally(occ, mes, table, out)
-        return
+    known = -1  # (whether any cell is to be skipped: not yet known)
+    if occ is not None and counts_fit(n, table, out.shape[0]):
+        known = int(skips_any(n, state, flags))
+        if not known:
+            add_by_tally(occ, mes, table, out)
+            return
     parts = threads() if n >= PARALLEL_MIN_ITEMS else 1
     if parts > 1:
-        scatter_add_by_points(n, pos, clone, phen, state, flags, table, out, parts)
+        scatter_add_by_points(n, pos, clone, phen, state, flags, table, out, parts, known)
     else:
-        scatter_add_serial(n, pos, clone, phen, state, flags, table, out)
+        scatter_add_serial(n, pos, clone, phen, state, flags, table, out, known)
 
 
 @njit(cache=True)
-def scatter_add_serial(n, pos, clone, phen, state, flags, table, out):
+def scatter_add_serial(n, pos, clone, phen, state, flags, table, out, known=-1):
     """:func:`scatter_add` on one thread.
+
+    ``known`` says whether any cell is to be skipped (0 or 1) where the
+    caller has looked already; -1 looks here.
 
     Indices are taken as unsigned (numba then drops its negative-index
     wrap-around) and the table is read flat: 1.5 times faster than
@@ -886,7 +892,8 @@ def scatter_add_serial(n, pos, clone, phen, state, flags, table, out):
     """
     flat = table.reshape(table.size)
     n_phen = np.uintp(table.shape[1])
-    if not skips_any(n, state, flags):
+    skipped = skips_any(n, state, flags) if known < 0 else known != 0
+    if not skipped:
         if table.shape[0] == 1:
             for i in range(n):
                 out[np.uintp(pos[i])] += flat[np.uintp(phen[i])]
@@ -909,12 +916,19 @@ def scatter_add_serial(n, pos, clone, phen, state, flags, table, out):
 def counts_serve(n, state, flags, table, n_points) -> bool:
     """Whether :func:`scatter_add` of ``table`` over ``n`` cells on ``n_points`` points takes the counts.
 
-    It does with one clone (its rows are clones, its columns the two
-    phenotypes), one cell per :data:`TALLY_POINTS_PER_CELL` points or more,
-    and no cell dead or arrested (the counts hold every cell at a point).
+    It does where they fit (:func:`counts_fit`) and no cell is dead or
+    arrested (the counts hold every cell at a point).
     """
-    return (table.shape[0] == 1 and table.shape[1] == 2 and n * TALLY_POINTS_PER_CELL >= n_points
-            and not skips_any(n, state, flags))
+    return counts_fit(n, table, n_points) and not skips_any(n, state, flags)
+
+
+def counts_fit(n, table, n_points) -> bool:
+    """Whether the counts may stand for ``n`` cells of ``table`` on ``n_points`` points.
+
+    They may with one clone (the table's rows are clones, its columns the two
+    phenotypes) and one cell per :data:`TALLY_POINTS_PER_CELL` points or more.
+    """
+    return table.shape[0] == 1 and table.shape[1] == 2 and n * TALLY_POINTS_PER_CELL >= n_points
 
 
 @njit(cache=True)
@@ -946,21 +960,25 @@ def add_by_tally(occ, mes, table, out):
 
 
 @njit(cache=True, parallel=True)
-def scatter_add_by_points(n, pos, clone, phen, state, flags, table, out, parts):
+def scatter_add_by_points(n, pos, clone, phen, state, flags, table, out, parts, known=-1):
     """:func:`scatter_add` on ``parts`` threads, each adding only into its own range of points.
 
     Every thread reads every cell, so what each cell costs to read counts
     twice: as in :func:`scatter_add_serial`, a first pass (on all threads)
-    tells whether any cell is to be skipped, and where none is the adding
-    loops read neither flags nor states, nor the clones with a one-row table.
-    At 1e6 cells on 2 threads, one clone: 0.87 -> 0.59 ms a call.
+    tells whether any cell is to be skipped (unless ``known`` says, 0 or 1),
+    and where none is the adding loops read neither flags nor states, nor the
+    clones with a one-row table. At 1e6 cells on 2 threads, one clone: 0.87
+    -> 0.59 ms a call.
     """
     flat = table.reshape(table.size)
     n_phen = np.uintp(table.shape[1])
     size = out.shape[0]
-    skipped = 0
-    for i in prange(n):
-        skipped += ((flags[i] & DEAD) != 0) | (state[i] == ARRESTED)
+    skipped = known
+    if known < 0:
+        found = 0
+        for i in prange(n):
+            found += ((flags[i] & DEAD) != 0) | (state[i] == ARRESTED)
+        skipped = found
     one_row = table.shape[0] == 1
     for part in prange(parts):
         lo = np.uintp(size * part // parts)
