@@ -283,6 +283,7 @@ def test_the_alternating_runs_refuse_a_bad_revision_or_count_before_checking_any
     spec = importlib.util.spec_from_file_location("metacoop_benchmarks_ab", BENCH / "ab.py")
     ab = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ab)
+
     def worktrees() -> str:
         return subprocess.run(["git", "-C", str(BENCH.parent), "worktree", "list"], capture_output=True,
                               text=True).stdout

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from metacoop.errors import InputError, Problem, path_argument
+from metacoop.io.rundir import EXPERIMENT
 
 
 def query(exp_dir: str | Path, sql: str) -> pd.DataFrame:
@@ -22,7 +23,7 @@ def query(exp_dir: str | Path, sql: str) -> pd.DataFrame:
     if not isinstance(sql, str):
         raise InputError([Problem("sql", sql, "an SQL query (str) over the views replicates and stats")])
     parts = root / "dataset"
-    if not (root / "experiment.json").is_file() or not parts.is_dir():
+    if not (root / EXPERIMENT).is_file() or not parts.is_dir():
         raise InputError([Problem("experiment", str(root), "is not an experiment directory "
                                                            "(no experiment.json and dataset/)")])
     con = duckdb.connect()

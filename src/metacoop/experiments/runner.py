@@ -45,7 +45,7 @@ from metacoop.experiments.design import Condition, Design, whole_number
 from metacoop.experiments.stats import summarize
 from metacoop.experiments.threads import host_slots
 from metacoop.io.atomic import atomic_write, atomic_write_json
-from metacoop.io.rundir import DirectoryLock, entries
+from metacoop.io.rundir import EXPERIMENT, DirectoryLock, entries
 
 #: Environment of the workers of a LocalCluster started here (no MALLOC_TRIM_THRESHOLD_; see
 #: :func:`dask_client`). Numba threads are set per replicate instead of OMP_NUM_THREADS
@@ -148,7 +148,7 @@ def _write_part(path: Path, replicate: int, seed: int, values: dict[str, float])
 
 
 def _check_design(root: Path, design: Design) -> None:
-    path = root / "experiment.json"
+    path = root / EXPERIMENT
     if path.exists():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
@@ -202,7 +202,7 @@ def run_experiment(design: Design, out_dir: str | Path, workers: int | None = No
 def _run_locked(design: Design, root: Path, workers, scheduler, client, progress) -> ExperimentResult:
     """:func:`run_experiment` in its checked, locked directory."""
     _check_design(root, design)  # (again: another command may have started here before the lock)
-    atomic_write_json(root / "experiment.json", design.to_json())
+    atomic_write_json(root / EXPERIMENT, design.to_json())
     tasks = design.tasks()
     todo = [(c, i, s) for c, i, s in tasks if not part_path(root, c.name, i).exists()]
     skipped = len(tasks) - len(todo)
@@ -344,7 +344,7 @@ def open_experiment(path: str | Path) -> ExperimentResult:
     """Open an experiment directory: its design, observables and statistics (recomputed and saved)."""
     root = path_argument(path, "experiment")
     try:
-        design = Design.from_json(json.loads((root / "experiment.json").read_text(encoding="utf-8")))
+        design = Design.from_json(json.loads((root / EXPERIMENT).read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError) as exc:
         reason = f"is not an experiment directory: {exc}"
         raise InputError([Problem("experiment", str(root), reason)]) from None

@@ -37,6 +37,8 @@ except ImportError:  # (not on Windows: runs there are not locked)
     fcntl = None  # type: ignore[assignment]
 
 MANIFEST = "manifest.json"
+#: The design file that makes a directory an experiment directory (``metacoop experiment`` writes it).
+EXPERIMENT = "experiment.json"
 #: The page ``metacoop report`` writes into the run or experiment directory unless told otherwise.
 REPORT_PAGE = "report.html"
 #: What metacoop writes into a completed run's directory after the run: ``--force`` replaces it with
@@ -159,12 +161,13 @@ class RunDirectory:
         """Release :meth:`lock` and remove its file (nothing if not held)."""
         self._lock.release()
 
-    def check_new(self, force: bool = False) -> None:
+    def check_new(self, force: bool = False) -> dict[str, Any] | None:
         """Raise what :meth:`prepare` would for what the directory holds now, changing nothing.
 
         For a caller that reports the run before it starts (the CLI's heading):
         a file in the way, an incomplete run, a completed one without
-        ``force``, or other files.
+        ``force``, or other files. Returns the manifest of the completed run
+        ``force`` would replace, or None for a new or empty directory.
         """
         where = "--out"
         names = entries(self.path, where)
@@ -188,9 +191,11 @@ class RunDirectory:
                                                  f"({', '.join(others)}); --force replaces only a run and "
                                                  "its report: move them, or choose another output "
                                                  "directory")])
-        elif names:
+            return manifest
+        if names:
             raise RunDirectoryError([Problem(where, str(self.path),
                                              "is not empty; choose a new or empty directory")])
+        return None
 
     def prepare(self, force: bool = False) -> None:
         """Create the directory and make sure it can hold a new run; raise otherwise.
@@ -209,9 +214,9 @@ class RunDirectory:
             raise RunDirectoryError([Problem(where, str(self.path),
                                              f"cannot be created: {exc.strerror or exc}")]) from None
         self.lock()
-        self.check_new(force)  # (again, now that no other process can start a run here)
-        if self.manifest_path.exists():  # (a completed run and force: check_new refused anything else)
-            self._delete_run(self.read_manifest(require_complete=False))
+        replaced = self.check_new(force)  # (again, now that no other process can start a run here)
+        if replaced is not None:  # (a completed run and force: check_new refused anything else)
+            self._delete_run(replaced)
         try:
             with tempfile.NamedTemporaryFile(dir=self.path, prefix=".probe-"):
                 pass

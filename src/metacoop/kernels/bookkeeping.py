@@ -228,7 +228,7 @@ def tally_switched(n, marked, clone, phen, counts, pos, mes):
         for i in range(8 * w, min(8 * w + 8, n)):
             if marked[i]:
                 counts[phen[i], clone[i]] += 1
-                if phen[i] == 1:
+                if phen[i] == 1:  # (cells.MESENCHYMAL: that module imports this one)
                     mes[pos[i]] += np.uint8(1)
                 else:
                     mes[pos[i]] -= np.uint8(1)

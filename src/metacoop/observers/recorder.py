@@ -159,10 +159,10 @@ class Recorder:
                 continue
             c = site.cells
             data = {fname: f.values.copy() for fname, f in site.fields.items()}
-            for pi, pname in enumerate(PHENOTYPES):
-                sel = c.live("phen") == pi
-                occ = np.bincount(c.live("pos")[sel], minlength=site.lattice.n_points)
-                data[f"{pname}_cells"] = occ.astype(np.uint8).reshape(site.lattice.dims)
+            # (the site keeps both counts per point: cells, and mesenchymal cells among them)
+            epithelial, mesenchymal = site.occ - site.mes_occ, site.mes_occ.copy()
+            for pname, per_point in zip(PHENOTYPES, (epithelial, mesenchymal), strict=True):
+                data[f"{pname}_cells"] = per_point.reshape(site.lattice.dims)
             data["main_clone"] = main_clone(c.live("pos"), c.live("clone"), len(self.sim.clones),
                                             site.lattice.n_points).reshape(site.lattice.dims)
             for kind, agents in site.agents.items():

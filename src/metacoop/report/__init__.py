@@ -13,7 +13,7 @@ from pathlib import Path
 
 from metacoop.errors import InputError, OutputError, Problem, path_argument
 from metacoop.io.atomic import atomic_write
-from metacoop.io.rundir import MANIFEST, REPORT_PAGE
+from metacoop.io.rundir import EXPERIMENT, MANIFEST, REPORT_PAGE
 
 
 def write_report(
@@ -34,7 +34,7 @@ def write_report(
     figures = path_argument(figures_dir, "figures_dir") if figures_dir is not None else None
     target = path_argument(out, "out") if out is not None else root / REPORT_PAGE
     run = (root / MANIFEST).exists()
-    if not run and not (root / "experiment.json").exists():
+    if not run and not (root / EXPERIMENT).exists():
         reason = ("does not exist" if not root.exists() else "is neither a run directory (manifest.json) "
                   "nor an experiment directory (experiment.json)")
         raise InputError([Problem("report", str(root), reason)])
