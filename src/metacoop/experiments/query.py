@@ -25,7 +25,7 @@ def query(exp_dir: str | Path, sql: str) -> pd.DataFrame:
     parts = root / "dataset"
     if not (root / EXPERIMENT).is_file() or not parts.is_dir():
         raise InputError([Problem("experiment", str(root), "is not an experiment directory "
-                                                           "(no experiment.json and dataset/)")])
+                                                           f"(no {EXPERIMENT} and dataset/)")])
     con = duckdb.connect()
     try:
         glob = str(parts / "condition=*" / "*.parquet").replace("'", "''")

@@ -35,8 +35,8 @@ def write_report(
     target = path_argument(out, "out") if out is not None else root / REPORT_PAGE
     run = (root / MANIFEST).exists()
     if not run and not (root / EXPERIMENT).exists():
-        reason = ("does not exist" if not root.exists() else "is neither a run directory (manifest.json) "
-                  "nor an experiment directory (experiment.json)")
+        reason = ("does not exist" if not root.exists() else f"is neither a run directory ({MANIFEST}) "
+                  f"nor an experiment directory ({EXPERIMENT})")
         raise InputError([Problem("report", str(root), reason)])
     _make_room(target, figures)
     if run:
