@@ -17,12 +17,15 @@ from scipy import stats
 from metacoop.kernels.random import (
     draw_prefix,
     gamma_variate,
+    hash_below,
     hash_draw,
     mix64,
     standard_normal,
     uniform,
     uniform_after,
     uniforms,
+    unit_threshold,
+    unit_thresholds,
 )
 
 Z = 4.0
@@ -103,6 +106,49 @@ def test_hash_draw_matches_python_reference(coords):
     key, stream, step, uid, k = (np.uint64(c) for c in coords)
     prefix = np.uint64(draw_prefix(key, stream, step))
     assert uniform_after(prefix, uid, k) == (_hash_reference(*coords) >> 11) * 2.0**-53
+
+
+@njit(cache=True)
+def _below_both_ways(hashes, probabilities):
+    """For each (hash, probability) pair: the float comparison ``u < p`` and the integer one, as uint8."""
+    out = np.empty((2, hashes.shape[0], probabilities.shape[0]), np.uint8)
+    for j in range(probabilities.shape[0]):
+        p = probabilities[j]
+        t = unit_threshold(p)
+        for i in range(hashes.shape[0]):
+            h = hashes[i]
+            out[0, i, j] = np.float64(h >> np.uint64(11)) * 2.0**-53 < p
+            out[1, i, j] = hash_below(h, t)
+    return out
+
+
+def test_integer_threshold_compares_exactly_as_the_uniform_does():
+    """``hash_below(h, unit_threshold(p))`` is ``u < p`` for every hash and probability, edges included."""
+    tiny = np.nextafter(0.0, 1.0)  # the smallest subnormal
+    probabilities = np.array([
+        0.0, -0.5, np.nan, -np.inf, np.inf, tiny, 2.0**-53, 3 * 2.0**-54, 2.0**-60, 1e-300, 0.016, 0.5,
+        0.1, 1.0 / 3.0, np.nextafter(1.0, 0.0), 1.0, 1.5,
+    ])
+    rng = np.random.default_rng(7)
+    probabilities = np.concatenate([probabilities, rng.random(200), rng.random(50) * 1e-6])
+    # Hashes whose 53 high bits sit exactly at, just below and just above each probability's scaled value,
+    # with random low bits (which the comparison must ignore), plus random and extreme hashes.
+    finite = probabilities[np.isfinite(probabilities) & (probabilities >= 0) & (probabilities < 1)]
+    m = np.floor(finite * 2.0**53).astype(np.uint64)
+    near = np.concatenate([m, m + np.uint64(1), np.where(m > 0, m - np.uint64(1), m)])
+    low = rng.integers(0, 2**11, near.size, dtype=np.uint64)
+    hashes = np.concatenate([
+        (near << np.uint64(11)) | low, near << np.uint64(11),
+        rng.integers(0, 2**63, 500, dtype=np.uint64) * np.uint64(2),
+        np.array([0, 1, 2**11 - 1, 2**11, 2**64 - 1, 2**64 - 2**11], np.uint64),
+    ])
+    got = _below_both_ways(hashes, probabilities)
+    np.testing.assert_array_equal(got[1], got[0])
+    assert got[0].any() and not got[0].all()  # both outcomes occur
+    # The array form gives each entry's threshold; 2**53 from p = 1 on, 0 for p <= 0 and NaN.
+    table = unit_thresholds(probabilities[:17].reshape(1, 17), np.empty((1, 17), np.int64))[0]
+    assert table.tolist() == [0, 0, 0, 0, 2**53, 1, 1, 2, 1, 1, int(np.ceil(0.016 * 2.0**53)), 2**52,
+                              int(np.ceil(0.1 * 2.0**53)), int(np.ceil(2.0**53 / 3)), 2**53 - 1, 2**53, 2**53]
 
 
 def test_same_coordinates_give_same_value():

@@ -34,7 +34,15 @@ from metacoop.kernels.dispatch import (
     threads,
 )
 from metacoop.kernels.fields import factor_or_one, saturated
-from metacoop.kernels.random import draw_prefix, gamma_variate, uniform, uniform_after
+from metacoop.kernels.random import (
+    draw_prefix,
+    gamma_variate,
+    hash_after,
+    hash_below,
+    uniform,
+    uniform_after,
+    unit_thresholds,
+)
 
 DEAD = np.uint8(1)
 #: ``flags`` bit: the cell wants to move this step (set by the movement kernels, :func:`decide_moves`
@@ -155,9 +163,10 @@ def bernoulli_flag(n, uid, clone, phen, state, p_table, key, stream, step, flags
     screened = not scaled and n >= PARALLEL_MIN_ITEMS
     if screened:
         prefix = draw_prefix(key, stream, step)
+        below = unit_thresholds(p_table, np.empty(p_table.shape, np.int64))  # (see unit_threshold)
         for i in prange(n):
-            p = p_table[state[i], clone[i], phen[i]]
-            marks[i] = ((flags[i] & DEAD) == 0) & (uniform_after(prefix, uid[i], 0) < p)
+            t = below[state[i], clone[i], phen[i]]
+            marks[i] = ((flags[i] & DEAD) == 0) & hash_below(hash_after(prefix, uid[i], 0), t)
         # Without a factor a mark is the rule's outcome: flag the marked cells, eight at a time where
         # one uint64 of marks is 0 (almost all: events are rare).
         words = n // 8
@@ -202,13 +211,15 @@ def switch_phenotype(n, uid, clone, phen, state, flags, p_emt, p_met, key, strea
     Returns the number of cells that switched.
     """
     prefix = draw_prefix(key, stream, step)
+    to_mes = unit_thresholds(p_emt, np.empty(p_emt.shape, np.int64))  # (see unit_threshold)
+    to_epi = unit_thresholds(p_met, np.empty(p_met.shape, np.int64))
     count = 0
     for i in prange(n):
         ph = phen[i]
         c = clone[i]
-        p = p_emt[c] if ph == EPITHELIAL else p_met[c]
+        t = to_mes[c] if ph == EPITHELIAL else to_epi[c]
         live = ((flags[i] & DEAD) == 0) & (state[i] == ACTIVE)
-        s = live & (uniform_after(prefix, uid[i], 0) < p)
+        s = live & hash_below(hash_after(prefix, uid[i], 0), t)
         phen[i] = ph ^ s  # two phenotypes, 0 and 1: a switch flips the bit
         switched[i] = s
         count += s

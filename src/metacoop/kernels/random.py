@@ -12,6 +12,8 @@ in a chain so that every coordinate passes through a full avalanche.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -67,6 +69,47 @@ def uniform_after(prefix, uid, k):
     For loops written without branches, where the compiler does not hoist the prefix by itself.
     """
     return _unit(hash_after(prefix, uid, k))
+
+
+@njit(cache=True, inline="always")
+def unit_threshold(p):
+    """The integer ``t`` with ``uniform(...) < p`` exactly where the draw's hash ``h`` has ``h >> 11 < t``.
+
+    A uniform is ``m 2**-53`` with ``m = h >> 11`` an integer below
+    ``2**53``, and scaling by a power of two is exact, so ``u < p`` holds
+    exactly where ``m < p 2**53``, that is where ``m < ceil(p 2**53)``. The
+    threshold is 0 for ``p <= 0`` and for a NaN (``u < NaN`` is false) and
+    ``2**53`` from ``p = 1`` on (every draw is below). Loops over many cells
+    compare the hashes with a threshold computed once per probability
+    (:func:`hash_below`) instead of turning each hash into a float: the
+    conversion of an unsigned 64-bit integer has no AVX2 instruction. On 2
+    threads, with the same outcome bit for bit, a branch-free EMT/MET pass
+    over 1e6 cells whose arrays sat in the cache went from 3.1 to 2.5 ms; in
+    the 1e6-cell benchmark, whose arrays come from memory, the death screen
+    went from 2.7-3.6 to 2.6-3.1 ms a step and EMT/MET, bound by memory
+    there, stayed at 3.0-3.6 ms (runs alternated).
+    """
+    if not p > 0.0:
+        return np.int64(0)
+    if p >= 1.0:
+        return np.int64(9007199254740992)  # 2**53
+    return np.int64(math.ceil(p * 9007199254740992.0))
+
+
+@njit(cache=True, inline="always")
+def hash_below(h, threshold):
+    """Whether the uniform of hash ``h`` is below the probability whose :func:`unit_threshold` is given."""
+    return np.int64(h >> np.uint64(11)) < threshold
+
+
+@njit(cache=True)
+def unit_thresholds(p, out):
+    """:func:`unit_threshold` of every entry of ``p`` (any shape) into ``out`` (int64, the same shape)."""
+    flat_p = p.ravel()
+    flat_out = out.ravel()
+    for j in range(flat_p.shape[0]):
+        flat_out[j] = unit_threshold(flat_p[j])
+    return out
 
 
 @njit(cache=True)
